@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db.models import QuerySet
+from ninja import Field, Schema
+from ninja.pagination import PaginationBase
+
+
+class Page(PaginationBase):
+    """Limit/offset pagination with bounds on both, so that no input reaches the database out of range.
+
+    Answers {"items": [...], "count": N}: one COUNT query and one page query.
+    """
+
+    class Input(Schema):
+        limit: int = Field(50, ge=1, le=settings.API_PAGE_MAX_LIMIT, description="Page size.")
+        offset: int = Field(0, ge=0, le=settings.API_PAGE_MAX_OFFSET, description="Items to skip.")
+
+    class Output(Schema):
+        items: list[Any]
+        count: int
+
+    items_attribute = "items"
+
+    def paginate_queryset(self, queryset: QuerySet, pagination: Input, **params: Any) -> Any:
+        offset, limit = pagination.offset, pagination.limit
+        return {"items": list(queryset[offset : offset + limit]), "count": self._items_count(queryset)}

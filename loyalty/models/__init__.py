@@ -1,0 +1,23 @@
+from loyalty.models.customers import Channel, Customer, Interaction, RevenueEntry
+from loyalty.models.programmes import Membership, Programme, Tier, TierChange
+from loyalty.models.retention import RetentionOutcome
+from loyalty.models.scoring import CustomerMetrics, ScoringModel, ScoringRun
+from loyalty.models.segments import Segment, SegmentMember, SegmentRun
+
+__all__ = [
+    "Channel",
+    "Customer",
+    "CustomerMetrics",
+    "Interaction",
+    "Membership",
+    "Programme",
+    "RetentionOutcome",
+    "RevenueEntry",
+    "ScoringModel",
+    "ScoringRun",
+    "Segment",
+    "SegmentMember",
+    "SegmentRun",
+    "Tier",
+    "TierChange",
+]

@@ -1,0 +1,25 @@
+"""Engagement interactions recorded by the programme itself (concierge requests, attended events).
+
+Concierge and events call this explicitly; loyalty never imports them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import transaction
+
+from loyalty.models import Channel, Customer, Interaction
+
+
+@transaction.atomic
+def interaction_record(
+    *, customer: Customer, channel: str, kind: str, occurred_at: datetime, external_id: str
+) -> Interaction:
+    """Record one programme interaction; idempotent by `external_id` (e.g. 'concierge-request-42')."""
+    if channel not in (Channel.CONCIERGE, Channel.EVENT):
+        raise ValueError(f"Programme interactions use the concierge or event channel, not {channel!r}.")
+    interaction, _ = Interaction.objects.get_or_create(
+        external_id=external_id,
+        defaults={"customer": customer, "channel": channel, "kind": kind, "occurred_at": occurred_at},
+    )
+    return interaction

@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+from django.test import Client
+
+from tests.factories import TEST_PASSWORD, UserFactory
+
+ON_POSTGRES = settings.IS_POSTGRES
+ON_BROKER = not settings.CELERY_TASK_ALWAYS_EAGER
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_pg = pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL)")
+    skip_broker = pytest.mark.skip(reason="needs a real Celery broker (set CELERY_BROKER_URL)")
+    for item in items:
+        if "postgres" in item.keywords and not ON_POSTGRES:
+            item.add_marker(skip_pg)
+        if "broker" in item.keywords and not ON_BROKER:
+            item.add_marker(skip_broker)
+
+
+@pytest.fixture(autouse=True)
+def _test_settings(request, settings):
+    from config.celery import app
+
+    # Tasks run in-process unless a test asks for the real broker and worker.
+    eager = "broker" not in request.keywords
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = eager
+    settings.CELERY_TASK_ALWAYS_EAGER = eager
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    cache.clear()
+    yield
+    cache.clear()
+    app.conf.task_always_eager = previous
+
+
+@pytest.fixture
+def client() -> Client:
+    return Client()
+
+
+def login_token(user, password: str = TEST_PASSWORD) -> str:
+    """Log in through the allauth app client and return the session token."""
+    response = Client().post(
+        "/_allauth/app/v1/auth/login",
+        {"email": user.email, "password": password},
+        content_type="application/json",
+    )
+    assert response.status_code == 200, response.content
+    return response.json()["meta"]["session_token"]
+
+
+class ApiClient:
+    """A test client that talks to /api/v1 as one principal (session token or API key)."""
+
+    def __init__(self, headers: dict[str, str] | None = None):
+        self.client = Client()
+        self.headers = headers or {}
+
+    def _call(self, method: str, path: str, data=None, headers: dict | None = None, **kwargs):
+        url = path if path.startswith("/") else f"/api/v1/{path}"
+        all_headers = {**self.headers, **(headers or {})}
+        if data is not None and method in {"post", "put", "patch", "delete"}:
+            kwargs["content_type"] = "application/json"
+        return getattr(self.client, method)(url, data=data, headers=all_headers, **kwargs)
+
+    def get(self, path, data=None, **kw):
+        return self._call("get", path, data, **kw)
+
+    def post(self, path, data=None, **kw):
+        return self._call("post", path, data if data is not None else {}, **kw)
+
+    def put(self, path, data=None, **kw):
+        return self._call("put", path, data if data is not None else {}, **kw)
+
+    def patch(self, path, data=None, **kw):
+        return self._call("patch", path, data if data is not None else {}, **kw)
+
+    def delete(self, path, data=None, **kw):
+        return self._call("delete", path, data, **kw)
+
+
+def api_as(user) -> ApiClient:
+    return ApiClient({"X-Session-Token": login_token(user)})
+
+
+@pytest.fixture
+def anon_api() -> ApiClient:
+    return ApiClient()
+
+
+@pytest.fixture
+def manager(db):
+    return UserFactory(roles=["programme_manager"])
+
+
+@pytest.fixture
+def agent(db):
+    return UserFactory(roles=["concierge_agent"])
+
+
+@pytest.fixture
+def partner_user(db):
+    return UserFactory(roles=["partner_staff"])
+
+
+@pytest.fixture
+def manager_api(manager) -> ApiClient:
+    return api_as(manager)
+
+
+@pytest.fixture
+def agent_api(agent) -> ApiClient:
+    return api_as(agent)
+
+
+@pytest.fixture
+def ingest_key(db) -> str:
+    from accounts.services import api_key_create
+
+    _, plaintext = api_key_create(name="test feed", scopes=["ingest"])
+    return plaintext
+
+
+@pytest.fixture
+def ingest_api(ingest_key) -> ApiClient:
+    return ApiClient({"X-API-Key": ingest_key})
