@@ -211,8 +211,15 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Periodic work: one entry per task, `schedule` in seconds (loaded into django-celery-beat by
 # `manage.py sync_beat`, which `make run` and the beat service run).
+from concierge.schedule import BEAT as CONCIERGE_BEAT  # noqa: E402
+from events.schedule import BEAT as EVENTS_BEAT  # noqa: E402
+from loyalty.schedule import BEAT as LOYALTY_BEAT  # noqa: E402
+
 CELERY_BEAT_SCHEDULE: dict = {
     "purge-idempotency-records": {"task": "core.tasks.purge_idempotency_records", "schedule": 3600},
+    **LOYALTY_BEAT,
+    **CONCIERGE_BEAT,
+    **EVENTS_BEAT,
 }
 
 # Stripe

@@ -1,0 +1,1 @@
+"""Admin registrations, one module per area (imported here so Django's autodiscovery finds them)."""
