@@ -1,0 +1,54 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from config.settings import database_from_url
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _import_settings(**env) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SECRET_KEY", "PREMIER_PRODUCTION"}}
+    environment.update(env)
+    return subprocess.run(
+        [sys.executable, "-c", "import config.settings"], cwd=ROOT, env=environment, capture_output=True, text=True
+    )
+
+
+def test_production_refuses_the_development_secret_key():
+    result = _import_settings(PREMIER_PRODUCTION="1")
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_production_refuses_a_short_secret_key():
+    result = _import_settings(PREMIER_PRODUCTION="1", DJANGO_SECRET_KEY="short")
+    assert result.returncode != 0
+
+
+def test_production_starts_with_a_real_secret_key():
+    result = _import_settings(PREMIER_PRODUCTION="1", DJANGO_SECRET_KEY="x" * 50)
+    assert result.returncode == 0, result.stderr
+
+
+def test_database_url_is_parsed():
+    db = database_from_url("postgres://app:s%40cret@db.internal:6432/premier?sslmode=require")
+    assert db["ENGINE"] == "django.db.backends.postgresql"
+    assert (db["NAME"], db["USER"], db["PASSWORD"], db["HOST"], db["PORT"]) == (
+        "premier",
+        "app",
+        "s@cret",
+        "db.internal",
+        "6432",
+    )
+    assert db["OPTIONS"] == {"sslmode": "require"}
+
+
+def test_unsupported_database_url_is_refused():
+    from django.core.exceptions import ImproperlyConfigured
+
+    with pytest.raises(ImproperlyConfigured):
+        database_from_url("mysql://root@localhost/premier")
