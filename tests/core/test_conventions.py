@@ -28,6 +28,7 @@ def test_docs_page_uses_local_static_files_only(client):
     html = response.content.decode()
     assert "/static/ninja/" in html
     assert "cdn" not in html.lower() and "https://" not in html
+    assert client.get("/static/ninja/swagger-ui-bundle.js").status_code == 200
 
 
 def test_openapi_security_scheme_for_session_token_is_valid(client):
