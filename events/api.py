@@ -1,7 +1,6 @@
 """Events API: partner staff manage their own partner's events; members browse, book, pay and cancel; Stripe
 posts webhooks. Thin: parse, call a service or selector, return a schema."""
 
-from __future__ import annotations
 
 import json
 import logging

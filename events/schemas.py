@@ -130,8 +130,8 @@ class PaymentOut(Schema):
 class BookingOut(Schema):
     id: int
     event_id: int
-    event_title: str = Field(alias="event.title")
-    event_starts_at: datetime = Field(alias="event.starts_at")
+    event_title: str
+    event_starts_at: datetime
     seats: int
     status: Booking.Status
     hold_expires_at: datetime | None
@@ -145,6 +145,15 @@ class BookingOut(Schema):
     cancelled_at: datetime | None
     cancel_reason: str
     checked_in_at: datetime | None
+
+    # Resolvers, not dotted aliases: an Idempotency-Key replay validates the stored JSON body again.
+    @staticmethod
+    def resolve_event_title(obj) -> str:
+        return obj["event_title"] if isinstance(obj, dict) else obj.event.title
+
+    @staticmethod
+    def resolve_event_starts_at(obj) -> datetime:
+        return obj["event_starts_at"] if isinstance(obj, dict) else obj.event.starts_at
 
 
 class BookingCreatedOut(BookingOut):
