@@ -1,7 +1,6 @@
 """Events API: partner staff manage their own partner's events; members browse, book, pay and cancel; Stripe
 posts webhooks. Thin: parse, call a service or selector, return a schema."""
 
-
 import json
 import logging
 
@@ -18,13 +17,15 @@ from core.idempotency import IdempotencyKeyHeader, run_idempotent
 from core.pagination import Page
 from core.schemas import ErrorOut, responses
 from events import selectors, services
-from events.models import Booking, Event
+from events.models import Booking
 from events.schemas import (
     BookingCreatedOut,
     BookingIn,
     BookingOut,
+    BookingStatus,
     EventIn,
     EventPatch,
+    EventStatus,
     MemberEventOut,
     PartnerBookingOut,
     PartnerEventOut,
@@ -46,11 +47,11 @@ BookingId = Path(..., ge=1, le=MAX_ID)
 
 
 class EventFilter(Schema):
-    status: Event.Status | None = None
+    status: EventStatus | None = None
 
 
 class BookingFilter(Schema):
-    status: Booking.Status | None = None
+    status: BookingStatus | None = None
 
 
 def _partner(request):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Literal
 
 from ninja import Schema
 from pydantic import AwareDatetime, Field, field_validator
@@ -9,6 +10,14 @@ from pydantic import AwareDatetime, Field, field_validator
 from events.models import Booking, Event
 
 MIN_YEAR, MAX_YEAR = 2000, 2100
+
+# Literals, not the models' TextChoices: enums named "Status" in several apps would collide in OpenAPI.
+EventStatus = Literal["draft", "published", "cancelled", "completed"]
+BookingStatus = Literal["held", "confirmed", "waitlisted", "cancelled", "expired", "attended", "no_show"]
+PaymentStatus = Literal["not_required", "pending", "failed", "paid", "refund_pending", "refunded"]
+assert set(EventStatus.__args__) == set(Event.Status.values)
+assert set(BookingStatus.__args__) == set(Booking.Status.values)
+assert set(PaymentStatus.__args__) == set(Booking.PaymentStatus.values)
 
 
 def _bounded(value: datetime | None) -> datetime | None:
@@ -88,7 +97,7 @@ class PartnerEventOut(Schema):
     booking_closes_at: datetime | None
     full_refund_hours: int
     late_refund_percent: int
-    status: Event.Status
+    status: EventStatus
     published_at: datetime | None
     cancelled_at: datetime | None
     confirmed_count: int = 0
@@ -133,11 +142,11 @@ class BookingOut(Schema):
     event_title: str
     event_starts_at: datetime
     seats: int
-    status: Booking.Status
+    status: BookingStatus
     hold_expires_at: datetime | None
     amount: Decimal
     currency: str
-    payment_status: Booking.PaymentStatus
+    payment_status: PaymentStatus
     refund_amount: Decimal
     refunded_amount: Decimal
     created_at: datetime
@@ -170,7 +179,7 @@ class PartnerBookingOut(Schema):
     id: int
     attendee_name: str = Field(alias="membership.customer.name")
     seats: int
-    status: Booking.Status
+    status: BookingStatus
     created_at: datetime
     checked_in_at: datetime | None
 
