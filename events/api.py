@@ -12,7 +12,7 @@ from ninja.pagination import paginate
 
 from accounts.models import Role
 from core.auth import require_role, user_auth
-from core.errors import BusinessRuleError, PermissionDenied, ServiceUnavailable
+from core.errors import BusinessRuleError, Conflict, PermissionDenied, ServiceUnavailable
 from core.idempotency import IdempotencyKeyHeader, run_idempotent
 from core.pagination import Page
 from core.schemas import ErrorOut, responses
@@ -210,6 +210,8 @@ def _with_payment(body: dict, membership) -> dict:
         info = services.booking_payment_start(membership=membership, booking_id=body["id"])
     except ServiceUnavailable:
         logger.warning("Stripe unreachable while starting payment of booking %s", body["id"])
+        return {**body, "payment": None}
+    except Conflict:  # an Idempotency-Key replay after the booking was paid, expired or cancelled
         return {**body, "payment": None}
     return {
         **body,

@@ -56,6 +56,15 @@ def test_idempotent_retry_of_paid_booking_reuses_the_payment_intent(fake_stripe)
     assert first.json()["payment"] == retry.json()["payment"]
     assert len(fake_stripe.calls_to("POST", "/v1/payment_intents")) == 1
     assert Booking.objects.count() == 1
+    booking = Booking.objects.get()
+    deliver(
+        "evt_paid",
+        "payment_intent.succeeded",
+        intent_object(booking.payment_intent_id, status="succeeded", amount=1000),
+    )
+    after_payment = api.post(f"events/{event.pk}/bookings", {}, headers={"Idempotency-Key": "k1"})
+    assert after_payment.status_code == 201
+    assert after_payment.json()["payment"] is None
 
 
 def test_stripe_down_still_holds_the_seat_and_payment_can_be_started_later(fake_stripe):
