@@ -160,7 +160,7 @@ def test_refund_delivered_before_success_ends_refunded_and_cancelled(fake_stripe
     assert fake_stripe.calls_to("POST", "/v1/refunds") == []
 
 
-def test_canceled_intent_releases_the_hold_and_a_stale_cancel_after_success_is_ignored(fake_stripe):
+def test_canceled_intent_releases_the_hold(fake_stripe):
     _, _, event, booking, _ = book_paid(fake_stripe)
     pi = booking.payment_intent_id
     deliver("evt_c", "payment_intent.canceled", intent_object(pi, status="canceled", amount=4000))
@@ -301,3 +301,15 @@ def test_signed_garbage_is_400(fake_stripe):
     assert response.json()["code"] == "invalid_event"
     assert StripeEvent.objects.count() == 0
     assert Event.objects.count() == 0
+
+
+def test_canceled_after_succeeded_is_stale_and_keeps_the_booking(fake_stripe):
+    _, _, event, booking, _ = book_paid(fake_stripe)
+    pi = booking.payment_intent_id
+    deliver("evt_s", "payment_intent.succeeded", intent_object(pi, status="succeeded", amount=4000))
+    stale = deliver("evt_c", "payment_intent.canceled", intent_object(pi, status="canceled", amount=4000))
+    assert stale.json()["outcome"] == "stale"
+    booking.refresh_from_db()
+    assert (booking.status, booking.payment_status) == (Booking.Status.CONFIRMED, Booking.PaymentStatus.PAID)
+    event.refresh_from_db()
+    assert event.seats_booked == 1
