@@ -1,3 +1,335 @@
-from ninja import Router
+"""Events API: partner staff manage their own partner's events; members browse, book, pay and cancel; Stripe
+posts webhooks. Thin: parse, call a service or selector, return a schema."""
+
+import json
+import logging
+
+import stripe
+from django.conf import settings
+from django.views.decorators.csrf import csrf_exempt
+from ninja import Path, Query, Router, Schema
+from ninja.pagination import paginate
+
+from accounts.models import Role
+from core.auth import require_role, user_auth
+from core.errors import BusinessRuleError, Conflict, PermissionDenied, ServiceUnavailable
+from core.idempotency import IdempotencyKeyHeader, run_idempotent
+from core.pagination import Page
+from core.schemas import ErrorOut, responses
+from events import selectors, services
+from events.models import Booking
+from events.schemas import (
+    BookingCreatedOut,
+    BookingIn,
+    BookingOut,
+    BookingStatus,
+    EventIn,
+    EventPatch,
+    EventStatus,
+    MemberEventOut,
+    PartnerBookingOut,
+    PartnerEventOut,
+    PaymentOut,
+    WebhookOut,
+)
+from loyalty.selectors.members import NOT_A_MEMBER, effective_tier, member_membership
+
+logger = logging.getLogger("premier.events")
 
 router = Router()
+partner_router = Router(tags=["partner events"], auth=user_auth)
+member_router = Router(tags=["member events"], auth=user_auth)
+webhook_router = Router(tags=["stripe"])
+
+MAX_ID = 9_223_372_036_854_775_807
+EventId = Path(..., ge=1, le=MAX_ID)
+BookingId = Path(..., ge=1, le=MAX_ID)
+
+
+class EventFilter(Schema):
+    status: EventStatus | None = None
+
+
+class BookingFilter(Schema):
+    status: BookingStatus | None = None
+
+
+def _partner(request):
+    user = require_role(request, Role.PARTNER_STAFF)
+    return user, services.partner_for_user(user)
+
+
+def _member(request):
+    user = require_role(request, Role.MEMBER)
+    membership = member_membership(user)
+    tier = effective_tier(membership)
+    if tier is None:
+        raise PermissionDenied("You have no active programme membership.", code=NOT_A_MEMBER)
+    return membership, tier
+
+
+# ---------------------------------------------------------------------------------------------- partner staff
+
+
+@partner_router.get(
+    "/partner/events",
+    response=responses({200: list[PartnerEventOut]}),
+    summary="List my partner's events",
+    description="Partner staff only: the events of the partner the user works for, with booking counts.",
+)
+@paginate(Page)
+def partner_list_events(request, filters: EventFilter = Query(...)):
+    _, partner = _partner(request)
+    return selectors.partner_events(partner=partner, status=filters.status)
+
+
+@partner_router.post(
+    "/partner/events",
+    response=responses({201: PartnerEventOut}, 409),
+    summary="Create an event (draft)",
+    description="Partner staff only. The event starts as a draft; publish it to open bookings.",
+)
+def partner_create_event(request, payload: EventIn, idempotency_key: str | None = IdempotencyKeyHeader):
+    user, partner = _partner(request)
+    return run_idempotent(
+        request,
+        key=idempotency_key,
+        payload=payload,
+        action=lambda: services.event_create(partner=partner, created_by=user, data=payload.model_dump()),
+        out=PartnerEventOut,
+    )
+
+
+@partner_router.get(
+    "/partner/events/{event_id}",
+    response=responses({200: PartnerEventOut}),
+    summary="One of my partner's events",
+    description="Partner staff only. Another partner's event is a 404.",
+)
+def partner_get_event(request, event_id: int = EventId):
+    _, partner = _partner(request)
+    return selectors.partner_event(partner=partner, event_id=event_id)
+
+
+@partner_router.patch(
+    "/partner/events/{event_id}",
+    response=responses({200: PartnerEventOut}, 409),
+    summary="Edit an event",
+    description="Partner staff only. Draft and published events; capacity never below the booked seats; the "
+    "price of an event with bookings is locked (409 `price_locked`). More capacity promotes the waitlist.",
+)
+def partner_update_event(request, payload: EventPatch, event_id: int = EventId):
+    _, partner = _partner(request)
+    services.event_update(partner=partner, event_id=event_id, data=payload.changes())
+    return selectors.partner_event(partner=partner, event_id=event_id)
+
+
+@partner_router.post(
+    "/partner/events/{event_id}/publish",
+    response=responses({200: PartnerEventOut}, 409),
+    summary="Publish an event",
+    description="Partner staff only. Eligible members can then see and book it. Publishing twice is a no-op.",
+)
+def partner_publish_event(request, event_id: int = EventId):
+    _, partner = _partner(request)
+    services.event_publish(partner=partner, event_id=event_id)
+    return selectors.partner_event(partner=partner, event_id=event_id)
+
+
+@partner_router.post(
+    "/partner/events/{event_id}/cancel",
+    response=responses({200: PartnerEventOut}, 409),
+    summary="Cancel an event",
+    description="Partner staff only. Every live booking is cancelled, paid ones are refunded in full and "
+    "members are emailed. Cancelling twice is a no-op.",
+)
+def partner_cancel_event(request, event_id: int = EventId):
+    _, partner = _partner(request)
+    services.event_cancel(partner=partner, event_id=event_id)
+    return selectors.partner_event(partner=partner, event_id=event_id)
+
+
+@partner_router.get(
+    "/partner/events/{event_id}/bookings",
+    response=responses({200: list[PartnerBookingOut]}),
+    summary="Bookings of one of my partner's events",
+    description="Partner staff only. Attendee names for check-in; no contact details.",
+)
+@paginate(Page)
+def partner_list_bookings(request, event_id: int = EventId, filters: BookingFilter = Query(...)):
+    _, partner = _partner(request)
+    return selectors.partner_event_bookings(partner=partner, event_id=event_id, status=filters.status)
+
+
+@partner_router.post(
+    "/partner/bookings/{booking_id}/check-in",
+    response=responses({200: PartnerBookingOut}, 409),
+    summary="Check an attendee in",
+    description="Partner staff only. Confirmed -> attended (records an engagement interaction). Checking in "
+    "twice is a no-op; other states are 409 `booking_not_checkable`.",
+)
+def partner_check_in(request, booking_id: int = BookingId):
+    user, partner = _partner(request)
+    services.booking_check_in(partner=partner, booking_id=booking_id, by=user)
+    return selectors.partner_event_bookings(partner=partner, event_id=Booking.objects.get(pk=booking_id).event_id).get(
+        pk=booking_id
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- members
+
+
+@member_router.get(
+    "/events",
+    response=responses({200: list[MemberEventOut]}),
+    summary="Events I can book",
+    description="Members only: published events my tier is eligible for whose booking window is open for my "
+    "tier (higher tiers open earlier by their early-access hours).",
+)
+@paginate(Page)
+def member_list_events(request):
+    _, tier = _member(request)
+    return selectors.member_bookable_events(tier=tier)
+
+
+@member_router.get(
+    "/events/{event_id}",
+    response=responses({200: MemberEventOut}),
+    summary="An event, with seats left",
+    description="Members only. Events my tier is not eligible for, and unpublished ones, are 404.",
+)
+def member_get_event(request, event_id: int = EventId):
+    _, tier = _member(request)
+    return selectors.member_event(tier=tier, event_id=event_id)
+
+
+def _with_payment(body: dict, membership) -> dict:
+    if body.get("status") != Booking.Status.HELD or body.get("payment_status") not in ("pending", "failed"):
+        return {**body, "payment": None}
+    try:
+        info = services.booking_payment_start(membership=membership, booking_id=body["id"])
+    except ServiceUnavailable:
+        logger.warning("Stripe unreachable while starting payment of booking %s", body["id"])
+        return {**body, "payment": None}
+    except Conflict:  # an Idempotency-Key replay after the booking was paid, expired or cancelled
+        return {**body, "payment": None}
+    return {
+        **body,
+        "payment": {"payment_intent_id": info.id, "client_secret": info.client_secret, "status": info.status},
+    }
+
+
+@member_router.post(
+    "/events/{event_id}/bookings",
+    response=responses({201: BookingCreatedOut}, 409),
+    summary="Book an event",
+    description="Members only (control-group customers get 403). Seats = me + `guests` (up to my tier's "
+    "allowance). Free events confirm at once; paid events are held for 15 minutes and answer the Stripe "
+    "PaymentIntent to confirm. Full: 409 `event_full`, or a waitlisted booking with `join_waitlist`. One live "
+    "booking per member per event (409 `already_booked`). Send `Idempotency-Key` to retry safely.",
+)
+def member_book(
+    request, payload: BookingIn, event_id: int = EventId, idempotency_key: str | None = IdempotencyKeyHeader
+):
+    membership, _ = _member(request)
+    result = run_idempotent(
+        request,
+        key=idempotency_key,
+        payload={"event_id": event_id, **payload.model_dump()},
+        action=lambda: services.booking_create(
+            membership=membership, event_id=event_id, guests=payload.guests, join_waitlist=payload.join_waitlist
+        ),
+        out=BookingOut,
+    )
+    result.value = _with_payment(result.value, membership)
+    return result
+
+
+@member_router.get(
+    "/bookings",
+    response=responses({200: list[BookingOut]}),
+    summary="My bookings",
+    description="Members only: my own bookings, newest first.",
+)
+@paginate(Page)
+def member_list_bookings(request, filters: BookingFilter = Query(...)):
+    membership, _ = _member(request)
+    return selectors.member_bookings(membership=membership, status=filters.status)
+
+
+@member_router.get(
+    "/bookings/{booking_id}",
+    response=responses({200: BookingOut}),
+    summary="One of my bookings",
+    description="Members only. Someone else's booking is a 404.",
+)
+def member_get_booking(request, booking_id: int = BookingId):
+    membership, _ = _member(request)
+    return selectors.member_booking(membership=membership, booking_id=booking_id)
+
+
+@member_router.post(
+    "/bookings/{booking_id}/cancel",
+    response=responses({200: BookingOut}, 409),
+    summary="Cancel my booking",
+    description="Members only. Seats return and promote the waitlist. A paid booking is refunded in full until "
+    "the event's `full_refund_hours` before the start, by `late_refund_percent` after.",
+)
+def member_cancel_booking(request, booking_id: int = BookingId):
+    membership, _ = _member(request)
+    services.booking_cancel(membership=membership, booking_id=booking_id)
+    return selectors.member_booking(membership=membership, booking_id=booking_id)
+
+
+@member_router.post(
+    "/bookings/{booking_id}/payment",
+    response=responses({200: PaymentOut}, 409, 503),
+    summary="Pay for my held booking",
+    description="Members only. The Stripe PaymentIntent of a held booking (created once, then reused), e.g. "
+    "after a waitlist promotion. 409 `booking_not_payable` if nothing is due; 503 if Stripe is unreachable.",
+)
+def member_pay_booking(request, booking_id: int = BookingId):
+    membership, _ = _member(request)
+    info = services.booking_payment_start(membership=membership, booking_id=booking_id)
+    return PaymentOut(payment_intent_id=info.id, client_secret=info.client_secret, status=info.status)
+
+
+# ----------------------------------------------------------------------------------------------------- stripe
+
+
+@webhook_router.post(
+    "/stripe/webhook",
+    auth=None,
+    response={200: WebhookOut, 400: ErrorOut, 429: ErrorOut},
+    summary="Stripe webhook",
+    description="Called by Stripe. The `Stripe-Signature` header is verified against the raw body; a missing or "
+    "bad signature, or a body that is not a Stripe event, is a 400 that changes nothing. Each event id is "
+    "applied once (duplicates answer 200 with outcome `duplicate`).",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object", "additionalProperties": True}}},
+        }
+    },
+)
+@csrf_exempt
+def stripe_webhook(request):
+    try:
+        event = stripe.Webhook.construct_event(
+            request.body, request.headers.get("Stripe-Signature", ""), settings.STRIPE_WEBHOOK_SECRET
+        )
+        event_id, event_type = event["id"], event["type"]
+        data_object = json.loads(request.body)["data"]["object"]
+        if not isinstance(event_id, str) or not isinstance(event_type, str) or not isinstance(data_object, dict):
+            raise TypeError("unexpected event shape")
+    except stripe.SignatureVerificationError as exc:
+        raise BusinessRuleError("The Stripe signature is missing or invalid.", code="invalid_signature") from exc
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise BusinessRuleError("The body is not a Stripe event.", code="invalid_event") from exc
+    outcome = services.stripe_event_apply(event_id=event_id, event_type=event_type, data_object=data_object)
+    return {"received": True, "outcome": outcome}
+
+
+router.add_router("", partner_router)
+router.add_router("", member_router)
+router.add_router("", webhook_router)

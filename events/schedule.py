@@ -1,3 +1,6 @@
 """Periodic tasks of this app, merged into CELERY_BEAT_SCHEDULE (schedule in seconds)."""
 
-BEAT: dict = {}
+BEAT: dict = {
+    "events-expire-holds": {"task": "events.tasks.expire_holds", "schedule": 60},
+    "events-settle-pending-payments": {"task": "events.tasks.settle_pending_payments", "schedule": 300},
+}
