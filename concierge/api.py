@@ -1,6 +1,5 @@
 """Concierge API: member, agent and manager operations under /concierge/... (thin: parse, call, serialize)."""
 
-from __future__ import annotations
 
 from datetime import datetime
 
