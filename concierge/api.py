@@ -1,6 +1,5 @@
 """Concierge API: member, agent and manager operations under /concierge/... (thin: parse, call, serialize)."""
 
-
 from datetime import datetime
 
 from ninja import Path, Query, Router, Schema, Status

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core import mail
 
 from concierge.models import ConciergeRequest, RequestEvent
-from concierge.selectors import sla_report, timeline_entries
+from concierge.selectors import timeline_entries
 from concierge.services.assignment import request_assign
 from concierge.services.messages import message_agent_reply, note_add
 from concierge.services.requests import request_transition
