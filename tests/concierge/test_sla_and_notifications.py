@@ -235,3 +235,18 @@ def test_member_sees_due_times_in_the_api():
     created = datetime.fromisoformat(body["created_at"])
     assert datetime.fromisoformat(body["first_response_due_at"]) - created == timedelta(hours=3)
     assert datetime.fromisoformat(body["resolution_due_at"]) - created == timedelta(hours=30)
+
+
+@pytest.mark.postgres
+def test_audit_rows_cannot_be_updated_or_deleted_in_the_database():
+    from django.db import IntegrityError, transaction
+
+    user, _ = make_member()
+    request = make_request(user)
+    event = RequestEvent.objects.get(request=request)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        RequestEvent.objects.filter(pk=event.pk).update(new_value="forged")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        RequestEvent.objects.filter(pk=event.pk).delete()
+    event.refresh_from_db()
+    assert event.new_value == "new"
