@@ -1,6 +1,6 @@
 """Concierge API: member, agent and manager operations under /concierge/... (thin: parse, call, serialize)."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from ninja import Path, Query, Router, Schema, Status
 from ninja.pagination import paginate
@@ -300,4 +300,14 @@ class ReportFilters(Schema):
 )
 def sla_report(request, filters: Query[ReportFilters]):
     require_role(request, Role.PROGRAMME_MANAGER)
-    return selectors.sla_report(since=filters.since, until=filters.until)
+    return selectors.sla_report(since=_utc(filters.since, "since"), until=_utc(filters.until, "until"))
+
+
+def _utc(value: datetime | None, field: str) -> datetime | None:
+    """Aware UTC (naive input is read as UTC); offsets the database cannot store become a 422."""
+    if value is None:
+        return None
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValidationFailed(fields={field: ["Out of range."]}) from None

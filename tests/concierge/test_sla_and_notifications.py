@@ -250,3 +250,16 @@ def test_audit_rows_cannot_be_updated_or_deleted_in_the_database():
         RequestEvent.objects.filter(pk=event.pk).delete()
     event.refresh_from_db()
     assert event.new_value == "new"
+
+
+@pytest.mark.parametrize(
+    "query,status",
+    [
+        ("since=0145-05-25T03:38:46%2B23:56", 200),
+        ("until=2026-03-10T12:00:00", 200),
+        ("since=0001-01-01T00:00:00%2B05:00", 422),
+    ],
+)
+def test_report_window_odd_offsets_are_handled(manager_api, query, status):
+    response = manager_api.get(f"concierge/reports/sla?{query}")
+    assert response.status_code == status
