@@ -230,3 +230,15 @@ def test_concurrent_assignment_one_wins_the_other_gets_409():
     request.refresh_from_db()
     assert request.assignee_id == winners[0]
     assert RequestEvent.objects.filter(request=request, action="assigned").count() == 1
+
+
+@pytest.mark.parametrize("n", [1, 10])
+def test_events_list_query_count(agent, agent_api, django_assert_num_queries, n):
+    user, _ = make_member()
+    request = make_request(user)
+    for i in range(n):
+        message_agent_reply(request_id=request.pk, agent=agent, body=f"m{i}", now=NOW + timedelta(minutes=i))
+    # 3 auth + 1 roles + 1 existence check + page + count
+    with django_assert_num_queries(7):
+        body = agent_api.get(f"concierge/agent/requests/{request.pk}/events").json()
+    assert body["count"] == 1 + n + 1  # created, n replies, first response
