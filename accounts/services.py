@@ -38,7 +38,7 @@ def user_has_role(user, *roles: str) -> bool:
 def user_add_role(*, user: User, role: str) -> None:
     if role not in Role.values:
         raise ValidationFailed(f"Unknown role {role!r}.", code="unknown_role", fields={"role": ["Unknown role."]})
-    user.groups.add(Group.objects.get(name=role))
+    user.groups.add(Group.objects.get_or_create(name=role)[0])
     user.__dict__.pop("_premier_roles", None)
 
 

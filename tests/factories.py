@@ -29,7 +29,7 @@ class UserFactory(factory.django.DjangoModelFactory):
         self.save()
         EmailAddress.objects.create(user=self, email=self.email, verified=True, primary=True)
         for role in extracted or []:
-            self.groups.add(Group.objects.get(name=role))
+            self.groups.add(Group.objects.get_or_create(name=role)[0])
 
 
 class CustomerFactory(factory.django.DjangoModelFactory):

@@ -1,0 +1,244 @@
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+
+from concierge.models import ConciergeRequest, RequestEvent
+from concierge.services.assignment import request_assign
+from concierge.services.messages import message_agent_reply
+from concierge.services.requests import request_transition
+from core.errors import Conflict
+from tests.concierge.factories import NOW, make_member, make_request
+from tests.conftest import api_as
+from tests.factories import TierFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def tiers():
+    gold = TierFactory(rank=3, name="Gold", first_response_sla_hours=1, resolution_sla_hours=8)
+    silver = TierFactory(
+        programme=gold.programme, rank=2, name="Silver", first_response_sla_hours=4, resolution_sla_hours=48
+    )
+    return gold, silver
+
+
+def test_queue_orders_by_due_time_then_priority_and_hides_closed(agent, agent_api, tiers):
+    gold, silver = tiers
+    g_user, _ = make_member(tier=gold, name="Gus Gold")
+    s_user, _ = make_member(tier=silver, name="Sam Silver")
+    s_early = make_request(s_user, now=NOW - timedelta(hours=4), subject="silver early")  # due NOW
+    g_late = make_request(g_user, now=NOW, subject="gold late")  # due NOW+1h
+    s_same = make_request(s_user, now=NOW - timedelta(hours=3), subject="silver same")  # due NOW+1h, lower prio
+    closed = make_request(g_user, now=NOW - timedelta(hours=10), subject="closed")
+    request_transition(request_id=closed.pk, actor=agent, to_status="declined", now=NOW)
+
+    body = agent_api.get("concierge/agent/queue").json()
+
+    assert body["count"] == 3
+    assert [item["id"] for item in body["items"]] == [s_early.pk, g_late.pk, s_same.pk]
+    first = body["items"][1]
+    assert (first["priority"], first["tier"], first["member_name"], first["assignee_id"]) == (
+        3,
+        "Gold",
+        "Gus Gold",
+        None,
+    )
+
+
+def test_queue_filters(agent, agent_api, tiers):
+    gold, _ = tiers
+    other_agent = UserFactory(roles=["concierge_agent"])
+    user, _ = make_member(tier=gold, monthly_request_allowance=10)
+    dining = make_request(user, category="dining")
+    travel = make_request(user, category="travel")
+    mine = make_request(user, category="gifts")
+    theirs = make_request(user, category="tickets")
+    request_assign(request_id=mine.pk, actor=agent, now=NOW)
+    request_assign(request_id=theirs.pk, actor=other_agent, now=NOW)
+    request_transition(request_id=travel.pk, actor=agent, to_status="acknowledged", now=NOW)
+    ConciergeRequest.objects.filter(pk=dining.pk).update(first_response_breached=True)
+
+    def ids(query):
+        response = agent_api.get(f"concierge/agent/queue?{query}")
+        assert response.status_code == 200, response.content
+        return sorted(item["id"] for item in response.json()["items"])
+
+    assert ids("category=travel") == [travel.pk]
+    assert ids("status=acknowledged") == [travel.pk]
+    assert ids("breached=true") == [dining.pk]
+    assert ids("breached=false") == sorted([travel.pk, mine.pk, theirs.pk])
+    assert ids("assignee=me") == [mine.pk]
+    assert ids(f"assignee={other_agent.pk}") == [theirs.pk]
+    assert ids("assignee=none") == sorted([dining.pk, travel.pk])
+    bad = agent_api.get("concierge/agent/queue?assignee=bob")
+    assert bad.status_code == 422 and list(bad.json()["fields"]) == ["assignee"]
+
+
+@pytest.mark.parametrize("n", [2, 15])
+def test_queue_query_count_does_not_grow(agent, agent_api, django_assert_num_queries, tiers, n):
+    gold, _ = tiers
+    for i in range(n):
+        user, _ = make_member(tier=gold, name=f"Member {i}")
+        request = make_request(user)
+        request_assign(request_id=request.pk, actor=agent, now=NOW)
+    # 3 queries authenticate the token, 1 reads the roles; then the page and the count.
+    with django_assert_num_queries(6):
+        body = agent_api.get("concierge/agent/queue").json()
+    assert body["count"] == n
+    assert {item["assignee_email"] for item in body["items"]} == {agent.email}
+
+
+def test_assign_unassign_with_audit(agent, agent_api):
+    user, _ = make_member()
+    request = make_request(user)
+    other = UserFactory(roles=["concierge_agent"])
+
+    assigned = agent_api.post(f"concierge/agent/requests/{request.pk}/assign", {})
+    again = agent_api.post(f"concierge/agent/requests/{request.pk}/assign", {})
+    taken = api_as(other).post(f"concierge/agent/requests/{request.pk}/assign", {})
+    assert assigned.status_code == 200 and assigned.json()["assignee_id"] == agent.pk
+    assert again.status_code == 200
+    assert (taken.status_code, taken.json()["code"], taken.json()["fields"]) == (
+        409,
+        "already_assigned",
+        {"assignee_id": agent.pk},
+    )
+    unassigned = agent_api.post(f"concierge/agent/requests/{request.pk}/unassign")
+    assert unassigned.status_code == 200 and unassigned.json()["assignee_id"] is None
+    twice = agent_api.post(f"concierge/agent/requests/{request.pk}/unassign")
+    assert (twice.status_code, twice.json()["code"]) == (409, "not_assigned")
+    to_other = agent_api.post(f"concierge/agent/requests/{request.pk}/assign", {"assignee_id": other.pk})
+    assert to_other.status_code == 200 and to_other.json()["assignee_id"] == other.pk
+
+    events = list(
+        RequestEvent.objects.filter(request=request, action__in=["assigned", "unassigned"])
+        .order_by("id")
+        .values_list("actor", "action", "old_value", "new_value")
+    )
+    assert events == [
+        (agent.pk, "assigned", "", str(agent.pk)),
+        (agent.pk, "unassigned", str(agent.pk), ""),
+        (agent.pk, "assigned", "", str(other.pk)),
+    ]
+
+
+def test_assign_to_a_non_agent_is_400_and_changes_nothing(agent, agent_api):
+    user, _ = make_member()
+    request = make_request(user)
+    response = agent_api.post(f"concierge/agent/requests/{request.pk}/assign", {"assignee_id": user.pk})
+    assert (response.status_code, response.json()["code"]) == (400, "assignee_not_agent")
+    request.refresh_from_db()
+    assert request.assignee_id is None
+    assert not RequestEvent.objects.filter(action="assigned").exists()
+
+
+def test_assign_closed_request_is_409(agent, agent_api):
+    user, _ = make_member()
+    request = make_request(user)
+    request_transition(request_id=request.pk, actor=agent, to_status="declined", now=NOW)
+    response = agent_api.post(f"concierge/agent/requests/{request.pk}/assign", {})
+    assert (response.status_code, response.json()["code"]) == (409, "request_closed")
+
+
+def test_unknown_request_is_404_for_agents(agent_api):
+    assert agent_api.get("concierge/agent/requests/999").status_code == 404
+    assert agent_api.post("concierge/agent/requests/999/assign", {}).status_code == 404
+    assert agent_api.post("concierge/agent/requests/999/transition", {"to": "acknowledged"}).status_code == 404
+
+
+def test_first_public_reply_is_the_first_response_notes_are_not(agent, agent_api):
+    user, _ = make_member(first_response_sla_hours=2, resolution_sla_hours=24)
+    request = make_request(user)
+    note = agent_api.post(f"concierge/agent/requests/{request.pk}/notes", {"body": "call the restaurant"})
+    assert note.status_code == 201 and note.json()["internal"] is True
+    request.refresh_from_db()
+    assert request.first_response_at is None
+
+    message_agent_reply(request_id=request.pk, agent=agent, body="Booked!", now=NOW + timedelta(hours=1))
+    message_agent_reply(request_id=request.pk, agent=agent, body="See you", now=NOW + timedelta(hours=3))
+    request.refresh_from_db()
+    assert request.first_response_at == NOW + timedelta(hours=1)
+    assert request.first_response_breached is False
+    assert request.due_at == request.resolution_due_at
+    assert RequestEvent.objects.filter(request=request, action="first_response").count() == 1
+
+    sla = agent_api.get(f"concierge/agent/requests/{request.pk}/sla").json()
+    assert sla["first_response"]["met"] is True
+    assert sla["first_response"]["done_at"] == "2026-03-10T13:00:00Z"
+    assert sla["resolution"]["due_at"] == "2026-03-11T12:00:00Z"
+
+
+def test_late_first_reply_marks_the_breach(agent):
+    user, _ = make_member(first_response_sla_hours=1, resolution_sla_hours=24)
+    request = make_request(user)
+    message_agent_reply(request_id=request.pk, agent=agent, body="Sorry", now=NOW + timedelta(hours=2))
+    request.refresh_from_db()
+    assert request.first_response_breached is True
+
+
+def test_events_endpoint_lists_the_audit_for_agents_and_managers(agent, agent_api, manager_api):
+    user, _ = make_member()
+    request = make_request(user)
+    request_transition(request_id=request.pk, actor=agent, to_status="acknowledged", now=NOW)
+    for api in (agent_api, manager_api):
+        body = api.get(f"concierge/agent/requests/{request.pk}/events").json()
+        assert [(e["action"], e["old_value"], e["new_value"]) for e in body["items"]] == [
+            ("created", "", "new"),
+            ("status_changed", "new", "acknowledged"),
+        ]
+
+
+def test_audit_has_no_write_operations(client):
+    schema = client.get("/api/v1/openapi.json").json()
+    for path, operations in schema["paths"].items():
+        if path.endswith("/events"):
+            assert set(operations) == {"get"}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_concurrent_assignment_one_wins_the_other_gets_409():
+    agents = [UserFactory(roles=["concierge_agent"]) for _ in range(6)]
+    user, _ = make_member()
+    request = make_request(user)
+    barrier = threading.Barrier(len(agents))
+    outcomes: dict[int, str] = {}
+
+    def worker(agent) -> None:
+        try:
+            barrier.wait()
+            try:
+                request_assign(request_id=request.pk, actor=agent, now=NOW)
+                outcomes[agent.pk] = "won"
+            except Conflict as exc:
+                outcomes[agent.pk] = exc.code
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(a,)) for a in agents]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    winners = [pk for pk, result in outcomes.items() if result == "won"]
+    assert len(winners) == 1
+    assert sorted(outcomes.values()) == ["already_assigned"] * (len(agents) - 1) + ["won"]
+    request.refresh_from_db()
+    assert request.assignee_id == winners[0]
+    assert RequestEvent.objects.filter(request=request, action="assigned").count() == 1
+
+
+@pytest.mark.parametrize("n", [1, 10])
+def test_events_list_query_count(agent, agent_api, django_assert_num_queries, n):
+    user, _ = make_member()
+    request = make_request(user)
+    for i in range(n):
+        message_agent_reply(request_id=request.pk, agent=agent, body=f"m{i}", now=NOW + timedelta(minutes=i))
+    # 3 auth + 1 roles + 1 existence check + page + count
+    with django_assert_num_queries(7):
+        body = agent_api.get(f"concierge/agent/requests/{request.pk}/events").json()
+    assert body["count"] == 1 + n + 1  # created, n replies, first response
