@@ -1,3 +1,5 @@
+from contextlib import suppress
+
 from celery import shared_task
 
 
@@ -7,7 +9,5 @@ def impact_report_run(report_id: int) -> None:
     from core.errors import Conflict
     from loyalty.services.impact import impact_report_run_stored
 
-    try:
+    with suppress(Conflict):  # another delivery is computing it
         impact_report_run_stored(report_id=report_id)
-    except Conflict:
-        pass  # another delivery is computing it

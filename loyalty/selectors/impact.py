@@ -288,3 +288,27 @@ def revenue_moments(*, programme_id: int, as_of: datetime, horizons: Sequence[in
             v = [float(x or 0) for x in row[1 + 6 * i : 7 + 6 * i]]
             result.append(RevenueMoments(row[0], months, int(v[0]), v[1], v[2], v[3], v[4], v[5]))
     return result
+
+
+def outcomes_list(
+    *,
+    programme_id: int | None = None,
+    membership_id: int | None = None,
+    customer_id: int | None = None,
+    include_superseded: bool = True,
+):
+    """Outcomes newest first, with whether a correction superseded each (one query per page)."""
+    from django.db.models import Exists, OuterRef
+
+    qs = RetentionOutcome.objects.annotate(
+        is_superseded=Exists(RetentionOutcome.objects.filter(supersedes_id=OuterRef("pk")))
+    ).order_by("-observed_at", "-id")
+    if programme_id is not None:
+        qs = qs.filter(membership__programme_id=programme_id)
+    if membership_id is not None:
+        qs = qs.filter(membership_id=membership_id)
+    if customer_id is not None:
+        qs = qs.filter(membership__customer_id=customer_id)
+    if not include_superseded:
+        qs = qs.filter(is_superseded=False)
+    return qs

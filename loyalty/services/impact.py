@@ -222,8 +222,14 @@ def survival_section(counts: list[tuple[str, int, int, int]]) -> dict:
         d, e, w = data[group]
         kmf = kaplan_meier(durations=d, events=e, weights=w, label=group)
         fitters[group] = kmf
-        curves.append({"group": group, "n": int(sum(w)), "events": int(sum(n for n, ev in zip(w, e) if ev)),
-                       "points": _km_points(kmf)})
+        curves.append(
+            {
+                "group": group,
+                "n": int(sum(w)),
+                "events": int(sum(n for n, ev in zip(w, e, strict=True) if ev)),
+                "points": _km_points(kmf),
+            }
+        )
     at_risk = [
         {"day": day, **{g: _at_risk(fitters[g], day) for g in (TREATMENT, CONTROL) if g in fitters}}
         for day in AT_RISK_DAYS
@@ -243,8 +249,12 @@ def survival_section(counts: list[tuple[str, int, int, int]]) -> dict:
         dt, et, wt = data[TREATMENT]
         dc, ec, wc = data[CONTROL]
         lr = logrank_test(
-            np.asarray(dt, float), np.asarray(dc, float), np.asarray(et), np.asarray(ec),
-            weights_A=np.asarray(wt, float), weights_B=np.asarray(wc, float),
+            np.asarray(dt, float),
+            np.asarray(dc, float),
+            np.asarray(et),
+            np.asarray(ec),
+            weights_A=np.asarray(wt, float),
+            weights_B=np.asarray(wc, float),
         )
         p = _f(lr.p_value)
         section["logrank"] = {
@@ -256,11 +266,13 @@ def survival_section(counts: list[tuple[str, int, int, int]]) -> dict:
                 f"(treatment n={sum(wt)}, control n={sum(wc)}): {_p_text(p)}."
             ),
         }
-        rm_t, var_t = restricted_mean_survival_time(fitters[TREATMENT], t=RMST_DAYS), rmst_variance(
-            fitters[TREATMENT], RMST_DAYS
+        rm_t, var_t = (
+            restricted_mean_survival_time(fitters[TREATMENT], t=RMST_DAYS),
+            rmst_variance(fitters[TREATMENT], RMST_DAYS),
         )
-        rm_c, var_c = restricted_mean_survival_time(fitters[CONTROL], t=RMST_DAYS), rmst_variance(
-            fitters[CONTROL], RMST_DAYS
+        rm_c, var_c = (
+            restricted_mean_survival_time(fitters[CONTROL], t=RMST_DAYS),
+            rmst_variance(fitters[CONTROL], RMST_DAYS),
         )
         diff, se = rm_t - rm_c, math.sqrt(max(var_t, 0) + max(var_c, 0))
         p_rmst = float(2 * stats.norm.sf(abs(diff / se))) if se > 0 else None
@@ -295,8 +307,14 @@ def cuped_section(moments: list[q.RevenueMoments], horizons: Sequence[int]) -> l
     for months in horizons:
         t, c = by.get((TREATMENT, months)), by.get((CONTROL, months))
         if not t or not c or t.n < 2 or c.n < 2:
-            out.append({"months": months, "treatment_n": t.n if t else 0, "control_n": c.n if c else 0,
-                        "explanation": f"{months} months: too few members enrolled that long ago."})
+            out.append(
+                {
+                    "months": months,
+                    "treatment_n": t.n if t else 0,
+                    "control_n": c.n if c else 0,
+                    "explanation": f"{months} months: too few members enrolled that long ago.",
+                }
+            )
             continue
 
         def var(n, s, ss):
@@ -316,7 +334,8 @@ def cuped_section(moments: list[q.RevenueMoments], horizons: Sequence[int]) -> l
         for g, m in ((TREATMENT, t), (CONTROL, c)):
             vy, vx, cxy = var(m.n, m.sy, m.syy), var(m.n, m.sx, m.sxx), cov(m.n, m.sx, m.sy, m.sxy)
             raw[g] = (m.sy / m.n, max(vy, 0) / m.n)
-            adj[g] = (m.sy / m.n - theta * (m.sx / m.n - mean_x_all), max(vy - 2 * theta * cxy + theta**2 * vx, 0) / m.n)
+            adjusted_var = max(vy - 2 * theta * cxy + theta**2 * vx, 0)
+            adj[g] = (m.sy / m.n - theta * (m.sx / m.n - mean_x_all), adjusted_var / m.n)
         for name, est in (("raw", raw), ("adjusted", adj)):
             diff = est[TREATMENT][0] - est[CONTROL][0]
             se = math.sqrt(est[TREATMENT][1] + est[CONTROL][1])
@@ -430,7 +449,7 @@ def impact_report_compute(
     # Retention at horizons, intention to treat.
     overall = _comparisons(by_group, "all", horizons, "All members")
     excluded = []
-    for i, months in enumerate(horizons):
+    for i in range(len(horizons)):
         evaluable = sum(a["e"][i] for a in by_group.values())
         excluded.append(n_t + n_c - evaluable)
     for i, comparison in enumerate(overall):
@@ -453,10 +472,15 @@ def impact_report_compute(
         rate = users["e"][i] / eligible_t if eligible_t else None
         cace = {"estimate": None, "ci_low": None, "ci_high": None}
         if rate and itt["uplift"] is not None:
-            cace = {k: _f(itt[src] / rate) for k, src in (("estimate", "uplift"), ("ci_low", "ci_low"), ("ci_high", "ci_high"))}
+            pairs = (("estimate", "uplift"), ("ci_low", "ci_low"), ("ci_high", "ci_high"))
+            cace = {k: _f(itt[src] / rate) for k, src in pairs}
         naive = compare_retention(
-            months=months, n_t=users["e"][i], churned_t=users["c"][i], n_c=non_users["e"][i],
-            churned_c=non_users["c"][i], label="Naive users vs non-users (biased)",
+            months=months,
+            n_t=users["e"][i],
+            churned_t=users["c"][i],
+            n_c=non_users["e"][i],
+            churned_c=non_users["c"][i],
+            label="Naive users vs non-users (biased)",
         )
         per_horizon.append(
             {
@@ -471,7 +495,8 @@ def impact_report_compute(
                 "naive_difference": naive["uplift"],
                 "explanation": (
                     f"{months} months: {_pct(rate)} of the {eligible_t} evaluable treatment members took up the "
-                    f"programme. Effect on those who took it up (CACE = ITT uplift / take-up): {_pts(cace['estimate'])} "
+                    "programme. Effect on those who took it up (CACE = ITT uplift / take-up): "
+                    f"{_pts(cace['estimate'])} "
                     "(CI scaled from the ITT interval, take-up taken as known). For contrast only, the naive "
                     f"users-versus-non-users difference is {_pts(naive['uplift'])}: users "
                     "select themselves (those who would stay anyway use the programme more), so it overstates the "
@@ -495,7 +520,11 @@ def impact_report_compute(
     done("groups", 45)
 
     tier_section = [
-        {"tier_id": i, "tier_name": tier_name(i), "horizons": _comparisons(by_tier, i, horizons, f"Tier {tier_name(i)}")}
+        {
+            "tier_id": i,
+            "tier_name": tier_name(i),
+            "horizons": _comparisons(by_tier, i, horizons, f"Tier {tier_name(i)}"),
+        }
         for i in tier_ids
     ]
     by_cohort = _sum_cells(cells, horizons, key=lambda c: c.cohort)
@@ -504,12 +533,10 @@ def impact_report_compute(
         for k in sorted({k for k, _ in by_cohort})
     ]
     by_band = _sum_cells(cells, horizons, key=lambda c: c.band)
+    band_names = {k: q.ENGAGEMENT_BANDS[k] if k >= 0 else "unscored" for k, _ in by_band}
     band_section = [
-        {
-            "band": q.ENGAGEMENT_BANDS[b] if b >= 0 else "unscored",
-            "horizons": _comparisons(by_band, b, horizons, f"Engagement {q.ENGAGEMENT_BANDS[b] if b >= 0 else 'unscored'}"),
-        }
-        for b in sorted({k for k, _ in by_band})
+        {"band": band_names[b], "horizons": _comparisons(by_band, b, horizons, f"Engagement {band_names[b]}")}
+        for b in sorted(band_names)
     ]
     done("breakdowns", 55)
 

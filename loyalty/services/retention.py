@@ -54,6 +54,7 @@ class RecordResult:
     received: int
     created: list[RetentionOutcome]
     unchanged: list[RetentionOutcome]
+    ids: list[int]  # per batch row, in order: the new or the already recorded outcome
 
 
 def _same(existing: RetentionOutcome, row: OutcomeRow, membership_id: int, supersedes_pk: int | None) -> bool:
@@ -80,8 +81,11 @@ def outcomes_record(
     labels = list(row_labels) if row_labels is not None else [f"rows.{i}" for i in range(len(rows))]
     errors: dict[str, list[str]] = {}
 
+    bad_rows: set[int] = set()
+
     def bad(index: int, field: str, message: str) -> None:
-        errors.setdefault(f"{labels[index]}.{field}", []).append(message)
+        bad_rows.add(index)
+        errors.setdefault(f"{labels[index]}.{field}" if labels[index] else field, []).append(message)
 
     # One query per kind of lookup, whatever the batch size.
     ids = {r.membership_id for r in rows if r.membership_id is not None}
@@ -91,9 +95,11 @@ def outcomes_record(
     if pairs:
         ext_ids = {p[1] for p in pairs if p[1]}
         prog_ids = {p[0] for p in pairs if p[0] is not None}
-        for m in Membership.objects.filter(programme_id__in=prog_ids, customer__external_id__in=ext_ids).only(
-            "pk", "enrolled_at", "programme_id", "customer__external_id"
-        ).select_related("customer"):
+        for m in (
+            Membership.objects.filter(programme_id__in=prog_ids, customer__external_id__in=ext_ids)
+            .only("pk", "enrolled_at", "programme_id", "customer__external_id")
+            .select_related("customer")
+        ):
             by_pair[(m.programme_id, m.customer.external_id)] = m
     sup_ids = {r.supersedes_id for r in rows if r.supersedes_id is not None}
     sup_ext = {r.supersedes_external_id for r in rows if r.supersedes_external_id}
@@ -112,6 +118,7 @@ def outcomes_record(
     claimed: dict[int, int] = {}
     to_create: list[RetentionOutcome] = []
     unchanged: list[RetentionOutcome] = []
+    slots: list[RetentionOutcome] = []
     for index, row in enumerate(rows):
         # The membership.
         membership = None
@@ -165,6 +172,7 @@ def outcomes_record(
         if existing is not None and membership is not None:
             if _same(existing, row, membership.pk, supersedes_pk):
                 unchanged.append(existing)
+                slots.append(existing)
                 continue
             bad(index, "external_id", "Already recorded with other values; send a correction that supersedes it.")
         if supersedes_pk is not None:
@@ -175,7 +183,7 @@ def outcomes_record(
             claimed.setdefault(supersedes_pk, index)
         if membership is not None and not errors:
             to_create.append(
-                RetentionOutcome(
+                new := RetentionOutcome(
                     membership_id=membership.pk,
                     observed_at=row.observed_at,
                     outcome=row.outcome,
@@ -186,16 +194,16 @@ def outcomes_record(
                     supersedes_id=supersedes_pk,
                 )
             )
+            slots.append(new)
     if errors:
         raise ValidationFailed(
-            f"{len({key.rsplit('.', 1)[0] for key in errors})} of {len(rows)} rows are not valid; nothing was recorded.",
+            f"{len(bad_rows)} of {len(rows)} rows are not valid; nothing was recorded.",
             code="outcome_rows_invalid",
             fields=errors,
         )
+    # Both SQLite and PostgreSQL return the new primary keys from a bulk insert.
     created = RetentionOutcome.objects.bulk_create(to_create, batch_size=1000)
-    if connection.features.can_return_rows_from_bulk_insert is False:  # pragma: no cover (both vendors can)
-        created = list(RetentionOutcome.objects.filter(external_id__in=[o.external_id for o in to_create]))
-    return RecordResult(received=len(rows), created=created, unchanged=unchanged)
+    return RecordResult(received=len(rows), created=created, unchanged=unchanged, ids=[o.pk for o in slots])
 
 
 @transaction.atomic
@@ -203,7 +211,7 @@ def outcomes_derive_for_churned(*, customer_ids: Sequence[int]) -> int:
     """Append a `churned` outcome (source `derived`, observed at the customer's `churned_at`) for every live
     membership (active or holdout) of these churned customers, in one INSERT ... SELECT.
 
-    Skipped: memberships whose latest non-superseded outcome is already `churned` (e.g. the feed sent it),
+    Skipped: memberships that already have a non-superseded `churned` outcome (e.g. the feed sent it),
     and churn dates before enrolment. Safe to run twice. Returns the number of rows written."""
     ids = sorted({int(i) for i in customer_ids})
     if not ids:
@@ -238,3 +246,26 @@ def outcomes_derive_for_churned(*, customer_ids: Sequence[int]) -> int:
             )
             total += cursor.rowcount
     return total
+
+
+def outcome_record_manual(
+    *,
+    membership_id: int,
+    observed_at: datetime,
+    outcome: str,
+    revenue_change: Decimal | None = None,
+    intends_to_stay: bool | None = None,
+    supersedes_id: int | None = None,
+    now: datetime | None = None,
+) -> RetentionOutcome:
+    """A manager records one outcome or corrects one (`supersedes_id`). Same rules as a batch row."""
+    row = OutcomeRow(
+        membership_id=membership_id,
+        observed_at=observed_at,
+        outcome=outcome,
+        revenue_change=revenue_change,
+        intends_to_stay=intends_to_stay,
+        supersedes_id=supersedes_id,
+    )
+    result = outcomes_record(rows=[row], source=RetentionOutcome.Source.MANUAL, now=now, row_labels=[""])
+    return result.created[0]

@@ -10,6 +10,7 @@ from decimal import Decimal
 from loyalty.models import Customer, Interaction, Membership, RetentionOutcome, RevenueEntry
 from tests.factories import ProgrammeFactory, TierFactory
 
+JOINED = datetime(2020, 1, 1, tzinfo=UTC)
 ENROLLED = datetime(2024, 1, 10, tzinfo=UTC)
 AS_OF = datetime(2025, 3, 1, tzinfo=UTC)  # 416 days after enrolment: every horizon up to 12 months is evaluable
 
@@ -42,14 +43,14 @@ def build(
     treatment members with a concierge interaction, by whether they would stay (self-selection)."""
     rng = random.Random(seed)
     programme = programme or ProgrammeFactory(holdout_percent=holdout_percent)
-    tiers = tiers or [TierFactory(programme=programme, rank=1, name="Silver"), TierFactory(programme=programme, rank=2, name="Gold")]
+    tiers = tiers or [
+        TierFactory(programme=programme, rank=1, name="Silver"),
+        TierFactory(programme=programme, rank=2, name="Gold"),
+    ]
     pop = Population(programme=programme, tiers=tiers)
     specs = [("treatment", i) for i in range(n_treatment)] + [("control", i) for i in range(n_control)]
     customers = Customer.objects.bulk_create(
-        [
-            Customer(external_id=f"{prefix}{programme.pk}-{g[0]}{i}", name=f"{g} {i}", joined_at=datetime(2020, 1, 1, tzinfo=UTC))
-            for g, i in specs
-        ]
+        [Customer(external_id=f"{prefix}{programme.pk}-{g[0]}{i}", name=f"{g} {i}", joined_at=JOINED) for g, i in specs]
     )
     memberships = []
     for (group, i), customer in zip(specs, customers, strict=True):
@@ -102,9 +103,11 @@ def add_revenue(pop: Population, *, pre: dict[int, Decimal], post_uplift: Decima
         base = pre[m.customer_id]
         for k in range(1, 13):
             period = (m.enrolled_at - timedelta(days=30 * k)).date().replace(day=1)
-            rows.append(RevenueEntry(customer_id=m.customer_id, period=period, amount=base, external_id=f"r-{m.pk}-p{k}"))
+            ext = f"r-{m.pk}-p{k}"
+            rows.append(RevenueEntry(customer_id=m.customer_id, period=period, amount=base, external_id=ext))
         for k in range(months_after):
             period = (m.enrolled_at + timedelta(days=30 * k + 25)).date()
             amount = base + (post_uplift if m.group == "treatment" else 0)
-            rows.append(RevenueEntry(customer_id=m.customer_id, period=period, amount=amount, external_id=f"r-{m.pk}-a{k}"))
+            ext = f"r-{m.pk}-a{k}"
+            rows.append(RevenueEntry(customer_id=m.customer_id, period=period, amount=amount, external_id=ext))
     RevenueEntry.objects.bulk_create(rows, batch_size=2000)
