@@ -44,7 +44,10 @@ def chart_survival_svg(report: dict) -> str:
         title += f" (log-rank p = {survival['logrank']['p_value']:.3g})"
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left")
+    if survival["curves"]:
+        ax.legend(loc="lower left")
+    else:
+        ax.text(0.5, 0.5, "No member enrolled by the report date.", ha="center", va="center")
     if survival["at_risk"]:
         rows = [f"day {r['day']}: T {r['treatment']} / C {r['control']}" for r in survival["at_risk"]]
         fig.text(0.01, -0.04, "At risk  " + "   ".join(rows), fontsize=7)

@@ -341,3 +341,18 @@ def test_customer_churn_without_outcome_counts_as_churn():
     Customer.objects.filter(pk=customer.pk).update(status="churned", churned_at=ENROLLED + timedelta(days=30))
     report = impact_report_compute(programme=programme, as_of=AS_OF)
     assert _at(report, 3)["treatment"] == {"n": 1, "retained": 0, "rate": 0.0}
+
+
+@pytest.mark.parametrize("as_of", ["0001-01-02T00:00:00Z", "2025-03-01T00:00:00", "9999-12-30T00:00:00Z"])
+def test_report_and_charts_survive_empty_or_extreme_dates(manager_api, as_of):
+    pop = build(n_treatment=20, n_control=0, retention_treatment=0.5, retention_control=0.5, holdout_percent=0)
+    base = f"retention/programmes/{pop.programme.pk}/impact"
+    from urllib.parse import quote
+
+    q = quote(as_of)
+    report = manager_api.get(f"{base}?as_of={q}&horizons=60")
+    assert report.status_code == 200, report.content
+    for chart in ("survival", "uplift-by-tier"):
+        assert manager_api.get(f"{base}/charts/{chart}.svg?as_of={q}").status_code == 200
+    for table in ("comparisons", "srm", "take_up", "survival", "revenue", "cuped"):
+        assert manager_api.get(f"{base}/export.csv?table={table}&as_of={q}").status_code == 200
