@@ -1,6 +1,6 @@
 from loyalty.models.customers import Channel, Customer, Interaction, RevenueEntry
 from loyalty.models.programmes import Membership, Programme, Tier, TierChange
-from loyalty.models.retention import RetentionOutcome
+from loyalty.models.retention import ImpactReport, RetentionOutcome
 from loyalty.models.scoring import CustomerMetrics, ScoringModel, ScoringRun
 from loyalty.models.segments import Segment, SegmentMember, SegmentRun
 
@@ -8,6 +8,7 @@ __all__ = [
     "Channel",
     "Customer",
     "CustomerMetrics",
+    "ImpactReport",
     "Interaction",
     "Membership",
     "Programme",

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -36,3 +37,35 @@ class RetentionOutcome(models.Model):
         constraints = [
             models.CheckConstraint(condition=~Q(supersedes=models.F("id")), name="outcome_not_self_superseding")
         ]
+
+
+class ImpactReport(models.Model):
+    """One computation of a programme's impact report (for large programmes, run by a Celery task)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    programme = models.ForeignKey("loyalty.Programme", on_delete=models.CASCADE, related_name="impact_reports")
+    as_of = models.DateTimeField(help_text="Observations up to this moment; members still active are censored here.")
+    horizons = models.JSONField(default=list, help_text="Horizons in months, e.g. [3, 6, 12].")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    progress = models.PositiveSmallIntegerField(default=0, help_text="0-100")
+    result = models.JSONField(null=True, blank=True)
+    timings = models.JSONField(default=dict, blank=True, help_text="Seconds per step.")
+    error = models.TextField(blank=True, default="")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [models.CheckConstraint(condition=Q(progress__lte=100), name="impactreport_progress_range")]
+
+    def __str__(self) -> str:
+        return f"Impact report {self.pk} ({self.status})"

@@ -1,0 +1,88 @@
+"""Time the impact report on a synthetic programme (PostgreSQL). Run by a person, not by the test suite:
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/premier_bench python bench/impact_report.py --members 100000
+
+Builds (set-based, generate_series) N customers and memberships (10% control), churn outcomes for ~17%,
+a concierge interaction for ~40% of treatment and 4 revenue lines per member, then computes the report once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import UTC, datetime
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.db import connection  # noqa: E402
+
+from loyalty.models import Programme, Tier  # noqa: E402
+from loyalty.services.impact import impact_report_compute  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--members", type=int, default=100_000)
+    args = parser.parse_args()
+    assert connection.vendor == "postgresql", "needs PostgreSQL"
+    n = args.members
+    tag = f"bench{int(time.time())}"
+    programme = Programme.objects.create(name=tag, seed=tag, holdout_percent=10)
+    tier = Tier.objects.create(programme=programme, rank=1, name="Gold", threshold=0)
+    t0 = time.perf_counter()
+    with connection.cursor() as c:
+        c.execute(
+            """INSERT INTO loyalty_customer (external_id, name, email, phone, region, attributes, joined_at, status,
+               created_at, updated_at)
+               SELECT %s || '-' || g, 'c' || g, '', '', '', '{}', '2020-01-01', 'active', now(), now()
+               FROM generate_series(1, %s) g""",
+            [tag, n],
+        )
+        c.execute(
+            """INSERT INTO loyalty_membership (programme_id, customer_id, "group", tier_id, shadow_tier_id, status,
+               enrolled_at, assignment_seed, assignment_bucket, override_reason)
+               SELECT %s, c.id, CASE WHEN c.id %% 10 = 0 THEN 'control' ELSE 'treatment' END,
+                      CASE WHEN c.id %% 10 = 0 THEN NULL ELSE %s END, CASE WHEN c.id %% 10 = 0 THEN %s END,
+                      CASE WHEN c.id %% 10 = 0 THEN 'holdout' ELSE 'active' END,
+                      timestamptz '2024-01-01' + (c.id %% 180) * interval '1 day', %s, 50, ''
+               FROM loyalty_customer c WHERE c.external_id LIKE %s""",
+            [programme.pk, tier.pk, tier.pk, tag, f"{tag}-%"],
+        )
+        c.execute(
+            """INSERT INTO loyalty_retentionoutcome (membership_id, observed_at, outcome, source, recorded_at)
+               SELECT m.id, m.enrolled_at + (m.id %% 400) * interval '1 day', 'churned', 'ingest', now()
+               FROM loyalty_membership m WHERE m.programme_id = %s
+                 AND (m.id * 7919) %% 100 < CASE WHEN m."group" = 'control' THEN 20 ELSE 14 END""",
+            [programme.pk],
+        )
+        c.execute(
+            """INSERT INTO loyalty_interaction (customer_id, channel, occurred_at, kind, external_id)
+               SELECT m.customer_id, 'concierge', m.enrolled_at + interval '3 days', '', %s || '-i' || m.id
+               FROM loyalty_membership m WHERE m.programme_id = %s AND m."group" = 'treatment' AND m.id %% 5 < 2""",
+            [tag, programme.pk],
+        )
+        c.execute(
+            """INSERT INTO loyalty_revenueentry (customer_id, period, amount, currency, kind, external_id, created_at)
+               SELECT m.customer_id, (m.enrolled_at + k * interval '60 days')::date, 20 + (m.customer_id %% 50), 'EUR',
+                      '', %s || '-r' || m.id || '-' || k, now()
+               FROM loyalty_membership m CROSS JOIN generate_series(-2, 1) k WHERE m.programme_id = %s""",
+            [tag, programme.pk],
+        )
+        c.execute("ANALYZE")
+    print(f"built {n} members in {time.perf_counter() - t0:.1f}s")
+    t0 = time.perf_counter()
+    report = impact_report_compute(programme=programme, as_of=datetime(2025, 9, 1, tzinfo=UTC))
+    total = time.perf_counter() - t0
+    print(f"report in {total:.1f}s; steps: {report['timings']}")
+    print(report["retention"][-1]["explanation"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""Outputs of the impact report: SVG charts (matplotlib, Agg backend) and CSV tables."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+from matplotlib.figure import Figure  # noqa: E402
+
+from core.errors import ValidationFailed  # noqa: E402
+
+COLOURS = {"treatment": "#1f6feb", "control": "#8b949e"}
+CHARTS = ("survival", "uplift-by-tier")
+CSV_TABLES = ("comparisons", "srm", "take_up", "survival", "revenue", "cuped")
+
+
+def _svg(fig: Figure) -> str:
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def chart_survival_svg(report: dict) -> str:
+    """Kaplan-Meier curves per group with their 95% bands, and the numbers at risk underneath."""
+    fig = Figure(figsize=(8, 5))
+    ax = fig.add_subplot(111)
+    survival = report["survival"]
+    for curve in survival["curves"]:
+        days = [0] + [p["day"] for p in curve["points"]]
+        surv = [1.0] + [p["survival"] if p["survival"] is not None else float("nan") for p in curve["points"]]
+        low = [1.0] + [p["ci_low"] if p["ci_low"] is not None else float("nan") for p in curve["points"]]
+        high = [1.0] + [p["ci_high"] if p["ci_high"] is not None else float("nan") for p in curve["points"]]
+        colour = COLOURS.get(curve["group"], "black")
+        ax.step(days, surv, where="post", color=colour, label=f"{curve['group']} (n={curve['n']})")
+        ax.fill_between(days, low, high, step="post", color=colour, alpha=0.15)
+    ax.set_xlabel("Days since enrolment")
+    ax.set_ylabel("Share still a customer")
+    title = "Retention: Kaplan-Meier by assigned group"
+    if survival.get("logrank") and survival["logrank"]["p_value"] is not None:
+        title += f" (log-rank p = {survival['logrank']['p_value']:.3g})"
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if survival["curves"]:
+        ax.legend(loc="lower left")
+    else:
+        ax.text(0.5, 0.5, "No member enrolled by the report date.", ha="center", va="center")
+    if survival["at_risk"]:
+        rows = [f"day {r['day']}: T {r['treatment']} / C {r['control']}" for r in survival["at_risk"]]
+        fig.text(0.01, -0.04, "At risk  " + "   ".join(rows), fontsize=7)
+    return _svg(fig)
+
+
+def chart_uplift_by_tier_svg(report: dict, *, months: int | None = None) -> str:
+    """Retention uplift (points) per tier at one horizon with 95% CI error bars."""
+    horizons = report["horizons"]
+    months = months if months is not None else horizons[-1]
+    if months not in horizons:
+        raise ValidationFailed(f"Horizon {months} is not in this report.", fields={"months": [f"One of {horizons}."]})
+    index = horizons.index(months)
+    names, values, lows, highs = [], [], [], []
+    for tier in [{"tier_name": "All members", "horizons": report["retention"]}, *report["by_tier"]]:
+        c = tier["horizons"][index]
+        if c["uplift"] is None:
+            continue
+        names.append(f"{tier['tier_name']}\n(n={c['treatment']['n'] + c['control']['n']})")
+        values.append(c["uplift"] * 100)
+        lows.append((c["uplift"] - c["ci_low"]) * 100)
+        highs.append((c["ci_high"] - c["uplift"]) * 100)
+    fig = Figure(figsize=(8, 4.5))
+    ax = fig.add_subplot(111)
+    if names:
+        ax.bar(names, values, yerr=[lows, highs], capsize=6, color=COLOURS["treatment"], alpha=0.8)
+    else:
+        ax.text(0.5, 0.5, "No member has been enrolled that long yet.", ha="center", va="center")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_ylabel("Retention uplift, points (treatment - control)")
+    ax.set_title(f"Uplift at {months} months by tier (shadow tier for control), 95% CI")
+    ax.grid(axis="y", alpha=0.3)
+    return _svg(fig)
+
+
+def chart_svg(report: dict, *, chart: str, months: int | None = None) -> str:
+    if chart == "survival":
+        return chart_survival_svg(report)
+    return chart_uplift_by_tier_svg(report, months=months)
+
+
+def _comparison_row(scope: str, key: str, c: dict) -> list:
+    return [
+        scope,
+        key,
+        c["months"],
+        c["treatment"]["n"],
+        c["treatment"]["retained"],
+        c["treatment"]["rate"],
+        c["control"]["n"],
+        c["control"]["retained"],
+        c["control"]["rate"],
+        c["uplift"],
+        c["ci_low"],
+        c["ci_high"],
+        c["p_value"],
+        c["significant"],
+        c["relative_churn_reduction"],
+    ]
+
+
+def report_table(report: dict, table: str) -> tuple[list[str], list[list]]:
+    if table == "comparisons":
+        header = [
+            "scope",
+            "key",
+            "months",
+            "treatment_n",
+            "treatment_retained",
+            "treatment_rate",
+            "control_n",
+            "control_retained",
+            "control_rate",
+            "uplift",
+            "ci_low",
+            "ci_high",
+            "p_value",
+            "significant",
+            "relative_churn_reduction",
+        ]
+        rows = [_comparison_row("overall", "all", c) for c in report["retention"]]
+        rows += [_comparison_row("tier", t["tier_name"], c) for t in report["by_tier"] for c in t["horizons"]]
+        rows += [_comparison_row("cohort", k["cohort"], c) for k in report["by_cohort"] for c in k["horizons"]]
+        rows += [
+            _comparison_row("engagement_band", b["band"], c)
+            for b in report["engagement"]["bands"]
+            for c in b["horizons"]
+        ]
+        return header, rows
+    if table == "srm":
+        header = ["label", "treatment", "control", "expected_control", "chi2", "p_value", "mismatch"]
+        items = [report["srm"]["overall"], *report["srm"]["by_tier"]]
+        return header, [[s[h] for h in header] for s in items]
+    if table == "take_up":
+        header = [
+            "months",
+            "take_up",
+            "itt_uplift",
+            "cace",
+            "cace_ci_low",
+            "cace_ci_high",
+            "naive_users_rate",
+            "naive_non_users_rate",
+            "naive_difference",
+        ]
+        return header, [[r[h] for h in header] for r in report["take_up"]["by_horizon"]]
+    if table == "survival":
+        header = ["group", "day", "at_risk", "events", "censored", "survival", "ci_low", "ci_high"]
+        return header, [
+            [c["group"], *[p[h] for h in header[1:]]] for c in report["survival"]["curves"] for p in c["points"]
+        ]
+    if table == "revenue":
+        header = ["month", "treatment_per_customer", "treatment_n", "control_per_customer", "control_n"]
+        return header, [[r[h] for h in header] for r in report["revenue"]["over_time"]]
+    if table == "cuped":
+        header = [
+            "months",
+            "treatment_n",
+            "control_n",
+            "theta",
+            "raw_difference",
+            "adjusted_difference",
+            "adjusted_ci_low",
+            "adjusted_ci_high",
+            "adjusted_p_value",
+            "variance_reduction",
+        ]
+        rows = []
+        for r in report["revenue"]["cuped"]:
+            raw, adj = r.get("raw") or {}, r.get("adjusted") or {}
+            rows.append(
+                [
+                    r["months"],
+                    r["treatment_n"],
+                    r["control_n"],
+                    r.get("theta"),
+                    raw.get("difference"),
+                    adj.get("difference"),
+                    adj.get("ci_low"),
+                    adj.get("ci_high"),
+                    adj.get("p_value"),
+                    r.get("variance_reduction"),
+                ]
+            )
+        return header, rows
+    raise ValidationFailed(f"Unknown table {table!r}.", fields={"table": [f"One of {', '.join(CSV_TABLES)}."]})
+
+
+def _cell(value):
+    """Empty for null; text that a spreadsheet would run as a formula is quoted."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def report_csv(report: dict, table: str) -> str:
+    header, rows = report_table(report, table)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([_cell(v) for v in row])
+    return buffer.getvalue()

@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.test import Client
+
+from loyalty.models import RetentionOutcome, TierChange
+from loyalty.timeline import register_timeline_source, unregister_timeline_source
+from tests.factories import MembershipFactory, TierFactory, UserFactory
+from tests.loyalty.retention.population import build
+
+pytestmark = pytest.mark.django_db
+
+
+def _browser(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_dashboard_renders_for_a_manager_with_charts(manager):
+    pop = build(n_treatment=120, n_control=120, retention_treatment=0.9, retention_control=0.8)
+    response = _browser(manager).get(f"/manager/programmes/{pop.programme.pk}/impact/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert f"Does {pop.programme.name} keep customers?" in html
+    assert html.count('src="data:image/svg+xml;base64,') == 2
+    assert "Kaplan-Meier" in html and "Uplift by tier" in html and "comparisons.csv" in html
+
+
+def test_dashboard_prefers_the_latest_stored_report(manager, django_capture_on_commit_callbacks):
+    from loyalty.services.impact import impact_report_request
+
+    pop = build(n_treatment=60, n_control=60, retention_treatment=0.9, retention_control=0.8)
+    with django_capture_on_commit_callbacks(execute=True):
+        report = impact_report_request(programme=pop.programme, as_of=None, horizons=[3, 6, 12])
+    html = _browser(manager).get(f"/manager/programmes/{pop.programme.pk}/impact/").content.decode()
+    assert f"stored report #{report.pk}" in html
+
+
+@pytest.mark.parametrize("roles", [["concierge_agent"], ["partner_staff"], ["member"], []])
+def test_dashboard_refuses_everyone_else(roles):
+    pop = build(n_treatment=10, n_control=10, retention_treatment=0.9, retention_control=0.8)
+    response = _browser(UserFactory(roles=roles)).get(f"/manager/programmes/{pop.programme.pk}/impact/")
+    assert response.status_code == 403
+
+
+def test_dashboard_sends_anonymous_users_to_login():
+    pop = build(n_treatment=10, n_control=10, retention_treatment=0.9, retention_control=0.8)
+    response = Client().get(f"/manager/programmes/{pop.programme.pk}/impact/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/?next=/manager/programmes/")
+
+
+def test_dashboard_unknown_programme_is_404(manager):
+    assert _browser(manager).get("/manager/programmes/999999/impact/").status_code == 404
+
+
+@pytest.fixture
+def history():
+    member = MembershipFactory(enrolled_at=datetime(2026, 1, 1, tzinfo=UTC))
+    gold = TierFactory(programme=member.programme, name="Gold", rank=9)
+    TierChange.objects.create(
+        membership=member, from_tier=None, to_tier=member.tier, reason="enrolment", at=member.enrolled_at
+    )
+    TierChange.objects.create(
+        membership=member, from_tier=member.tier, to_tier=gold, reason="upgrade", at=datetime(2026, 2, 1, tzinfo=UTC)
+    )
+    wrong = RetentionOutcome.objects.create(
+        membership=member, observed_at=datetime(2026, 3, 1, tzinfo=UTC), outcome="churned", source="ingest"
+    )
+    RetentionOutcome.objects.create(
+        membership=member,
+        observed_at=datetime(2026, 3, 1, tzinfo=UTC),
+        outcome="retained",
+        source="manual",
+        supersedes=wrong,
+    )
+    return member
+
+
+def test_timeline_shows_tier_changes_outcomes_and_registered_sources(manager_api, history):
+    def concierge_source(customer_id):
+        return [
+            {
+                "at": datetime(2026, 4, 1, tzinfo=UTC),
+                "kind": "concierge_request",
+                "summary": "Table for two",
+                "ref": "request:7",
+            }
+        ]
+
+    register_timeline_source(concierge_source)
+    try:
+        response = manager_api.get(f"retention/customers/{history.customer_id}/timeline")
+    finally:
+        unregister_timeline_source(concierge_source)
+    assert response.status_code == 200
+    items = response.json()["items"]
+    assert [i["kind"] for i in items] == [
+        "concierge_request",
+        "outcome",
+        "outcome",
+        "tier_change",
+        "tier_change",
+        "enrolment",
+    ]
+    assert items[0] == {
+        "at": "2026-04-01T00:00:00Z",
+        "kind": "concierge_request",
+        "summary": "Table for two",
+        "ref": "request:7",
+    }
+    summaries = " | ".join(i["summary"] for i in items)
+    assert "-> Gold (upgrade)" in summaries
+    assert "outcome churned (ingest); superseded by outcome" in summaries
+    assert "outcome retained (manual), corrects outcome" in summaries
+
+
+def test_timeline_query_count_does_not_grow_with_history(manager_api, history, django_assert_num_queries):
+    url = f"retention/customers/{history.customer_id}/timeline"
+    # session (2), user, roles, customer, memberships, churn date, tier changes, outcomes,
+    # concierge requests, event bookings
+    with django_assert_num_queries(11):
+        manager_api.get(url)
+    for day in range(5):
+        TierChange.objects.create(
+            membership=history,
+            from_tier=history.tier,
+            to_tier=history.tier,
+            reason="override",
+            at=datetime(2026, 5, 1, tzinfo=UTC) + timedelta(days=day),
+        )
+        RetentionOutcome.objects.create(
+            membership=history,
+            observed_at=datetime(2026, 5, 1, tzinfo=UTC) + timedelta(days=day),
+            outcome="retained",
+            source="ingest",
+        )
+    with django_assert_num_queries(11):
+        assert manager_api.get(url).json()["count"] == 15
+
+
+def test_timeline_for_managers_only(agent_api, history):
+    assert agent_api.get(f"retention/customers/{history.customer_id}/timeline").status_code == 403

@@ -1,0 +1,358 @@
+"""The impact report on synthetic populations with a known truth."""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from loyalty.models import Customer, CustomerMetrics, ImpactReport, RetentionOutcome, ScoringModel, ScoringRun
+from loyalty.services.impact import impact_report_compute
+from tests.factories import CustomerFactory, MembershipFactory, ProgrammeFactory, TierFactory
+from tests.loyalty.retention.population import AS_OF, ENROLLED, add_revenue, build
+
+pytestmark = pytest.mark.django_db
+
+TRUTH = 0.86 - 0.80
+
+
+def _at(report: dict, months: int) -> dict:
+    return next(c for c in report["retention"] if c["months"] == months)
+
+
+def test_known_effect_is_inside_the_confidence_interval():
+    pop = build(n_treatment=1500, n_control=1500, retention_treatment=0.86, retention_control=0.80, seed=11)
+    report = impact_report_compute(programme=pop.programme, as_of=AS_OF)
+    c12 = _at(report, 12)
+    churned_t = RetentionOutcome.objects.filter(membership__group="treatment", membership__programme=pop.programme)
+    churned_c = RetentionOutcome.objects.filter(membership__group="control", membership__programme=pop.programme)
+    retained_t = 1500 - churned_t.count()
+    assert c12["treatment"] == {"n": 1500, "retained": retained_t, "rate": pytest.approx(retained_t / 1500, abs=1e-6)}
+    assert c12["control"]["retained"] == 1500 - churned_c.count()
+    assert c12["uplift"] == pytest.approx(c12["treatment"]["rate"] - c12["control"]["rate"], abs=2e-6)
+    assert c12["ci_low"] < TRUTH < c12["ci_high"]
+    assert c12["ci_low"] > 0 and c12["significant"] is True and c12["p_value"] < 0.05
+    churn_t, churn_c = 1 - c12["treatment"]["rate"], 1 - c12["control"]["rate"]
+    assert c12["relative_churn_reduction"] == pytest.approx((churn_c - churn_t) / churn_c, abs=1e-5)
+    assert "significant at the 5% level" in c12["explanation"] and "1500 treatment members" in c12["explanation"]
+    # Survival: curves, log-rank and the RMST gain agree on the direction.
+    assert report["survival"]["logrank"]["significant"] is True
+    rmst = report["survival"]["rmst"]
+    assert rmst["difference_days"] > 0 and rmst["ci_low"] < rmst["difference_days"] < rmst["ci_high"]
+    assert report["srm"]["overall"]["mismatch"] is False
+
+
+def test_no_effect_interval_covers_zero():
+    pop = build(n_treatment=1500, n_control=1500, retention_treatment=0.80, retention_control=0.80, seed=5)
+    report = impact_report_compute(programme=pop.programme, as_of=AS_OF)
+    for comparison in report["retention"]:
+        assert comparison["ci_low"] <= 0 <= comparison["ci_high"]
+        assert comparison["significant"] is False
+
+
+def test_kaplan_meier_matches_a_hand_computed_example():
+    programme = ProgrammeFactory(holdout_percent=50)
+    tier = TierFactory(programme=programme)
+    start = AS_OF - timedelta(days=100)
+
+    def member(group="treatment", enrolled=start, churn_day=None):
+        m = (
+            MembershipFactory(programme=programme, tier=tier, enrolled_at=enrolled)
+            if group == "treatment"
+            else (MembershipFactory(programme=programme, control=True, shadow_tier=tier, enrolled_at=enrolled))
+        )
+        if churn_day is not None:
+            RetentionOutcome.objects.create(
+                membership=m, observed_at=enrolled + timedelta(days=churn_day), outcome="churned", source="ingest"
+            )
+
+    # Treatment: churn at 10, 20, 20; censored at 15 (enrolled 15 days ago, still active) and at 100 (twice).
+    member(churn_day=10)
+    member(churn_day=20)
+    member(churn_day=20)
+    member(enrolled=AS_OF - timedelta(days=15))
+    member()
+    member()
+    # Control: one churn at day 50 among four.
+    member("control", churn_day=50)
+    for _ in range(3):
+        member("control")
+    survival = impact_report_compute(programme=programme, as_of=AS_OF)["survival"]
+    treatment = next(c for c in survival["curves"] if c["group"] == "treatment")
+    steps = {p["day"]: (p["at_risk"], p["events"], p["censored"], p["survival"]) for p in treatment["points"]}
+    # S(10) = 5/6; S(20) = 5/6 * (1 - 2/4); at risk at 20 is 4 (one churned, one censored at 15 before).
+    assert steps[10] == (6, 1, 0, pytest.approx(5 / 6, abs=1e-6))
+    assert steps[15] == (5, 0, 1, pytest.approx(5 / 6, abs=1e-6))
+    assert steps[20] == (4, 2, 0, pytest.approx(5 / 12, abs=1e-6))
+    assert steps[100] == (2, 0, 2, pytest.approx(5 / 12, abs=1e-6))
+    control = next(c for c in survival["curves"] if c["group"] == "control")
+    assert {p["day"]: p["survival"] for p in control["points"]}[50] == pytest.approx(0.75)
+    # RMST to 365 days, curve carried flat after the last observation: 10*1 + 10*5/6 + 345*5/12.
+    assert survival["rmst"]["treatment"] == pytest.approx(10 + 10 * 5 / 6 + 345 * 5 / 12, abs=0.01)
+    assert survival["rmst"]["control"] == pytest.approx(50 + 315 * 0.75, abs=0.01)
+    assert {r["day"]: (r["treatment"], r["control"]) for r in survival["at_risk"]}[30] == (2, 4)
+
+
+def test_self_selected_take_up_itt_stays_true_while_naive_comparison_is_far_off():
+    # Those who would stay anyway use the programme far more (60%) than those who would leave (5%).
+    pop = build(
+        n_treatment=1500, n_control=1500, retention_treatment=0.86, retention_control=0.80, take_up=(0.6, 0.05), seed=3
+    )
+    report = impact_report_compute(programme=pop.programme, as_of=AS_OF)
+    itt = _at(report, 12)
+    take_up = next(h for h in report["take_up"]["by_horizon"] if h["months"] == 12)
+    # Intention to treat: near the truth, the interval covers it.
+    assert itt["ci_low"] < TRUTH < itt["ci_high"]
+    assert abs(itt["uplift"] - TRUTH) < 0.03
+    # The naive users-versus-non-users difference is several times the true effect.
+    assert take_up["naive_difference"] > 0.2
+    assert take_up["naive_difference"] > 3 * TRUTH
+    naive_users = take_up["naive_users_rate"]
+    assert naive_users > 0.97 and take_up["naive_non_users_rate"] < 0.78
+    # CACE = ITT / take-up.
+    assert take_up["cace"] == pytest.approx(itt["uplift"] / take_up["take_up"], abs=1e-5)
+    assert report["take_up"]["took_up"] == pytest.approx(0.55 * 1500, rel=0.1)
+    assert report["take_up"]["control_with_programme_use"] == 0
+    assert "overstates the effect" in take_up["explanation"]
+
+
+def test_superseded_outcomes_are_not_double_counted():
+    programme = ProgrammeFactory(holdout_percent=50)
+    tier = TierFactory(programme=programme)
+    m1 = MembershipFactory(programme=programme, tier=tier, enrolled_at=ENROLLED)
+    m2 = MembershipFactory(programme=programme, tier=tier, enrolled_at=ENROLLED)
+    MembershipFactory(programme=programme, control=True, shadow_tier=tier, enrolled_at=ENROLLED)
+    # m1: a churn recorded by mistake, corrected to retained (and that correction corrected once more).
+    wrong = RetentionOutcome.objects.create(
+        membership=m1, observed_at=ENROLLED + timedelta(days=60), outcome="churned", source="ingest"
+    )
+    fix = RetentionOutcome.objects.create(
+        membership=m1,
+        observed_at=ENROLLED + timedelta(days=60),
+        outcome="downgraded_plan",
+        source="manual",
+        supersedes=wrong,
+    )
+    RetentionOutcome.objects.create(
+        membership=m1, observed_at=ENROLLED + timedelta(days=60), outcome="retained", source="manual", supersedes=fix
+    )
+    # m2: retained at 3 months, churned at 8 months: two facts, one member.
+    RetentionOutcome.objects.create(
+        membership=m2, observed_at=ENROLLED + timedelta(days=91), outcome="retained", source="ingest"
+    )
+    RetentionOutcome.objects.create(
+        membership=m2, observed_at=ENROLLED + timedelta(days=240), outcome="churned", source="ingest"
+    )
+    report = impact_report_compute(programme=programme, as_of=AS_OF)
+    assert report["groups"]["treatment"] == 2
+    by_months = {c["months"]: c["treatment"] for c in report["retention"]}
+    assert by_months[3] == {"n": 2, "retained": 2, "rate": 1.0}
+    assert by_months[6] == {"n": 2, "retained": 2, "rate": 1.0}
+    assert by_months[12] == {"n": 2, "retained": 1, "rate": 0.5}
+    treatment_curve = next(c for c in report["survival"]["curves"] if c["group"] == "treatment")
+    assert treatment_curve["n"] == 2 and treatment_curve["events"] == 1
+
+
+def test_members_enrolled_less_than_the_horizon_ago_are_excluded_from_it():
+    programme = ProgrammeFactory(holdout_percent=50)
+    tier = TierFactory(programme=programme)
+    old, recent = AS_OF - timedelta(days=400), AS_OF - timedelta(days=100)
+    for enrolled, n in ((old, 3), (recent, 4)):
+        for _ in range(n):
+            MembershipFactory(programme=programme, tier=tier, enrolled_at=enrolled)
+            MembershipFactory(programme=programme, control=True, shadow_tier=tier, enrolled_at=enrolled)
+    # A recent member who churned early must not count at 6 months either (it would bias the rate down).
+    early = MembershipFactory(programme=programme, tier=tier, enrolled_at=recent)
+    RetentionOutcome.objects.create(
+        membership=early, observed_at=recent + timedelta(days=20), outcome="churned", source="ingest"
+    )
+    # Enrolled after the report date: not in the report at all.
+    MembershipFactory(programme=programme, tier=tier, enrolled_at=AS_OF + timedelta(days=1))
+    report = impact_report_compute(programme=programme, as_of=AS_OF)
+    assert report["groups"]["treatment"] == 8 and report["groups"]["control"] == 7
+    n = {c["months"]: (c["treatment"]["n"], c["control"]["n"], c["not_evaluable"]) for c in report["retention"]}
+    assert n == {3: (8, 7, 0), 6: (3, 3, 9), 12: (3, 3, 9)}
+    assert _at(report, 3)["treatment"]["retained"] == 7
+    cohorts = {k["cohort"]: k["horizons"][2]["treatment"]["n"] for k in report["by_cohort"]}
+    assert cohorts == {old.strftime("%Y-%m"): 3, recent.strftime("%Y-%m"): 0}
+
+
+def test_sample_ratio_mismatch_is_flagged():
+    pop = build(n_treatment=500, n_control=500, retention_treatment=0.9, retention_control=0.9, holdout_percent=10)
+    srm = impact_report_compute(programme=pop.programme, as_of=AS_OF)["srm"]
+    assert srm["overall"]["expected_control"] == 100.0
+    assert srm["overall"]["mismatch"] is True and srm["overall"]["p_value"] < 0.001
+    assert [(s["tier_name"], s["treatment"], s["control"], s["mismatch"]) for s in srm["by_tier"]] == [
+        ("Silver", 250, 250, True),
+        ("Gold", 250, 250, True),
+    ]
+
+
+def test_per_tier_uses_the_shadow_tier_for_control():
+    pop = build(n_treatment=400, n_control=400, retention_treatment=0.86, retention_control=0.80, seed=2)
+    report = impact_report_compute(programme=pop.programme, as_of=AS_OF)
+    assert [t["tier_name"] for t in report["by_tier"]] == ["Silver", "Gold"]
+    for tier in report["by_tier"]:
+        assert tier["horizons"][2]["treatment"]["n"] == 200 and tier["horizons"][2]["control"]["n"] == 200
+    total = sum(t["horizons"][2]["treatment"]["retained"] for t in report["by_tier"])
+    assert total == _at(report, 12)["treatment"]["retained"]
+
+
+def test_cuped_adjustment_narrows_the_revenue_interval_around_the_truth():
+    import random
+
+    pop = build(n_treatment=300, n_control=300, retention_treatment=1.0, retention_control=1.0, seed=9)
+    rng = random.Random(1)
+    pre = {m.customer_id: Decimal(rng.randint(20, 400)) for m in pop.treatment + pop.control}
+    add_revenue(pop, pre=pre, post_uplift=Decimal(5), months_after=6)
+    report = impact_report_compute(programme=pop.programme, as_of=AS_OF)
+    cuped = next(c for c in report["revenue"]["cuped"] if c["months"] == 6)
+    truth = 6 * 5
+    raw, adjusted = cuped["raw"], cuped["adjusted"]
+    assert adjusted["ci_low"] < truth < adjusted["ci_high"]
+    assert adjusted["ci_high"] - adjusted["ci_low"] < (raw["ci_high"] - raw["ci_low"]) / 5
+    assert cuped["variance_reduction"] > 0.95
+    assert cuped["treatment_n"] == cuped["control_n"] == 300
+    month1 = report["revenue"]["over_time"][0]
+    expected = statistics.mean(float(pre[m.customer_id]) for m in pop.treatment) + 5
+    assert month1["month"] == 1 and month1["treatment_per_customer"] == pytest.approx(expected, abs=0.01)
+    assert month1["treatment_n"] == 300
+
+
+def test_retention_by_engagement_band_uses_the_latest_scoring_run():
+    pop = build(n_treatment=200, n_control=200, retention_treatment=0.9, retention_control=0.8, seed=4)
+    model = ScoringModel.objects.create(name="default")
+    old = ScoringRun.objects.create(scoring_model=model, as_of=AS_OF - timedelta(days=30), status="succeeded")
+    new = ScoringRun.objects.create(scoring_model=model, as_of=AS_OF - timedelta(days=1), status="succeeded")
+    rows = []
+    for i, m in enumerate(pop.treatment + pop.control):
+        for run, score in ((old, 50.0), (new, 10.0 if i % 2 else 90.0)):
+            rows.append(
+                CustomerMetrics(
+                    scoring_run=run,
+                    customer_id=m.customer_id,
+                    revenue_minor=0,
+                    revenue_rank=1,
+                    revenue_percentile=50,
+                    engagement_score=score,
+                    engagement_percentile=50,
+                    channels_used=1,
+                    active_weeks=1,
+                )
+            )
+    CustomerMetrics.objects.bulk_create(rows)
+    engagement = impact_report_compute(programme=pop.programme, as_of=AS_OF)["engagement"]
+    assert engagement["scoring_run_id"] == new.pk
+    bands = {b["band"]: b["horizons"][2] for b in engagement["bands"]}
+    assert set(bands) == {"0-20", "80-100"}
+    assert bands["0-20"]["treatment"]["n"] + bands["80-100"]["treatment"]["n"] == 200
+
+
+def test_report_api_for_managers_only(manager_api, agent_api):
+    pop = build(n_treatment=100, n_control=100, retention_treatment=0.9, retention_control=0.8)
+    response = manager_api.get(
+        f"retention/programmes/{pop.programme.pk}/impact?as_of=2025-03-01T00:00:00Z&horizons=3&horizons=12"
+    )
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["horizons"] == [3, 12] and body["groups"]["treatment"] == 100
+    assert [c["months"] for c in body["retention"]] == [3, 12]
+    assert agent_api.get(f"retention/programmes/{pop.programme.pk}/impact").status_code == 403
+    assert manager_api.get("retention/programmes/999999/impact").status_code == 404
+    bad = manager_api.get(f"retention/programmes/{pop.programme.pk}/impact?horizons=0")
+    assert bad.status_code == 422 and bad.json()["fields"] == {"horizons": ["1 to 60 months."]}
+
+
+def test_stored_report_runs_in_celery_and_is_idempotent(manager_api, django_capture_on_commit_callbacks):
+    pop = build(n_treatment=200, n_control=200, retention_treatment=0.9, retention_control=0.8)
+    payload = {"as_of": "2025-03-01T00:00:00Z", "horizons": [6, 12]}
+    with django_capture_on_commit_callbacks(execute=True):
+        first = manager_api.post(
+            f"retention/programmes/{pop.programme.pk}/impact-reports", payload, headers={"Idempotency-Key": "r1"}
+        )
+    assert first.status_code == 202, first.content
+    retry = manager_api.post(
+        f"retention/programmes/{pop.programme.pk}/impact-reports", payload, headers={"Idempotency-Key": "r1"}
+    )
+    assert retry.json()["id"] == first.json()["id"] and ImpactReport.objects.count() == 1
+    stored = manager_api.get(f"retention/impact-reports/{first.json()['id']}").json()
+    assert stored["status"] == "succeeded" and stored["progress"] == 100
+    assert stored["result"]["horizons"] == [6, 12] and stored["result"]["groups"]["control"] == 200
+    # Running the task again changes nothing.
+    from loyalty.tasks import impact_report_run
+
+    impact_report_run(first.json()["id"])
+    assert ImpactReport.objects.get().status == "succeeded"
+    csv_response = manager_api.get(
+        f"retention/programmes/{pop.programme.pk}/impact/export.csv?table=srm&report_id={stored['id']}"
+    )
+    assert csv_response.status_code == 200
+    assert list(csv.reader(io.StringIO(csv_response.content.decode())))[1][:3] == ["All members", "200", "200"]
+
+
+def test_pending_report_cannot_be_exported(manager_api):
+    programme = ProgrammeFactory()
+    report = ImpactReport.objects.create(programme=programme, as_of=AS_OF, horizons=[12])
+    response = manager_api.get(f"retention/programmes/{programme.pk}/impact/export.csv?report_id={report.pk}")
+    assert response.status_code == 409 and response.json()["code"] == "report_not_ready"
+    other = ProgrammeFactory()
+    assert (
+        manager_api.get(f"retention/programmes/{other.pk}/impact/export.csv?report_id={report.pk}").status_code == 404
+    )
+
+
+def test_charts_are_svg_and_csv_tables_export(manager_api, agent_api):
+    pop = build(n_treatment=150, n_control=150, retention_treatment=0.9, retention_control=0.8)
+    base = f"retention/programmes/{pop.programme.pk}/impact"
+    for chart in ("survival", "uplift-by-tier"):
+        response = manager_api.get(f"{base}/charts/{chart}.svg?as_of=2025-03-01T00:00:00Z")
+        assert response.status_code == 200
+        assert response["Content-Type"] == "image/svg+xml"
+        assert b"<svg" in response.content
+    assert manager_api.get(f"{base}/charts/uplift-by-tier.svg?months=6").status_code == 200
+    assert agent_api.get(f"{base}/charts/survival.svg").status_code == 403
+    exported = manager_api.get(f"{base}/export.csv?table=comparisons&as_of=2025-03-01T00:00:00Z")
+    assert exported.status_code == 200 and exported["Content-Type"] == "text/csv"
+    rows = list(csv.reader(io.StringIO(exported.content.decode())))
+    assert rows[0][:4] == ["scope", "key", "months", "treatment_n"]
+    assert [r[:3] for r in rows[1:4]] == [["overall", "all", "3"], ["overall", "all", "6"], ["overall", "all", "12"]]
+    assert {r[0] for r in rows[1:]} == {"overall", "tier", "cohort", "engagement_band"}
+
+
+def test_formula_like_names_are_neutralised_in_csv(manager_api):
+    programme = ProgrammeFactory(holdout_percent=50)
+    tier = TierFactory(programme=programme, name="=HYPERLINK(1)")
+    MembershipFactory(programme=programme, tier=tier, enrolled_at=ENROLLED)
+    MembershipFactory(programme=programme, control=True, shadow_tier=tier, enrolled_at=ENROLLED)
+    exported = manager_api.get(f"retention/programmes/{programme.pk}/impact/export.csv?table=comparisons")
+    rows = list(csv.reader(io.StringIO(exported.content.decode())))
+    assert {r[1] for r in rows if r[0] == "tier"} == {"'=HYPERLINK(1)"}
+
+
+def test_customer_churn_without_outcome_counts_as_churn():
+    programme = ProgrammeFactory(holdout_percent=50)
+    tier = TierFactory(programme=programme)
+    customer = CustomerFactory()
+    MembershipFactory(programme=programme, tier=tier, customer=customer, enrolled_at=ENROLLED)
+    Customer.objects.filter(pk=customer.pk).update(status="churned", churned_at=ENROLLED + timedelta(days=30))
+    report = impact_report_compute(programme=programme, as_of=AS_OF)
+    assert _at(report, 3)["treatment"] == {"n": 1, "retained": 0, "rate": 0.0}
+
+
+@pytest.mark.parametrize("as_of", ["0001-01-02T00:00:00Z", "2025-03-01T00:00:00", "9999-12-30T00:00:00Z"])
+def test_report_and_charts_survive_empty_or_extreme_dates(manager_api, as_of):
+    pop = build(n_treatment=20, n_control=0, retention_treatment=0.5, retention_control=0.5, holdout_percent=0)
+    base = f"retention/programmes/{pop.programme.pk}/impact"
+    from urllib.parse import quote
+
+    q = quote(as_of)
+    report = manager_api.get(f"{base}?as_of={q}&horizons=60")
+    assert report.status_code == 200, report.content
+    for chart in ("survival", "uplift-by-tier"):
+        assert manager_api.get(f"{base}/charts/{chart}.svg?as_of={q}").status_code == 200
+    for table in ("comparisons", "srm", "take_up", "survival", "revenue", "cuped"):
+        assert manager_api.get(f"{base}/export.csv?table={table}&as_of={q}").status_code == 200
