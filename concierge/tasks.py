@@ -64,7 +64,7 @@ def notify_escalation(request_id: int, kind: str) -> bool:
     request = ConciergeRequest.objects.select_related("assignee").filter(pk=request_id).first()
     if request is None:
         return False
-    lead = getattr(settings, "CONCIERGE_LEAD_EMAIL", "concierge-lead@premier.example")
+    lead = settings.CONCIERGE_LEAD_EMAIL
     to = request.assignee.email if request.assignee_id else lead
     return _send_once(
         f"escalation:{request.pk}:{kind}",

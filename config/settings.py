@@ -186,6 +186,8 @@ LOGIN_URL = "/admin/login/"
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "Premier <no-reply@premier.example>")
 EMAIL_HOST = env("EMAIL_HOST", "localhost")
+# Who hears about breached concierge SLAs on requests nobody is assigned to.
+CONCIERGE_LEAD_EMAIL = env("CONCIERGE_LEAD_EMAIL", "concierge-lead@premier.example")
 EMAIL_PORT = int(env("EMAIL_PORT", "25"))
 
 # Cache (throttling, idempotency locks). Redis when REDIS_URL is set, else local memory.

@@ -67,7 +67,7 @@ def test_breach_detection_marks_escalates_and_is_idempotent(agent, django_captur
     fresh.refresh_from_db()
     assert (late.resolution_breached, late.priority) == (True, 4)
     assert (fresh.first_response_breached, fresh.resolution_breached, fresh.priority) == (True, True, 4)
-    lead = getattr(settings, "CONCIERGE_LEAD_EMAIL", "concierge-lead@premier.example")
+    lead = settings.CONCIERGE_LEAD_EMAIL
     assert sorted(m.to[0] for m in mail.outbox) == sorted([agent.email, lead, lead, lead])
 
 
