@@ -18,7 +18,7 @@ import io
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from django.db import connection, transaction
 
@@ -61,14 +61,14 @@ class _Touched:
         self.customer_ids.add(customer_id)
         if day is None:
             return
-        day = day.date() if isinstance(day, datetime) else day
+        day = day.astimezone(UTC).date() if isinstance(day, datetime) else day
         self.first = day if self.first is None or day < self.first else self.first
         self.last = day if self.last is None or day > self.last else self.last
 
     def widen(self, first: date | datetime | None, last: date | datetime | None) -> None:
         for day in (first, last):
             if day is not None:
-                day = day.date() if isinstance(day, datetime) else day
+                day = day.astimezone(UTC).date() if isinstance(day, datetime) else day
                 self.first = day if self.first is None or day < self.first else self.first
                 self.last = day if self.last is None or day > self.last else self.last
 
