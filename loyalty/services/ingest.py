@@ -310,8 +310,8 @@ def _pg_write(
         cursor.execute("SET LOCAL synchronous_commit = off")
         cursor.execute("SET LOCAL work_mem = '128MB'")
         _pg_stage(cursor, kind, rows, positions, progress)
+        stored = COMPARED[kind]
         if kind == "customers":
-            stored = COMPARED[kind]
             cursor.execute(
                 """
                 SELECT c.id FROM ingest_stage s JOIN loyalty_customer c ON c.external_id = s.external_id
@@ -319,57 +319,75 @@ def _pg_write(
                 """
             )
             result.churned_customer_ids = [r[0] for r in cursor.fetchall()]
-            insert_cols = ["external_id", *stored, "created_at", "updated_at"]
-            staged = ", ".join("s." + c for c in stored)
-            select_sql = f"SELECT s.external_id, {staged}, now(), now() FROM ingest_stage s"
-            set_cols = [*stored, "updated_at"]
-            returning = "(xmax = 0), NULL::bigint, NULL::date"
+            new_values = [f"s.{c}" for c in stored]
+            source = "ingest_stage s"
+            extra_cols, extra_values = ["created_at", "updated_at"], ["now()", "now()"]
+            set_extra = ", updated_at = now()"
+            returning, order = "NULL::bigint, NULL::date", "s.pos"
         else:
             _pg_unknown_customers(cursor)
-            stored = COMPARED[kind]
             day = DAY_FIELD[kind]
-            # Rows that will change: their old customer and day need a rollup refresh too.
-            cursor.execute(
-                f"""
-                SELECT array_agg(DISTINCT t.customer_id), min(t.{day}), max(t.{day})
-                FROM ingest_stage s
-                JOIN loyalty_customer c ON c.external_id = s.customer_external_id
-                JOIN {table} t ON t.external_id = s.external_id
-                WHERE ({", ".join("t." + n for n in stored)})
-                      IS DISTINCT FROM (c.id, {", ".join("s." + n for n in stored[1:])})
-                """
-            )
-            old_ids, old_first, old_last = cursor.fetchone()
-            touched.customer_ids.update(old_ids or [])
-            touched.widen(old_first, old_last)
-            insert_cols = ["external_id", *stored] + (["created_at"] if kind == "revenue" else [])
-            select_sql = (
-                f"SELECT s.external_id, c.id, {', '.join('s.' + n for n in stored[1:])}"
-                + (", now()" if kind == "revenue" else "")
-                + " FROM ingest_stage s JOIN loyalty_customer c ON c.external_id = s.customer_external_id"
-            )
-            set_cols = stored
-            returning = f"(xmax = 0), customer_id, {day}"
-        changed = ", ".join(f"t.{c}" for c in stored)
-        excluded = ", ".join(f"EXCLUDED.{c}" for c in stored)
+            new_values = ["c.id", *(f"s.{c}" for c in stored[1:])]
+            source = "ingest_stage s JOIN loyalty_customer c ON c.external_id = s.customer_external_id"
+            extra_cols, extra_values = (["created_at"], ["now()"]) if kind == "revenue" else ([], [])
+            set_extra = ""
+            returning, order = f"t.customer_id, t.{day}", f"c.id, s.{day}"
+        # 1. New rows: one INSERT (in index order of the customer), existing external ids are left alone.
         cursor.execute(
             f"""
-            WITH up AS (
-                INSERT INTO {table} AS t ({", ".join(insert_cols)})
-                {select_sql}
-                ON CONFLICT (external_id) DO UPDATE SET {", ".join(f"{c} = EXCLUDED.{c}" for c in set_cols)}
-                WHERE ({changed}) IS DISTINCT FROM ({excluded})
+            WITH ins AS (
+                INSERT INTO {table} AS t (external_id, {", ".join(stored + extra_cols)})
+                SELECT s.external_id, {", ".join(new_values + extra_values)} FROM {source} ORDER BY {order}
+                ON CONFLICT (external_id) DO NOTHING
                 RETURNING {returning}
             )
-            SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
-                   array_agg(DISTINCT customer_id) FILTER (WHERE customer_id IS NOT NULL), min(day), max(day)
-            FROM up AS u(inserted, customer_id, day)
+            SELECT count(*), array_agg(DISTINCT ins.customer_id) FILTER (WHERE ins.customer_id IS NOT NULL),
+                   min(ins.day), max(ins.day)
+            FROM ins AS ins(customer_id, day)
             """
         )
-        created, updated, ids, first, last = cursor.fetchone()
-        result.created, result.updated = created, updated
+        created, ids, first, last = cursor.fetchone()
+        result.created = created
         touched.customer_ids.update(ids or [])
         touched.widen(first, last)
+        if created < len(rows):
+            # 2. Existing rows whose values differ: one UPDATE ... FROM. Their old customer and day need a rollup
+            # refresh too, so they are read first (rows just inserted compare equal and are skipped).
+            differs = f"({', '.join('t.' + c for c in stored)}) IS DISTINCT FROM ({', '.join(new_values)})"
+            if kind != "customers":
+                cursor.execute(
+                    f"""
+                    SELECT array_agg(DISTINCT t.customer_id), min(t.{day}), max(t.{day})
+                    FROM {source} JOIN {table} t ON t.external_id = s.external_id
+                    WHERE {differs}
+                    """
+                )
+                old_ids, old_first, old_last = cursor.fetchone()
+                touched.customer_ids.update(old_ids or [])
+                touched.widen(old_first, old_last)
+            assignments = ", ".join(f"{c} = {v}" for c, v in zip(stored, new_values, strict=True))
+            if kind != "customers":
+                from_clause = "ingest_stage s, loyalty_customer c"
+                join_condition = "c.external_id = s.customer_external_id AND "
+            else:
+                from_clause, join_condition = "ingest_stage s", ""
+            cursor.execute(
+                f"""
+                WITH upd AS (
+                    UPDATE {table} AS t SET {assignments}{set_extra}
+                    FROM {from_clause}
+                    WHERE {join_condition}t.external_id = s.external_id AND {differs}
+                    RETURNING {returning}
+                )
+                SELECT count(*), array_agg(DISTINCT upd.customer_id) FILTER (WHERE upd.customer_id IS NOT NULL),
+                       min(upd.day), max(upd.day)
+                FROM upd AS upd(customer_id, day)
+                """
+            )
+            updated, ids, first, last = cursor.fetchone()
+            result.updated = updated
+            touched.customer_ids.update(ids or [])
+            touched.widen(first, last)
         cursor.execute("DROP TABLE ingest_stage")
     return touched
 
