@@ -31,3 +31,10 @@ def send_member_notifications() -> int:
     from loyalty.services.notifications import notifications_send
 
     return notifications_send()
+
+
+@shared_task(name="loyalty.tasks.send_enrolment_invitations")
+def send_enrolment_invitations(enrolment_id: int) -> int:
+    from loyalty.services.notifications import invitations_send
+
+    return invitations_send(enrolment_id=enrolment_id)

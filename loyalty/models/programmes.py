@@ -116,6 +116,9 @@ class Membership(models.Model):
     override_expires_at = models.DateTimeField(null=True, blank=True)
     override_reason = models.CharField(max_length=255, blank=True, default="")
     last_evaluated_at = models.DateTimeField(null=True, blank=True)
+    invited_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the enrolment invitation email went out (treatment only)."
+    )
 
     class Meta:
         ordering = ["id"]

@@ -55,8 +55,8 @@ def holdout_cutoff(holdout_percent: Decimal | float | int) -> int:
 def assignment_bucket_sql(source_sql: str, columns: list[str], seed: str) -> tuple[str, list[int]]:
     """Wrap `source_sql` (which must select `customer_id` and `columns`) in layers that add `bucket_int`.
 
-    Returns SQL selecting customer_id, *columns, bucket_int, and its parameters (to append after the
-    source's own parameters)."""
+    Returns SQL selecting customer_id, *columns, bucket_int, and its parameters (none: the source's own
+    parameters are the only ones)."""
     a, b, c = seed_constants(seed)
     keep = ", ".join(["customer_id", *columns])
     p = PRIME
@@ -65,13 +65,14 @@ def assignment_bucket_sql(source_sql: str, columns: list[str], seed: str) -> tup
         return f"(({col} | ({col} / {2**shift})) - ({col} & ({col} / {2**shift})))"
 
     # Shifts are written as integer division by a power of two (identical to >> for non-negative values).
-    sql = f"SELECT {keep}, ((customer_id % {p}) + %s) % {p} AS h FROM ({source_sql}) s0"
-    sql = f"SELECT {keep}, (h * {MULTIPLIERS[0]} + %s) % {p} AS h FROM ({sql}) s1"
+    # The seed constants are integers computed here, inlined as literals (no placeholders to order).
+    sql = f"SELECT {keep}, ((customer_id %% {p}) + {a}) %% {p} AS h FROM ({source_sql}) s0"
+    sql = f"SELECT {keep}, (h * {MULTIPLIERS[0]} + {b}) %% {p} AS h FROM ({sql}) s1"
     sql = f"SELECT {keep}, {xor('h', 16)} AS h FROM ({sql}) s2"
-    sql = f"SELECT {keep}, (h * {MULTIPLIERS[1]} + %s) % {p} AS h FROM ({sql}) s3"
+    sql = f"SELECT {keep}, (h * {MULTIPLIERS[1]} + {c}) %% {p} AS h FROM ({sql}) s3"
     sql = f"SELECT {keep}, {xor('h', 13)} AS h FROM ({sql}) s4"
-    sql = f"SELECT {keep}, ((h * {MULTIPLIERS[2]} + %s) % {p}) % {BUCKETS} AS bucket_int FROM ({sql}) s5"
-    return sql, [a, b, c, a]
+    sql = f"SELECT {keep}, ((h * {MULTIPLIERS[2]} + {a}) %% {p}) %% {BUCKETS} AS bucket_int FROM ({sql}) s5"
+    return sql, []
 
 
 def retention_mde(*, treatment: int, control: int, baseline: float) -> float | None:

@@ -15,7 +15,6 @@ from loyalty.models import (
     Customer,
     CustomerMetrics,
     Enrolment,
-    MemberNotification,
     Membership,
     Programme,
     SegmentMember,
@@ -83,7 +82,7 @@ def enrolment_run(*, enrolment_id: int, now: datetime | None = None) -> Enrolmen
 
 @transaction.atomic
 def _enrol(*, enrolment_id: int, now: datetime) -> None:
-    from loyalty.tasks import send_member_notifications
+    from loyalty.tasks import send_enrolment_invitations
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -96,13 +95,12 @@ def _enrol(*, enrolment_id: int, now: datetime) -> None:
     now_db = ops.adapt_datetimefield_value(now)
     qn = ops.quote_name
 
-    m_t, sm_t, c_t, cm_t, tc_t, n_t = (
+    m_t, sm_t, c_t, cm_t, tc_t = (
         table(Membership),
         table(SegmentMember),
         table(Customer),
         table(CustomerMetrics),
         table(TierChange),
-        table(MemberNotification),
     )
     metric = f"cm.{qn(programme.qualifying_metric)}"
     tier_case, tier_params = qualifying_tier_case(metric, tiers, output="id")
@@ -137,6 +135,8 @@ def _enrol(*, enrolment_id: int, now: datetime) -> None:
             + hash_params,
         )
         enrolled = cursor.rowcount
+        if connection.vendor == "postgresql":
+            cursor.execute(f"ANALYZE {m_t}")  # fresh statistics for the statements below
         timings["memberships"] = round(time.perf_counter() - started, 3)
         Enrolment.objects.filter(pk=enrolment_id).update(progress=60)
 
@@ -150,14 +150,7 @@ def _enrol(*, enrolment_id: int, now: datetime) -> None:
             f"AND NOT EXISTS (SELECT 1 FROM {tc_t} t WHERE t.membership_id = m.id AND t.reason = 'enrolment')",
             [enrolment.created_by_id, now_db, programme.pk, run.pk],
         )
-        cursor.execute(
-            f"INSERT INTO {n_t} (membership_id, kind, dedupe_key, tier_change_id, created_at) "
-            f"SELECT m.id, 'enrolment', 'enrolment', NULL, %s {new_treatment}"
-            f"AND EXISTS (SELECT 1 FROM {c_t} c WHERE c.id = m.customer_id AND c.email <> '') "
-            f"AND NOT EXISTS (SELECT 1 FROM {n_t} n WHERE n.membership_id = m.id AND n.kind = 'enrolment')",
-            [now_db, programme.pk, run.pk],
-        )
-        timings["history_and_invitations"] = round(time.perf_counter() - mark, 3)
+        timings["history"] = round(time.perf_counter() - mark, 3)
 
     mark = time.perf_counter()
     result = enrolment_result(programme=programme, segment_run=run, tiers=tiers)
@@ -173,7 +166,11 @@ def _enrol(*, enrolment_id: int, now: datetime) -> None:
         finished_at=timezone.now(),
     )
     if enrolled:
-        send_member_notifications.delay_on_commit()
+        send_enrolment_invitations.delay_on_commit(enrolment_id)
+
+
+def _points(share: float | None) -> float | None:
+    return None if share is None else round(share * 100, 2)
 
 
 def _float_cast() -> str:
@@ -263,13 +260,12 @@ def enrolment_result(*, programme: Programme, segment_run: SegmentRun, tiers) ->
             "programme_treatment": live_t,
             "programme_control": live_c,
             "expected_retention": baseline,
-            "min_detectable_retention_effect_points": None if mde is None else round(mde * 100, 2),
+            "min_detectable_retention_effect_points": _points(mde),
             "by_holdout_percent": {
-                str(h): round(
-                    retention_mde_for_holdout(customers=live_t + live_c, holdout_percent=h, baseline=baseline) * 100, 2
+                str(h): _points(
+                    retention_mde_for_holdout(customers=live_t + live_c, holdout_percent=h, baseline=baseline)
                 )
                 for h in MDE_TABLE_HOLDOUTS
-                if live_t + live_c > 0
             },
         },
     }

@@ -7,7 +7,7 @@ from django.core.mail import get_connection, send_mail
 from django.db import transaction
 from django.utils import timezone
 
-from loyalty.models import MemberNotification
+from loyalty.models import Enrolment, MemberNotification, Membership
 from loyalty.services.tier_policy import programme_next_evaluation
 
 BATCH = 200
@@ -20,12 +20,7 @@ def _render(notification: MemberNotification) -> tuple[str, str]:
     greeting = f"Dear {customer.name},\n\n"
     kind = notification.kind
     if kind == MemberNotification.Kind.ENROLMENT:
-        tier = membership.tier.name if membership.tier else ""
-        return (
-            f"Welcome to {programme.name}",
-            greeting + f"You are now a {tier} member of {programme.name}. Create your account with this email "
-            f"address ({customer.email}) to see your benefits, use the concierge and book exclusive events.\n",
-        )
+        return _invitation(membership)
     if kind == MemberNotification.Kind.UPGRADE:
         return (
             f"You are now {change.to_tier.name}",
@@ -48,6 +43,52 @@ def _render(notification: MemberNotification) -> tuple[str, str]:
         greeting + f"Your activity is currently below what your {membership.tier.name if membership.tier else ''} "
         f"tier needs.{deadline} Next evaluation: {programme_next_evaluation(programme):%d %B %Y}.\n",
     )
+
+
+def _invitation(membership: Membership) -> tuple[str, str]:
+    programme, customer = membership.programme, membership.customer
+    tier = membership.tier.name if membership.tier else ""
+    return (
+        f"Welcome to {programme.name}",
+        f"Dear {customer.name},\n\nYou are now a {tier} member of {programme.name}. Create your account with "
+        f"this email address ({customer.email}) to see your benefits, use the concierge and book exclusive "
+        "events.\n",
+    )
+
+
+def invitations_send(*, enrolment_id: int) -> int:
+    """Invite the treatment members of an enrolment by email, in batches claimed under a row lock and stamped
+    `invited_at` in the same transaction: a second run (or a second worker) sends nothing twice. The control
+    group is never written to."""
+    enrolment = Enrolment.objects.filter(pk=enrolment_id).first()
+    if enrolment is None:
+        return 0
+    sent = 0
+    while True:
+        with transaction.atomic():
+            batch = list(
+                Membership.objects.select_for_update(skip_locked=True, of=("self",))
+                .filter(
+                    programme_id=enrolment.programme_id,
+                    source_run_id=enrolment.segment_run_id,
+                    group=Membership.Group.TREATMENT,
+                    status=Membership.Status.ACTIVE,
+                    invited_at__isnull=True,
+                )
+                .select_related("programme", "customer", "tier")
+                .order_by("id")[:BATCH]
+            )
+            if not batch:
+                return sent
+            connection = get_connection()
+            for membership in batch:
+                if membership.customer.email:
+                    subject, body = _invitation(membership)
+                    send_mail(
+                        subject, body, settings.DEFAULT_FROM_EMAIL, [membership.customer.email], connection=connection
+                    )
+            Membership.objects.filter(pk__in=[m.pk for m in batch]).update(invited_at=timezone.now())
+            sent += len(batch)
 
 
 def notifications_send(*, limit: int = 10_000) -> int:

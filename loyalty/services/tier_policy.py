@@ -88,19 +88,15 @@ def _evaluate(*, programme_id: int, now: datetime, scoring_run: ScoringRun | Non
         )
         cursor.execute(
             f"UPDATE {m_t} SET override_tier_id = NULL, override_expires_at = NULL, override_reason = '', "
-            f"below_threshold_since = NULL WHERE id IN (SELECT m.id {expired})",
-            [programme.pk, now_db],
+            f"below_threshold_since = NULL, last_evaluated_at = %s WHERE id IN (SELECT m.id {expired})",
+            [now_db, programme.pk, now_db],
         )
         summary["overrides_expired"] = cursor.rowcount
 
         if tiers and scoring_run is not None:
             summary.update(_apply_policy(cursor, programme, tiers, scoring_run, now_db, today_db, cutoff_db))
-        cursor.execute(
-            f"UPDATE {m_t} SET last_evaluated_at = %s WHERE programme_id = %s AND status = 'active'",
-            [now_db, programme.pk],
-        )
-        summary["evaluated"] = cursor.rowcount
-    del m_t, tc_t, n_t, cm_t, ev
+
+    del n_t, cm_t, ev
     Programme.objects.filter(pk=programme.pk).update(last_evaluated_at=now)
     summary["seconds"] = round(time.perf_counter() - started, 3)
     return summary
@@ -132,6 +128,8 @@ def _apply_policy(cursor, programme, tiers, scoring_run, now_db, today_db, cutof
         [*cur_rank_params, *q_tier_params, *q_rank_params, *lower_params, *lower_rank_params]
         + [scoring_run.pk, programme.pk],
     )
+    cursor.execute(f"SELECT COUNT(*) FROM {ev}")
+    summary_evaluated = cursor.fetchone()[0]
     if connection.vendor == "postgresql":
         cursor.execute(f"ANALYZE {ev}")
 
@@ -149,13 +147,15 @@ def _apply_policy(cursor, programme, tiers, scoring_run, now_db, today_db, cutof
         )
 
     def update(assignments: str, condition: str, params: list) -> int:
+        # Only memberships the evaluation changes are stamped (stamping all would rewrite every row each time).
         cursor.execute(
-            f"UPDATE {m_t} SET {assignments} FROM {ev} e WHERE {m_t}.id = e.membership_id AND {condition}",
-            params,
+            f"UPDATE {m_t} SET {assignments}, last_evaluated_at = %s FROM {ev} e "
+            f"WHERE {m_t}.id = e.membership_id AND {condition}",
+            [*params[: assignments.count("%s")], now_db, *params[assignments.count("%s") :]],
         )
         return cursor.rowcount
 
-    result = {}
+    result = {"evaluated": summary_evaluated}
     upgrade = "e.q_rank > e.cur_rank"
     history(upgrade, "q_tier", TierChange.Reason.UPGRADE)
     result["upgrades"] = update("tier_id = e.q_tier, below_threshold_since = NULL", upgrade, [])
