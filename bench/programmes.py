@@ -103,6 +103,7 @@ def main() -> None:
     from loyalty import tasks
 
     tasks.send_member_notifications.delay_on_commit = lambda *a, **k: None
+    tasks.send_enrolment_invitations.delay_on_commit = lambda *a, **k: None
 
     started = time.perf_counter()
     enrolment_service.enrolment_run(enrolment_id=enrolment.pk)

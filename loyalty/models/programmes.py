@@ -94,8 +94,12 @@ class Membership(models.Model):
         HOLDOUT = "holdout", "Holdout"
         ENDED = "ended", "Ended"
 
-    programme = models.ForeignKey(Programme, on_delete=models.PROTECT, related_name="memberships")
-    customer = models.ForeignKey("loyalty.Customer", on_delete=models.PROTECT, related_name="memberships")
+    # No single-column indexes: (programme, customer) and (customer, status) below cover these lookups, and
+    # every index costs time when enrolment inserts 100,000 rows.
+    programme = models.ForeignKey(Programme, on_delete=models.PROTECT, related_name="memberships", db_index=False)
+    customer = models.ForeignKey(
+        "loyalty.Customer", on_delete=models.PROTECT, related_name="memberships", db_index=False
+    )
     group = models.CharField(max_length=16, choices=Group.choices)
     tier = models.ForeignKey(Tier, null=True, blank=True, on_delete=models.PROTECT, related_name="memberships")
     shadow_tier = models.ForeignKey(

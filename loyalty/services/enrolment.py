@@ -70,20 +70,23 @@ def enrolment_run(*, enrolment_id: int, now: datetime | None = None) -> Enrolmen
     if not claimed:
         return None
     try:
-        _enrol(enrolment_id=enrolment_id, now=now)
+        enrolled = _enrol(enrolment_id=enrolment_id, now=now)
     except Exception as exc:
         logger.exception("Enrolment %s failed", enrolment_id)
         Enrolment.objects.filter(pk=enrolment_id).update(
             status=RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=timezone.now()
         )
         raise
+    if enrolled:
+        # After the enrolment committed (a failing email task must not mark the enrolment failed).
+        from loyalty.tasks import send_enrolment_invitations
+
+        send_enrolment_invitations.delay_on_commit(enrolment_id)
     return Enrolment.objects.get(pk=enrolment_id)
 
 
 @transaction.atomic
-def _enrol(*, enrolment_id: int, now: datetime) -> None:
-    from loyalty.tasks import send_enrolment_invitations
-
+def _enrol(*, enrolment_id: int, now: datetime) -> int:
     timings: dict[str, float] = {}
     started = time.perf_counter()
     enrolment = Enrolment.objects.select_related("segment_run").get(pk=enrolment_id)
@@ -165,8 +168,7 @@ def _enrol(*, enrolment_id: int, now: datetime) -> None:
         timings=timings,
         finished_at=timezone.now(),
     )
-    if enrolled:
-        send_enrolment_invitations.delay_on_commit(enrolment_id)
+    return enrolled
 
 
 def _points(share: float | None) -> float | None:
