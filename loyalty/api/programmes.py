@@ -1,6 +1,5 @@
 """Programme manager API: programmes, tiers, enrolment, memberships, tier history, overrides."""
 
-from __future__ import annotations
 
 from typing import Literal
 

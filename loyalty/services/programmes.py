@@ -67,6 +67,7 @@ def programme_create(*, created_by: User | None = None, **values: Any) -> Progra
     programme = Programme(created_by=created_by, **values)
     programme.name = programme.name.strip()
     _save_unique(programme, code="programme_name_taken", field="name", message="A programme has this name.")
+    programme.refresh_from_db()
     return programme
 
 
@@ -87,6 +88,7 @@ def programme_update(*, programme: Programme, **values: Any) -> Programme:
     for name, value in values.items():
         setattr(programme, name, value.strip() if name == "name" else value)
     _save_unique(programme, code="programme_name_taken", field="name", message="A programme has this name.")
+    programme.refresh_from_db()
     return programme
 
 
