@@ -1,6 +1,5 @@
 """Programme manager API: programmes, tiers, enrolment, memberships, tier history, overrides."""
 
-
 from typing import Literal
 
 from ninja import Query, Router, Schema, Status
