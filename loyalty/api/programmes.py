@@ -257,7 +257,7 @@ class MembershipFilters(Schema):
     status: Literal["active", "holdout", "ended"] | None = None
     tier_id: int | None = Field(None, ge=1, le=2**62, description="Tier, or shadow tier for the control group.")
     source_run_id: int | None = Field(None, ge=1, le=2**62)
-    customer_external_id: str | None = Field(None, max_length=64)
+    customer_external_id: str | None = Field(None, max_length=64, pattern=r"^[^\x00]*$")
     below_threshold: bool | None = Field(None, description="Members in a downgrade grace period.")
     has_override: bool | None = None
 

@@ -7,14 +7,16 @@ from typing import Any, Literal
 from ninja import Schema
 from pydantic import Field
 
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL: refuse it as a 422, not a 500
+
 Metric = Literal["revenue_percentile", "engagement_score", "engagement_percentile", "revenue_minor"]
 
 
 class ProgrammeIn(Schema):
-    name: str = Field(min_length=1, max_length=100)
-    description: str = Field("", max_length=5000)
+    name: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
+    description: str = Field("", max_length=5000, pattern=NO_NUL)
     holdout_percent: Decimal = Field(Decimal("10"), ge=0, le=50, max_digits=5, decimal_places=2)
-    seed: str | None = Field(None, min_length=1, max_length=64, description="Generated when omitted.")
+    seed: str | None = Field(None, min_length=1, max_length=64, description="Generated when omitted.", pattern=NO_NUL)
     qualifying_metric: Metric = "revenue_percentile"
     evaluation_cadence_days: int = Field(30, ge=1, le=3650)
     grace_period_days: int = Field(60, ge=1, le=3650)
@@ -22,11 +24,11 @@ class ProgrammeIn(Schema):
 
 
 class ProgrammePatch(Schema):
-    name: str | None = Field(None, min_length=1, max_length=100)
-    description: str | None = Field(None, max_length=5000)
+    name: str | None = Field(None, min_length=1, max_length=100, pattern=NO_NUL)
+    description: str | None = Field(None, max_length=5000, pattern=NO_NUL)
     status: Literal["active", "closed"] | None = None
     holdout_percent: Decimal | None = Field(None, ge=0, le=50, max_digits=5, decimal_places=2)
-    seed: str | None = Field(None, min_length=1, max_length=64)
+    seed: str | None = Field(None, min_length=1, max_length=64, pattern=NO_NUL)
     qualifying_metric: Metric | None = None
     evaluation_cadence_days: int | None = Field(None, ge=1, le=3650)
     grace_period_days: int | None = Field(None, ge=1, le=3650)
@@ -50,7 +52,7 @@ class ProgrammeOut(Schema):
 
 class TierIn(Schema):
     rank: int = Field(ge=1, le=1000, description="Higher rank = better tier; unique in the programme.")
-    name: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
     threshold: float = Field(ge=-1e15, le=1e15, description="Minimum of the programme's qualifying metric.")
     first_response_sla_hours: int = Field(24, ge=0, le=10000)
     resolution_sla_hours: int = Field(72, ge=0, le=10000)
@@ -61,7 +63,7 @@ class TierIn(Schema):
 
 class TierPatch(Schema):
     rank: int | None = Field(None, ge=1, le=1000)
-    name: str | None = Field(None, min_length=1, max_length=64)
+    name: str | None = Field(None, min_length=1, max_length=64, pattern=NO_NUL)
     threshold: float | None = Field(None, ge=-1e15, le=1e15)
     first_response_sla_hours: int | None = Field(None, ge=0, le=10000)
     resolution_sla_hours: int | None = Field(None, ge=0, le=10000)
@@ -151,7 +153,7 @@ class TierChangeOut(Schema):
 class OverrideIn(Schema):
     tier_id: int = Field(ge=1, le=2**62)
     expires_at: datetime
-    reason: str = Field(min_length=1, max_length=255)
+    reason: str = Field(min_length=1, max_length=255, pattern=NO_NUL)
 
 
 class EvaluationOut(Schema):

@@ -229,3 +229,9 @@ def test_anonymous_gets_401(anon_api):
     programme = ProgrammeFactory()
     assert anon_api.get(f"programmes/{programme.pk}").status_code == 401
     assert anon_api.get("me/membership").status_code == 401
+
+
+def test_nul_characters_are_refused_with_422(manager_api):
+    response = manager_api.post("programmes", {"name": "Bad\x00name"})
+    assert (response.status_code, list(response.json()["fields"])) == (422, ["name"])
+    assert Programme.objects.count() == 0
