@@ -169,6 +169,7 @@ ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_EMAIL_VERIFICATION = env("ACCOUNT_EMAIL_VERIFICATION", "mandatory")
 ACCOUNT_EMAIL_VERIFICATION_BY_CODE_ENABLED = True
 ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_ADAPTER = "loyalty.account_adapter.PremierAccountAdapter"  # links enrolled customers on email confirmation
 ACCOUNT_RATE_LIMITS = {} if env_bool("PREMIER_DISABLE_RATE_LIMITS") else None
 if ACCOUNT_RATE_LIMITS is None:
     del ACCOUNT_RATE_LIMITS

@@ -1,3 +1,8 @@
 """Periodic tasks of this app, merged into CELERY_BEAT_SCHEDULE (schedule in seconds)."""
 
-BEAT: dict = {}
+BEAT: dict = {
+    # Programmes whose evaluation is due (cadence per programme) are re-evaluated; idempotent within a day.
+    "loyalty-evaluate-due-programmes": {"task": "loyalty.tasks.evaluate_due_programmes", "schedule": 3600},
+    # Safety net for member emails whose after-commit task did not run (e.g. broker down).
+    "loyalty-send-member-notifications": {"task": "loyalty.tasks.send_member_notifications", "schedule": 300},
+}

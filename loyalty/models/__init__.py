@@ -1,5 +1,5 @@
 from loyalty.models.customers import Channel, Customer, Interaction, RevenueEntry
-from loyalty.models.programmes import Membership, Programme, Tier, TierChange
+from loyalty.models.programmes import Enrolment, MemberNotification, Membership, Programme, Tier, TierChange
 from loyalty.models.retention import ImpactReport, RetentionOutcome
 from loyalty.models.scoring import CustomerMetrics, ScoringModel, ScoringRun
 from loyalty.models.segments import Segment, SegmentMember, SegmentRun
@@ -8,8 +8,10 @@ __all__ = [
     "Channel",
     "Customer",
     "CustomerMetrics",
+    "Enrolment",
     "ImpactReport",
     "Interaction",
+    "MemberNotification",
     "Membership",
     "Programme",
     "RetentionOutcome",

@@ -2,6 +2,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
+from loyalty.models.scoring import RunStatus
+
 
 class Programme(models.Model):
     """A tiered programme with a randomly held-out control group."""
@@ -25,6 +27,10 @@ class Programme(models.Model):
     )
     evaluation_cadence_days = models.PositiveIntegerField(default=30)
     grace_period_days = models.PositiveIntegerField(default=60)
+    expected_retention = models.FloatField(
+        default=0.89, help_text="Expected yearly retention without the programme (for the detectable-effect estimate)."
+    )
+    last_evaluated_at = models.DateTimeField(null=True, blank=True, help_text="Last tier re-evaluation.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -37,6 +43,10 @@ class Programme(models.Model):
                 condition=Q(holdout_percent__gte=0, holdout_percent__lte=50), name="programme_holdout_range"
             ),
             models.CheckConstraint(condition=Q(evaluation_cadence_days__gte=1), name="programme_cadence_positive"),
+            models.CheckConstraint(condition=Q(grace_period_days__gte=1), name="programme_grace_positive"),
+            models.CheckConstraint(
+                condition=Q(expected_retention__gt=0, expected_retention__lt=1), name="programme_retention_range"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -84,8 +94,12 @@ class Membership(models.Model):
         HOLDOUT = "holdout", "Holdout"
         ENDED = "ended", "Ended"
 
-    programme = models.ForeignKey(Programme, on_delete=models.PROTECT, related_name="memberships")
-    customer = models.ForeignKey("loyalty.Customer", on_delete=models.PROTECT, related_name="memberships")
+    # No single-column indexes: (programme, customer) and (customer, status) below cover these lookups, and
+    # every index costs time when enrolment inserts 100,000 rows.
+    programme = models.ForeignKey(Programme, on_delete=models.PROTECT, related_name="memberships", db_index=False)
+    customer = models.ForeignKey(
+        "loyalty.Customer", on_delete=models.PROTECT, related_name="memberships", db_index=False
+    )
     group = models.CharField(max_length=16, choices=Group.choices)
     tier = models.ForeignKey(Tier, null=True, blank=True, on_delete=models.PROTECT, related_name="memberships")
     shadow_tier = models.ForeignKey(
@@ -106,6 +120,9 @@ class Membership(models.Model):
     override_expires_at = models.DateTimeField(null=True, blank=True)
     override_reason = models.CharField(max_length=255, blank=True, default="")
     last_evaluated_at = models.DateTimeField(null=True, blank=True)
+    invited_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the enrolment invitation email went out (treatment only)."
+    )
 
     class Meta:
         ordering = ["id"]
@@ -157,3 +174,61 @@ class TierChange(models.Model):
     class Meta:
         ordering = ["at", "id"]
         indexes = [models.Index(fields=["membership", "at"], name="tierchange_membership_at_idx")]
+
+
+class Enrolment(models.Model):
+    """One enrolment of a segment run into a programme (at most one per programme and run: re-enrolling the
+    same run changes nothing). `result` holds counts per group and tier, balance and power figures."""
+
+    programme = models.ForeignKey(Programme, on_delete=models.CASCADE, related_name="enrolments")
+    segment_run = models.ForeignKey("loyalty.SegmentRun", on_delete=models.PROTECT, related_name="enrolments")
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.PENDING)
+    progress = models.PositiveSmallIntegerField(default=0)
+    enrolled_count = models.PositiveIntegerField(default=0, help_text="Memberships created by this enrolment.")
+    skipped_count = models.PositiveIntegerField(default=0, help_text="Run members already in the programme.")
+    result = models.JSONField(default=dict, blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, default="")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["programme", "segment_run"], name="enrolment_programme_run_unique"),
+            models.CheckConstraint(condition=Q(progress__lte=100), name="enrolment_progress_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Enrolment of run {self.segment_run_id} into {self.programme_id} ({self.status})"
+
+
+class MemberNotification(models.Model):
+    """Outbox of member emails (enrolment invitation, upgrade, downgrade warning, downgrade). Rows are written
+    set-based in the same transaction as the change; a task sends them after commit and stamps `sent_at`."""
+
+    class Kind(models.TextChoices):
+        ENROLMENT = "enrolment", "Enrolment invitation"
+        UPGRADE = "upgrade", "Upgrade"
+        DOWNGRADE_WARNING = "downgrade_warning", "Downgrade warning"
+        DOWNGRADE = "downgrade", "Downgrade"
+
+    membership = models.ForeignKey(Membership, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    dedupe_key = models.CharField(max_length=64, help_text="Makes writing the same notification twice a no-op.")
+    tier_change = models.ForeignKey(TierChange, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["membership", "kind", "dedupe_key"], name="membernotification_dedupe_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["sent_at", "id"], name="membernotification_unsent_idx")]
