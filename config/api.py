@@ -14,6 +14,7 @@ from ninja.errors import Throttled as NinjaThrottled
 from ninja.throttling import AnonRateThrottle, AuthRateThrottle
 
 from core.errors import PremierError
+from core.parser import NulCharacterError, SafeJsonParser
 
 logger = logging.getLogger("premier.api")
 
@@ -43,6 +44,7 @@ api = NinjaAPI(
     docs_url="/docs",
     openapi_url="/openapi.json",
     throttle=THROTTLES,
+    parser=SafeJsonParser(),
 )
 
 
@@ -88,6 +90,8 @@ def throttled(request, exc: NinjaThrottled):
 
 @api.exception_handler(HttpError)
 def http_error(request, exc: HttpError):
+    if isinstance(exc.__cause__, NulCharacterError):  # ninja wraps body parser errors in a 400
+        return premier_error(request, exc.__cause__)
     code = {
         400: "malformed_request",
         403: "permission_denied",

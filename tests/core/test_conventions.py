@@ -125,3 +125,20 @@ def test_throttling_answers_429_with_error_body(settings, client):
         "code": "throttled",
         "fields": {},
     }
+
+
+def test_nul_characters_in_body_are_a_422_naming_the_field(manager_api):
+    response = manager_api.post("api-keys", {"name": "CRM\u0000", "scopes": ["ingest"]})
+    assert response.status_code == 422
+    assert response.json() == {
+        "detail": "The input is not valid.",
+        "code": "validation_error",
+        "fields": {"name": ["NUL characters (\\u0000) are not allowed."]},
+    }
+    assert ApiKey.objects.count() == 0
+
+
+def test_nul_characters_in_query_are_a_422(manager_api):
+    response = manager_api.get("/api/v1/api-keys?limit=1%00")
+    assert response.status_code == 422
+    assert response.json()["fields"] == {"limit": ["NUL characters (\\u0000) are not allowed."]}
