@@ -32,7 +32,15 @@ class EventAdmin(admin.ModelAdmin):
     search_fields = ["title", "venue", "partner__name"]
     date_hierarchy = "starts_at"
     # Seats move only through the booking services (conditional UPDATEs).
-    readonly_fields = ["seats_booked", "created_by", "created_at", "updated_at", "published_at", "cancelled_at"]
+    readonly_fields = [
+        "seats_booked",
+        "created_by",
+        "created_at",
+        "updated_at",
+        "published_at",
+        "cancelled_at",
+        "completed_at",
+    ]
 
 
 @admin.register(Booking)

@@ -75,7 +75,8 @@ def _member(request):
     "/partner/events",
     response=responses({200: list[PartnerEventOut]}),
     summary="List my partner's events",
-    description="Partner staff only: the events of the partner the user works for, with booking counts.",
+    description="Partner staff only: the events of the partner the user works for, with booking counts; "
+    "completed events carry their final attendance (`attended_*` and `no_show_*`).",
 )
 @paginate(Page)
 def partner_list_events(request, filters: EventFilter = Query(...)):
@@ -166,7 +167,9 @@ def partner_list_bookings(request, event_id: int = EventId, filters: BookingFilt
     response=responses({200: PartnerBookingOut}, 409),
     summary="Check an attendee in",
     description="Partner staff only. Confirmed -> attended (records an engagement interaction). Checking in "
-    "twice is a no-op; other states are 409 `booking_not_checkable`.",
+    "twice is a no-op; other states are 409 `booking_not_checkable`. Possible until the check-in grace "
+    "(`EVENT_COMPLETION_GRACE_HOURS`, default 2) after the event's end: later it is 409 `check_in_closed`, and "
+    "409 `event_completed` once the event is completed (remaining confirmed bookings become `no_show`).",
 )
 def partner_check_in(request, booking_id: int = BookingId):
     user, partner = _partner(request)

@@ -77,12 +77,17 @@ class Event(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     published_at = models.DateTimeField(null=True, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the event was closed after it ended (attendance final)."
+    )
 
     class Meta:
         ordering = ["starts_at", "id"]
         indexes = [
             models.Index(fields=["status", "starts_at"], name="event_status_starts_idx"),
             models.Index(fields=["partner", "starts_at"], name="event_partner_starts_idx"),
+            # The completion sweep: published events whose end has passed.
+            models.Index(fields=["ends_at"], name="event_published_ends_idx", condition=Q(status="published")),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(seats_booked__lte=F("capacity")), name="event_seats_within_capacity"),

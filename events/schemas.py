@@ -100,10 +100,14 @@ class PartnerEventOut(Schema):
     status: EventStatus
     published_at: datetime | None
     cancelled_at: datetime | None
+    completed_at: datetime | None = Field(None, description="Set when the event is completed: attendance is final.")
     confirmed_count: int = 0
     held_count: int = 0
     waitlisted_count: int = 0
-    attended_count: int = 0
+    attended_count: int = Field(0, description="Bookings checked in.")
+    no_show_count: int = Field(0, description="Confirmed bookings nobody checked in (set when the event completes).")
+    attended_seats: int = Field(0, description="Seats (members plus guests) of attended bookings.")
+    no_show_seats: int = Field(0, description="Seats of no-show bookings.")
 
 
 class MemberEventOut(Schema):

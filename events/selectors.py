@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.db.models import Count, DateTimeField, ExpressionWrapper, F, Q, QuerySet, Value
+from django.db.models import Count, DateTimeField, ExpressionWrapper, F, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -19,6 +19,9 @@ def _with_counts(queryset: QuerySet[Event]) -> QuerySet[Event]:
         held_count=Count("bookings", filter=Q(bookings__status=Booking.Status.HELD)),
         waitlisted_count=Count("bookings", filter=Q(bookings__status=Booking.Status.WAITLISTED)),
         attended_count=Count("bookings", filter=Q(bookings__status=Booking.Status.ATTENDED)),
+        no_show_count=Count("bookings", filter=Q(bookings__status=Booking.Status.NO_SHOW)),
+        attended_seats=Coalesce(Sum("bookings__seats", filter=Q(bookings__status=Booking.Status.ATTENDED)), 0),
+        no_show_seats=Coalesce(Sum("bookings__seats", filter=Q(bookings__status=Booking.Status.NO_SHOW)), 0),
     )
 
 

@@ -13,8 +13,9 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db.models import F, OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -29,6 +30,7 @@ logger = logging.getLogger("premier.events")
 
 HOLD_MINUTES = 15
 PROMOTION_HOLD_HOURS = 12
+DEFAULT_COMPLETION_GRACE_HOURS = 2
 EDITABLE_FIELDS = (
     "title",
     "description",
@@ -107,6 +109,11 @@ def _cancel_unpaid_intent(booking: Booking) -> None:
         Booking.PaymentStatus.FAILED,
     ):
         _on_commit_task(booking_cancel_payment_intent, booking.pk)
+
+
+def completion_grace() -> timedelta:
+    """How long after its end an event stays open for check-in before it is completed."""
+    return timedelta(hours=float(getattr(settings, "EVENT_COMPLETION_GRACE_HOURS", DEFAULT_COMPLETION_GRACE_HOURS)))
 
 
 def booking_window(event: Event, *, early_access_hours: int) -> tuple[datetime, datetime]:
@@ -258,7 +265,8 @@ def event_cancel(*, partner: Partner, event_id: int, now: datetime | None = None
 
 @transaction.atomic
 def booking_check_in(*, partner: Partner, booking_id: int, by: User | None, now: datetime | None = None) -> Booking:
-    """Mark a confirmed booking attended (idempotent) and record the engagement interaction."""
+    """Mark a confirmed booking attended (idempotent) and record the engagement interaction. Possible until
+    `completion_grace()` after the event's end; a completed event is 409 `event_completed`."""
     from loyalty.services.interactions import interaction_record
 
     now = _now(now)
@@ -267,6 +275,11 @@ def booking_check_in(*, partner: Partner, booking_id: int, by: User | None, now:
     event, booking = _lock_booking(booking_id)
     if booking.status == Booking.Status.ATTENDED:
         return booking
+    if event.status == Event.Status.COMPLETED:
+        raise Conflict("The event is completed: attendance is final.", code="event_completed")
+    if event.status == Event.Status.PUBLISHED and now >= event.ends_at + completion_grace():
+        # The completion sweep has not run yet, but the check-in window is over all the same.
+        raise Conflict("Check-in for this event has closed.", code="check_in_closed")
     if booking.status != Booking.Status.CONFIRMED or event.status == Event.Status.CANCELLED:
         raise Conflict(f"A {booking.status} booking cannot be checked in.", code="booking_not_checkable")
     booking.status = Booking.Status.ATTENDED
@@ -282,6 +295,76 @@ def booking_check_in(*, partner: Partner, booking_id: int, by: User | None, now:
         external_id=f"event-booking-{booking.pk}",
     )
     return booking
+
+
+def events_complete(*, now: datetime | None = None, batch: int = 500) -> dict[str, int]:
+    """Close published events that ended more than `completion_grace()` ago, set-based, `batch` events per
+    transaction: the event becomes `completed`; confirmed bookings nobody checked in become `no_show`;
+    remaining holds expire (their PaymentIntents are cancelled, their seats freed) and waitlisted bookings
+    are cancelled (reason `event_completed`); a held or waitlisted booking that was somehow paid is refunded in
+    full through the usual refund task. Attended bookings are left alone. Idempotent: a completed event is
+    never touched again, so a second run (or a concurrent one, which waits on the event locks) changes
+    nothing."""
+    from events.tasks import booking_cancel_payment_intent, booking_refund
+
+    now = _now(now)
+    cutoff = now - completion_grace()
+    totals = {"events": 0, "no_show": 0, "holds_expired": 0, "waitlist_cancelled": 0, "refunds": 0}
+    while True:
+        with transaction.atomic():
+            # Lock the events first (the one locking order: event rows, then booking rows).
+            event_ids = list(
+                Event.objects.select_for_update()
+                .filter(status=Event.Status.PUBLISHED, ends_at__lte=cutoff)
+                .order_by("id")
+                .values_list("id", flat=True)[:batch]
+            )
+            if not event_ids:
+                return totals
+            bookings = Booking.objects.filter(event_id__in=event_ids)
+            unsettled = (Booking.Status.HELD, Booking.Status.WAITLISTED)
+            paid_ids = list(
+                bookings.filter(status__in=unsettled, payment_status=Booking.PaymentStatus.PAID).values_list(
+                    "id", flat=True
+                )
+            )
+            open_intent_ids = list(
+                bookings.filter(
+                    status=Booking.Status.HELD,
+                    payment_intent_id__isnull=False,
+                    payment_status__in=(Booking.PaymentStatus.PENDING, Booking.PaymentStatus.FAILED),
+                ).values_list("id", flat=True)
+            )
+            if paid_ids:
+                Booking.objects.filter(pk__in=paid_ids).update(
+                    refund_amount=F("amount"), payment_status=Booking.PaymentStatus.REFUND_PENDING
+                )
+            closed = {"cancelled_at": now, "cancel_reason": "event_completed"}
+            totals["no_show"] += bookings.filter(status=Booking.Status.CONFIRMED).update(status=Booking.Status.NO_SHOW)
+            totals["holds_expired"] += bookings.filter(status=Booking.Status.HELD).update(
+                status=Booking.Status.EXPIRED, **closed
+            )
+            totals["waitlist_cancelled"] += bookings.filter(status=Booking.Status.WAITLISTED).update(
+                status=Booking.Status.CANCELLED, **closed
+            )
+            seats = (
+                Booking.objects.filter(event_id=OuterRef("pk"), status__in=Booking.SEAT_STATUSES)
+                .order_by()
+                .values("event_id")
+                .annotate(total=Sum("seats"))
+                .values("total")
+            )
+            totals["events"] += Event.objects.filter(pk__in=event_ids).update(
+                status=Event.Status.COMPLETED,
+                completed_at=now,
+                updated_at=now,
+                seats_booked=Coalesce(Subquery(seats), 0),
+            )
+            for booking_id in open_intent_ids:
+                _on_commit_task(booking_cancel_payment_intent, booking_id)
+            for booking_id in paid_ids:
+                _on_commit_task(booking_refund, booking_id)
+            totals["refunds"] += len(paid_ids)
 
 
 # -------------------------------------------------------------------------------------------------- bookings

@@ -26,6 +26,18 @@ def expire_holds() -> int:
 
 
 @shared_task
+def complete_ended_events() -> dict[str, int]:
+    """Periodic: complete published events past their end plus the check-in grace; mark no-shows, close
+    leftover holds and waitlists. Set-based and idempotent."""
+    from events.services import events_complete
+
+    totals = events_complete()
+    if totals["events"]:
+        logger.info("Completed ended events: %s", totals)
+    return totals
+
+
+@shared_task
 def settle_pending_payments() -> int:
     """Periodic: retry refunds that were decided but not yet accepted by Stripe (e.g. Stripe was down)."""
     pending = Booking.objects.filter(payment_status=Booking.PaymentStatus.REFUND_PENDING, refund_id="")
