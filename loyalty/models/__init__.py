@@ -1,7 +1,14 @@
 from loyalty.models.customers import Channel, Customer, Interaction, RevenueEntry
 from loyalty.models.programmes import Membership, Programme, Tier, TierChange
 from loyalty.models.retention import RetentionOutcome
-from loyalty.models.scoring import CustomerMetrics, ScoringModel, ScoringRun
+from loyalty.models.scoring import (
+    CustomerMetrics,
+    InteractionDayRollup,
+    RevenueDayRollup,
+    ScoringModel,
+    ScoringRun,
+    ScoringState,
+)
 from loyalty.models.segments import Segment, SegmentMember, SegmentRun
 
 __all__ = [
@@ -9,12 +16,15 @@ __all__ = [
     "Customer",
     "CustomerMetrics",
     "Interaction",
+    "InteractionDayRollup",
     "Membership",
     "Programme",
     "RetentionOutcome",
+    "RevenueDayRollup",
     "RevenueEntry",
     "ScoringModel",
     "ScoringRun",
+    "ScoringState",
     "Segment",
     "SegmentMember",
     "SegmentRun",

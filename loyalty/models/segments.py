@@ -13,6 +13,9 @@ class Segment(models.Model):
     rule = models.JSONField(default=dict, blank=True)
     top_n = models.PositiveIntegerField(null=True, blank=True)
     top_by = models.CharField(max_length=64, blank=True, default="", help_text="Metric for top N, highest first.")
+    tie_break = models.CharField(
+        max_length=64, blank=True, default="", help_text="Second metric for top N (highest first); then customer id."
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
