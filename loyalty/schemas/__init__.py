@@ -1,0 +1,1 @@
+"""Ninja schemas of the loyalty app, one module per area."""
