@@ -230,6 +230,8 @@ STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", "whsec_placeholder")
 API_PAGE_MAX_LIMIT = 500
 API_PAGE_MAX_OFFSET = 1_000_000
 IDEMPOTENCY_KEY_TTL_HOURS = 24
+# Ingestion batches hold up to 10,000 rows (a few MB of JSON); Django's default body limit is 2.5 MB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(env("DATA_UPLOAD_MAX_MEMORY_SIZE", str(32 * 1024 * 1024)))
 
 LOGGING = {
     "version": 1,

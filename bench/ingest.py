@@ -1,0 +1,117 @@
+"""Ingestion benchmark: rows per second for the file import and for API batches, on PostgreSQL.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/premier_bench python bench/ingest.py [--rows 1000000]
+
+Needs a migrated database. Seeds `--customers` demo customers (with their own history) if there are fewer, then:
+1. file import: writes a CSV of `--rows` new interactions and runs the import service on it (read, parse,
+   validate, COPY into staging, check customers, one upsert, rollup refresh) in one transaction;
+2. API: posts `--api-rows` new interactions in batches of 10,000 through the whole Django stack (API key auth,
+   JSON parsing, validation, staging, upsert), timing the requests only (bodies are encoded beforehand).
+The rows it adds are deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("API_THROTTLE_AUTH", "1000000/min")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test import Client  # noqa: E402
+
+from accounts.services import api_key_create  # noqa: E402
+from loyalty.models import Customer, Interaction  # noqa: E402
+from loyalty.services.demo_data import demo_data_generate  # noqa: E402
+from loyalty.services.ingest_files import file_import  # noqa: E402
+
+CHANNELS = ["phone", "online", "store", "email", "social", "app"]
+
+
+def rows(prefix: str, count: int, customers: list[str]):
+    for n in range(count):
+        yield (
+            f"{prefix}{n}",
+            customers[(n * 7919) % len(customers)],
+            CHANNELS[n % 6],
+            f"2025-{1 + n % 12:02d}-{1 + n % 28:02d}T{n % 24:02d}:{n % 60:02d}:00Z",
+            "bench",
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="Interaction rows in the imported file.")
+    parser.add_argument("--api-rows", type=int, default=1_000_000, help="Interaction rows sent to the API.")
+    parser.add_argument("--customers", type=int, default=50_000)
+    args = parser.parse_args()
+    if not settings.IS_POSTGRES:
+        sys.exit("Set DATABASE_URL to a PostgreSQL database (the benchmark measures the PostgreSQL path).")
+
+    have = Customer.objects.count()
+    if have < args.customers:
+        started = time.monotonic()
+        counts = demo_data_generate(customers=args.customers, seed=42)
+        print(f"seeded {counts} in {time.monotonic() - started:.1f}s")
+    customers = list(Customer.objects.order_by("id").values_list("external_id", flat=True)[: args.customers])
+    print(f"customers: {len(customers)}, interactions already stored: {Interaction.objects.count()}")
+    run = str(int(time.time()))
+
+    try:
+        # 1. File import.
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "interactions.csv"
+            with path.open("w") as f:
+                f.write("external_id,customer_external_id,channel,occurred_at,kind\n")
+                for row in rows(f"BF{run}-", args.rows, customers):
+                    f.write(",".join(row) + "\n")
+            started = time.monotonic()
+            result = file_import(kind="interactions", path=path)
+            elapsed = time.monotonic() - started
+        assert result.created == args.rows, result
+        print(f"file import: {args.rows:,} rows in {elapsed:.1f}s = {args.rows / elapsed:,.0f} rows/s")
+
+        # 2. API batches of 10,000.
+        _, key = api_key_create(name=f"bench {run}", scopes=["ingest"])
+        client = Client(headers={"X-API-Key": key})
+        batch, bodies, current = 10_000, [], []
+        for ext, cust, channel, at, kind in rows(f"BA{run}-", args.api_rows, customers):
+            current.append(
+                {"external_id": ext, "customer_external_id": cust, "channel": channel, "occurred_at": at, "kind": kind}
+            )
+            if len(current) == batch:
+                bodies.append(json.dumps({"rows": current}))
+                current = []
+        if current:
+            bodies.append(json.dumps({"rows": current}))
+        started = time.monotonic()
+        created = 0
+        for body in bodies:
+            response = client.post("/api/v1/ingest/interactions", body, content_type="application/json")
+            assert response.status_code == 200, response.content[:500]
+            created += response.json()["created"]
+        elapsed = time.monotonic() - started
+        assert created == args.api_rows
+        print(
+            f"API batches: {args.api_rows:,} rows in {len(bodies)} requests, {elapsed:.1f}s = "
+            f"{args.api_rows / elapsed:,.0f} rows/s"
+        )
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM loyalty_interaction WHERE external_id LIKE %s", [f"B_{run}-%"])
+
+
+if __name__ == "__main__":
+    main()

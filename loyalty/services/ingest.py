@@ -1,0 +1,467 @@
+"""Writing customer data from integrations: API batches and file imports share this service.
+
+`ingest_rows` takes type-checked rows (see ingest_validation), checks them as a whole (duplicates, status and
+churned_at, references to customers) and upserts them by `external_id`, all or nothing, set-based:
+- PostgreSQL: the rows are COPYed into a temporary staging table, unknown customers are found with one
+  anti-join, and one `INSERT ... SELECT ... ON CONFLICT (external_id) DO UPDATE ... WHERE <changed>` writes
+  them; `RETURNING (xmax = 0)` tells created from updated, rows not returned are unchanged.
+- Other databases (SQLite): chunks of rows are compared with the stored ones in Python and written with one
+  multi-row upsert per chunk.
+Afterwards the rollups of the touched customers and dates are refreshed, and customers that turned from
+active to churned are handed to `customers_churned`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+
+from django.db import connection, transaction
+
+from loyalty.models import Customer, Interaction, RevenueEntry
+from loyalty.services.ingest_validation import MAX_REPORTED_ERRORS, RowError, RowsRejected, rows_check
+
+CHUNK = 5000
+Progress = Callable[[int], None]
+
+
+@dataclass
+class IngestResult:
+    kind: str
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    churned_customer_ids: list[int] = field(default_factory=list)
+    dry_run: bool = False
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("churned_customer_ids")
+        return data
+
+
+class _DryRun(Exception):
+    pass
+
+
+@dataclass
+class _Touched:
+    """What the write touched, for the rollup refresh."""
+
+    customer_ids: set[int] = field(default_factory=set)
+    first: date | None = None
+    last: date | None = None
+
+    def add(self, customer_id: int, day: date | datetime | None) -> None:
+        self.customer_ids.add(customer_id)
+        if day is None:
+            return
+        day = day.astimezone(UTC).date() if isinstance(day, datetime) else day
+        self.first = day if self.first is None or day < self.first else self.first
+        self.last = day if self.last is None or day > self.last else self.last
+
+    def widen(self, first: date | datetime | None, last: date | datetime | None) -> None:
+        for day in (first, last):
+            if day is not None:
+                day = day.astimezone(UTC).date() if isinstance(day, datetime) else day
+                self.first = day if self.first is None or day < self.first else self.first
+                self.last = day if self.last is None or day > self.last else self.last
+
+
+def ingest_rows(
+    *,
+    kind: str,
+    rows: Sequence[dict],
+    positions: Sequence[int] | None = None,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> IngestResult:
+    """Upsert type-checked `rows` of `kind` ("customers", "revenue", "interactions") by external_id.
+
+    All or nothing: any bad row raises RowsRejected naming every bad row (by `positions`: batch index or file
+    line) and nothing is written. `dry_run` does all the checks and counts, then rolls back."""
+    positions = positions if positions is not None else range(len(rows))
+    errors = rows_check(kind, rows, positions)
+    if errors:
+        raise RowsRejected(errors[:MAX_REPORTED_ERRORS], total=len(errors))
+    result = IngestResult(kind=kind, rows=len(rows), dry_run=dry_run)
+    if not rows:
+        return result
+    try:
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                touched = _pg_write(kind, rows, positions, result, progress)
+            else:
+                touched = _generic_write(kind, rows, positions, result, progress)
+            if dry_run:
+                raise _DryRun()
+            _after_write(kind, touched, result)
+    except _DryRun:
+        pass
+    result.unchanged = result.rows - result.created - result.updated
+    return result
+
+
+def _after_write(kind: str, touched: _Touched, result: IngestResult) -> None:
+    from loyalty.services import churn, rollups
+
+    if kind == "customers":
+        if result.churned_customer_ids:
+            churn.customers_churned(customer_ids=sorted(result.churned_customer_ids))
+        return
+    if not touched.customer_ids or touched.first is None or touched.last is None:
+        return
+    # Past a hundred thousand customers a full refresh of the date range is cheaper than a huge id list.
+    ids = sorted(touched.customer_ids) if len(touched.customer_ids) <= 100_000 else None
+    refresh = rollups.rollups_refresh_interactions if kind == "interactions" else rollups.rollups_refresh_revenue
+    refresh(customer_ids=ids, date_from=touched.first, date_to=touched.last)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Column layout per kind: (column, default for a missing optional field).
+
+COLUMNS: dict[str, list[tuple[str, object]]] = {
+    "customers": [
+        ("external_id", None),
+        ("name", None),
+        ("email", ""),
+        ("phone", ""),
+        ("birth_year", None),
+        ("region", ""),
+        ("attributes", None),  # {} (a fresh dict each time)
+        ("joined_at", None),
+        ("status", "active"),
+        ("churned_at", None),
+    ],
+    "revenue": [
+        ("external_id", None),
+        ("customer_external_id", None),
+        ("period", None),
+        ("amount", None),
+        ("currency", "EUR"),
+        ("kind", ""),
+    ],
+    "interactions": [
+        ("external_id", None),
+        ("customer_external_id", None),
+        ("channel", None),
+        ("occurred_at", None),
+        ("kind", ""),
+    ],
+}
+# Stored columns compared to decide "updated" versus "unchanged" (customer_id stands for customer_external_id).
+COMPARED = {
+    "customers": [
+        "name",
+        "email",
+        "phone",
+        "birth_year",
+        "region",
+        "attributes",
+        "joined_at",
+        "status",
+        "churned_at",
+    ],
+    "revenue": ["customer_id", "period", "amount", "currency", "kind"],
+    "interactions": ["customer_id", "channel", "occurred_at", "kind"],
+}
+MODELS = {"customers": Customer, "revenue": RevenueEntry, "interactions": Interaction}
+DAY_FIELD = {"revenue": "period", "interactions": "occurred_at"}
+
+
+def _values(kind: str, row: dict) -> list:
+    values = []
+    for name, default in COLUMNS[kind]:
+        value = row.get(name, default)
+        if name == "attributes" and value is None:
+            value = {}
+        values.append(value)
+    return values
+
+
+def _chunks(seq: Sequence, size: int) -> Iterable[tuple[int, Sequence]]:
+    for start in range(0, len(seq), size):
+        yield start, seq[start : start + size]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# PostgreSQL: COPY into a staging table, one set-based upsert.
+
+STAGE_TYPES = {
+    "external_id": "text",
+    "customer_external_id": "text",
+    "name": "text",
+    "email": "text",
+    "phone": "text",
+    "birth_year": "integer",
+    "region": "text",
+    "attributes": "jsonb",
+    "joined_at": "timestamptz",
+    "status": "text",
+    "churned_at": "timestamptz",
+    "period": "date",
+    "amount": "numeric(14,2)",
+    "currency": "text",
+    "kind": "text",
+    "channel": "text",
+    "occurred_at": "timestamptz",
+}
+
+
+class _CsvStream(io.TextIOBase):
+    """A file-like object producing CSV text for COPY from an iterator of rows, a chunk at a time."""
+
+    def __init__(self, rows: Iterable[list], progress: Progress | None, every: int = CHUNK):
+        self._rows = iter(rows)
+        self._buffer = ""
+        self._progress = progress
+        self._every = every
+        self._done = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self) -> bool:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        count = 0
+        for row in self._rows:
+            writer.writerow(row)
+            count += 1
+            if count >= self._every:
+                break
+        if count and self._progress is not None:
+            self._done += count
+            self._progress(count)
+        self._buffer += out.getvalue()
+        return count > 0
+
+    def read(self, size: int = -1) -> str:
+        while (size < 0 or len(self._buffer) < size) and self._fill():
+            pass
+        if size < 0:
+            data, self._buffer = self._buffer, ""
+        else:
+            data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+    def readline(self, size: int = -1) -> str:  # pragma: no cover - COPY only calls read()
+        return self.read(size)
+
+
+def _csv_value(value) -> object:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"))
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _pg_stage(cursor, kind: str, rows: Sequence[dict], positions: Sequence[int], progress: Progress | None) -> None:
+    names = [name for name, _ in COLUMNS[kind]]
+    text_columns = [n for n in names if STAGE_TYPES[n] == "text"]
+    cursor.execute("DROP TABLE IF EXISTS ingest_stage")
+    columns_sql = ", ".join(f"{n} {STAGE_TYPES[n]}" for n in names)
+    cursor.execute(f"CREATE TEMP TABLE ingest_stage (pos bigint NOT NULL, {columns_sql}) ON COMMIT DROP")
+
+    def lines():
+        for position, row in zip(positions, rows, strict=True):
+            yield [position, *(_csv_value(v) if v is not None else None for v in _values(kind, row))]
+
+    # NULL is an unquoted empty field; text columns are never NULL (FORCE_NOT_NULL keeps "" as "").
+    cursor.copy_expert(
+        f"COPY ingest_stage (pos, {', '.join(names)}) FROM STDIN "
+        f"WITH (FORMAT csv, FORCE_NOT_NULL ({', '.join(text_columns)}))",
+        _CsvStream(lines(), progress),
+    )
+    cursor.execute("ANALYZE ingest_stage")
+
+
+def _pg_unknown_customers(cursor) -> None:
+    cursor.execute(
+        """
+        SELECT s.pos, s.customer_external_id, count(*) OVER ()
+        FROM ingest_stage s
+        WHERE NOT EXISTS (SELECT 1 FROM loyalty_customer c WHERE c.external_id = s.customer_external_id)
+        ORDER BY s.pos
+        LIMIT %s
+        """,
+        [MAX_REPORTED_ERRORS],
+    )
+    found = cursor.fetchall()
+    if found:
+        errors = [RowError(pos, "customer_external_id", f"Unknown customer {ext!r}.") for pos, ext, _ in found]
+        raise RowsRejected(errors, total=found[0][2])
+
+
+def _pg_write(
+    kind: str, rows: Sequence[dict], positions: Sequence[int], result: IngestResult, progress: Progress | None
+) -> _Touched:
+    touched = _Touched()
+    table = MODELS[kind]._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL synchronous_commit = off")
+        cursor.execute("SET LOCAL work_mem = '128MB'")
+        _pg_stage(cursor, kind, rows, positions, progress)
+        stored = COMPARED[kind]
+        if kind == "customers":
+            cursor.execute(
+                """
+                SELECT c.id FROM ingest_stage s JOIN loyalty_customer c ON c.external_id = s.external_id
+                WHERE c.status = 'active' AND s.status = 'churned'
+                """
+            )
+            result.churned_customer_ids = [r[0] for r in cursor.fetchall()]
+            new_values = [f"s.{c}" for c in stored]
+            source = "ingest_stage s"
+            extra_cols, extra_values = ["created_at", "updated_at"], ["now()", "now()"]
+            set_extra = ", updated_at = now()"
+            returning, order = "NULL::bigint, NULL::date", "s.pos"
+        else:
+            _pg_unknown_customers(cursor)
+            day = DAY_FIELD[kind]
+            new_values = ["c.id", *(f"s.{c}" for c in stored[1:])]
+            source = "ingest_stage s JOIN loyalty_customer c ON c.external_id = s.customer_external_id"
+            extra_cols, extra_values = (["created_at"], ["now()"]) if kind == "revenue" else ([], [])
+            set_extra = ""
+            returning, order = f"t.customer_id, t.{day}", f"c.id, s.{day}"
+        # 1. New rows: one INSERT (in index order of the customer), existing external ids are left alone.
+        cursor.execute(
+            f"""
+            WITH ins AS (
+                INSERT INTO {table} AS t (external_id, {", ".join(stored + extra_cols)})
+                SELECT s.external_id, {", ".join(new_values + extra_values)} FROM {source} ORDER BY {order}
+                ON CONFLICT (external_id) DO NOTHING
+                RETURNING {returning}
+            )
+            SELECT count(*), array_agg(DISTINCT ins.customer_id) FILTER (WHERE ins.customer_id IS NOT NULL),
+                   min(ins.day), max(ins.day)
+            FROM ins AS ins(customer_id, day)
+            """
+        )
+        created, ids, first, last = cursor.fetchone()
+        result.created = created
+        touched.customer_ids.update(ids or [])
+        touched.widen(first, last)
+        if created < len(rows):
+            # 2. Existing rows whose values differ: one UPDATE ... FROM. Their old customer and day need a rollup
+            # refresh too, so they are read first (rows just inserted compare equal and are skipped).
+            differs = f"({', '.join('t.' + c for c in stored)}) IS DISTINCT FROM ({', '.join(new_values)})"
+            if kind != "customers":
+                cursor.execute(
+                    f"""
+                    SELECT array_agg(DISTINCT t.customer_id), min(t.{day}), max(t.{day})
+                    FROM {source} JOIN {table} t ON t.external_id = s.external_id
+                    WHERE {differs}
+                    """
+                )
+                old_ids, old_first, old_last = cursor.fetchone()
+                touched.customer_ids.update(old_ids or [])
+                touched.widen(old_first, old_last)
+            assignments = ", ".join(f"{c} = {v}" for c, v in zip(stored, new_values, strict=True))
+            if kind != "customers":
+                from_clause = "ingest_stage s, loyalty_customer c"
+                join_condition = "c.external_id = s.customer_external_id AND "
+            else:
+                from_clause, join_condition = "ingest_stage s", ""
+            cursor.execute(
+                f"""
+                WITH upd AS (
+                    UPDATE {table} AS t SET {assignments}{set_extra}
+                    FROM {from_clause}
+                    WHERE {join_condition}t.external_id = s.external_id AND {differs}
+                    RETURNING {returning}
+                )
+                SELECT count(*), array_agg(DISTINCT upd.customer_id) FILTER (WHERE upd.customer_id IS NOT NULL),
+                       min(upd.day), max(upd.day)
+                FROM upd AS upd(customer_id, day)
+                """
+            )
+            updated, ids, first, last = cursor.fetchone()
+            result.updated = updated
+            touched.customer_ids.update(ids or [])
+            touched.widen(first, last)
+        cursor.execute("DROP TABLE ingest_stage")
+    return touched
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Other databases (SQLite): compare in Python, one multi-row upsert per chunk.
+
+
+def _customer_ids(refs: Iterable[str]) -> dict[str, int]:
+    ids: dict[str, int] = {}
+    for _, chunk in _chunks(sorted(set(refs)), CHUNK):
+        ids.update(Customer.objects.filter(external_id__in=chunk).values_list("external_id", "id"))
+    return ids
+
+
+def customer_refs_check(rows: Sequence[dict], positions: Sequence[int]) -> list[RowError]:
+    """Errors for rows whose customer_external_id names no customer."""
+    ids = _customer_ids(row["customer_external_id"] for row in rows)
+    return [
+        RowError(position, "customer_external_id", f"Unknown customer {row['customer_external_id']!r}.")
+        for row, position in zip(rows, positions, strict=True)
+        if row["customer_external_id"] not in ids
+    ]
+
+
+def _resolve_customers(rows: Sequence[dict], positions: Sequence[int]) -> dict[str, int]:
+    errors = customer_refs_check(rows, positions)
+    if errors:
+        raise RowsRejected(errors[:MAX_REPORTED_ERRORS], total=len(errors))
+    return _customer_ids(row["customer_external_id"] for row in rows)
+
+
+def _generic_write(
+    kind: str, rows: Sequence[dict], positions: Sequence[int], result: IngestResult, progress: Progress | None
+) -> _Touched:
+    touched = _Touched()
+    model = MODELS[kind]
+    stored = COMPARED[kind]
+    customer_ids = _resolve_customers(rows, positions) if kind != "customers" else {}
+    names = [name for name, _ in COLUMNS[kind]]
+    for _, chunk in _chunks(rows, CHUNK):
+        existing = {
+            values[0]: values[1:]
+            for values in model.objects.filter(external_id__in=[r["external_id"] for r in chunk]).values_list(
+                "external_id", *stored, *(["id"] if kind == "customers" else [])
+            )
+        }
+        objects = []
+        for row in chunk:
+            values = dict(zip(names, _values(kind, row), strict=True))
+            if kind != "customers":
+                values["customer_id"] = customer_ids[values.pop("customer_external_id")]
+            new = tuple(values[name] for name in stored)
+            old = existing.get(values["external_id"])
+            if old is not None and tuple(old[: len(stored)]) == new:
+                continue
+            if old is None:
+                result.created += 1
+            else:
+                result.updated += 1
+            objects.append(model(**values))
+            if kind == "customers":
+                if old is not None and old[stored.index("status")] == "active" and values["status"] == "churned":
+                    result.churned_customer_ids.append(old[-1])
+            else:
+                day = DAY_FIELD[kind]
+                touched.add(values["customer_id"], values[day])
+                if old is not None:
+                    touched.add(old[stored.index("customer_id")], old[stored.index(day)])
+        if objects:
+            update_fields = [*stored] + (["updated_at"] if kind == "customers" else [])
+            model.objects.bulk_create(
+                objects, update_conflicts=True, unique_fields=["external_id"], update_fields=update_fields
+            )
+        if progress is not None:
+            progress(len(chunk))
+    return touched
