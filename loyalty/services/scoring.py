@@ -222,14 +222,31 @@ def _rollup_rows(model: ScoringModel, *, where: str) -> tuple[str, list]:
     )
 
 
+TARGETS = "scoring_state_targets"
+
+
 def _state_insert(cursor, model: ScoringModel, *, t: int, only_missing: bool) -> int:
-    """INSERT the state as of day t, computed from the rollups, for every customer (or those without one)."""
+    """INSERT the state as of day t, computed from the rollups, for every customer (or only those without a
+    state row: new, or deleted because stale). The few missing ones go to a temporary table first, so their
+    rollup rows are read through the (customer, day, channel) index instead of scanning every rollup row."""
     day_t = adapt_date(day_from_number(t))
     day_rev_from = adapt_date(day_from_number(t - model.revenue_window_days))
-    missing = f"NOT EXISTS (SELECT 1 FROM {STATE} s WHERE s.scoring_model_id = {int(model.pk)} AND s.customer_id = %s)"
-    c_filter = f" WHERE {missing % 'c.id'}" if only_missing else ""
-    r_filter = f" AND {missing % f'{INTERACTION_ROLLUP}.customer_id'}" if only_missing else ""
-    v_filter = f" AND {missing % f'{REVENUE_ROLLUP}.customer_id'}" if only_missing else ""
+    c_filter = r_filter = ""
+    if only_missing:
+        cursor.execute(f"DROP TABLE IF EXISTS {TARGETS}")
+        cursor.execute(f"CREATE TEMPORARY TABLE {TARGETS} (customer_id BIGINT PRIMARY KEY)")
+        cursor.execute(
+            f"INSERT INTO {TARGETS} (customer_id) SELECT c.id FROM {CUSTOMER} c WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {STATE} s WHERE s.scoring_model_id = %s AND s.customer_id = c.id)",
+            [model.pk],
+        )
+        if cursor.rowcount == 0:
+            cursor.execute(f"DROP TABLE {TARGETS}")
+            return 0
+        if is_postgres():
+            cursor.execute(f"ANALYZE {TARGETS}")
+        c_filter = f" WHERE c.id IN (SELECT customer_id FROM {TARGETS})"
+        r_filter = f" AND customer_id IN (SELECT customer_id FROM {TARGETS})"
     rows_sql, rows_params = _rollup_rows(model, where=f"day <= %s{r_filter}")
     agg_sql, _ = _activity_aggregate(model, t=t)
     lasts = ", ".join(f"i.last_{c}" for c in CONTACT)
@@ -241,10 +258,13 @@ def _state_insert(cursor, model: ScoringModel, *, t: int, only_missing: bool) ->
         f"{lasts}, COALESCE(r.revenue, 0), %s FROM {CUSTOMER} c "
         f"LEFT JOIN (SELECT {agg_sql} FROM ({rows_sql}) x GROUP BY customer_id) i ON i.customer_id = c.id "
         f"LEFT JOIN (SELECT customer_id, SUM(amount_minor) AS revenue FROM {REVENUE_ROLLUP} "
-        f"WHERE day > %s AND day <= %s{v_filter} GROUP BY customer_id) r ON r.customer_id = c.id{c_filter}",
+        f"WHERE day > %s AND day <= %s{r_filter} GROUP BY customer_id) r ON r.customer_id = c.id{c_filter}",
         [False, *rows_params, day_t, day_rev_from, day_t],
     )
-    return cursor.rowcount
+    inserted = cursor.rowcount
+    if only_missing:
+        cursor.execute(f"DROP TABLE {TARGETS}")
+    return inserted
 
 
 def _greatest(a: str, b: str) -> str:
