@@ -75,10 +75,16 @@ class ScoringRun(models.Model):
 class CustomerMetrics(models.Model):
     """The metrics of one customer in one scoring run. Written set-based (INSERT ... SELECT)."""
 
-    # No separate FK indexes: the unique (scoring_run, customer) index serves lookups by run and by run and
-    # customer, and every extra index costs seconds when a run writes 1,000,000 rows.
-    scoring_run = models.ForeignKey(ScoringRun, on_delete=models.CASCADE, related_name="metrics", db_index=False)
-    customer = models.ForeignKey("loyalty.Customer", on_delete=models.CASCADE, related_name="metrics", db_index=False)
+    # Written 1,000,000 rows at a time by INSERT ... SELECT from rows joined to their parents, so: no separate
+    # FK indexes (the unique (scoring_run, customer) index serves lookups by run, and by run and customer) and
+    # no database FK constraints (PostgreSQL checks those row by row at commit: seconds per run). Django still
+    # cascades deletes of runs and customers (on_delete is emulated by the ORM).
+    scoring_run = models.ForeignKey(
+        ScoringRun, on_delete=models.CASCADE, related_name="metrics", db_index=False, db_constraint=False
+    )
+    customer = models.ForeignKey(
+        "loyalty.Customer", on_delete=models.CASCADE, related_name="metrics", db_index=False, db_constraint=False
+    )
     revenue_minor = models.BigIntegerField(help_text="Revenue in the window, minor units.")
     revenue_rank = models.PositiveIntegerField()
     revenue_percentile = models.FloatField(help_text="0-100, 100 = top.")
