@@ -183,6 +183,7 @@ def main() -> None:
     parser.add_argument("--as-of", type=date.fromisoformat, default=date(2026, 6, 30))
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--no-duckdb", action="store_true")
+    parser.add_argument("--keep-rollups", action="store_true", help="Reuse the rollups of an earlier run.")
     args = parser.parse_args()
     assert connection.vendor == "postgresql", "Run on PostgreSQL (set DATABASE_URL)."
 
@@ -204,7 +205,8 @@ def main() -> None:
     )
 
     results: dict[str, float] = {}
-    timed("rollup rebuild from every raw row (one-off)", rollups_rebuild, results)
+    if not args.keep_rollups:
+        timed("rollup rebuild from every raw row (one-off)", rollups_rebuild, results)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE loyalty_interactiondayrollup")
         cursor.execute("ANALYZE loyalty_revenuedayrollup")

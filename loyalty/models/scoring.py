@@ -21,6 +21,9 @@ class ScoringModel(models.Model):
     state_as_of_day = models.IntegerField(
         null=True, blank=True, editable=False, help_text="Operational: day number its ScoringState is rolled to."
     )
+    state_revenue_as_of_day = models.IntegerField(
+        null=True, blank=True, editable=False, help_text="Operational: day number the state's revenue is as of."
+    )
 
     class Meta:
         ordering = ["name", "-version"]

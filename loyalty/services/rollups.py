@@ -108,26 +108,38 @@ def rollups_refresh_revenue(*, customer_ids: Sequence[int] | None, date_from: da
             _mark_state_stale(cursor, id_sql=id_sql, id_params=id_params, date_from=date_from)
 
 
+DAY_INDEXES = {INTERACTION_ROLLUP: "interaction_rollup_day_idx", REVENUE_ROLLUP: "revenue_rollup_day_idx"}
+
+
 @transaction.atomic
 def rollups_rebuild() -> dict[str, int]:
-    """Rebuild both rollup tables from every raw row; every scoring state becomes stale."""
+    """Rebuild both rollup tables from every raw row; every scoring state is dropped (the next run rebuilds
+    it). On PostgreSQL the day indexes are dropped and built again after the load, and rows go in sorted."""
     with connection.cursor() as cursor:
         tune_transaction(cursor, work_mem="512MB")
         if is_postgres():
             cursor.execute(f"TRUNCATE {INTERACTION_ROLLUP}, {REVENUE_ROLLUP}")
+            for index in DAY_INDEXES.values():
+                cursor.execute(f"DROP INDEX IF EXISTS {index}")
         else:
             cursor.execute(f"DELETE FROM {INTERACTION_ROLLUP}")
             cursor.execute(f"DELETE FROM {REVENUE_ROLLUP}")
         cursor.execute(
             f"INSERT INTO {INTERACTION_ROLLUP} (customer_id, day, channel, count) "
-            f"SELECT customer_id, {sql_utc_date('occurred_at')}, channel, COUNT(*) FROM {INTERACTION} GROUP BY 1, 2, 3"
+            f"SELECT customer_id, {sql_utc_date('occurred_at')}, channel, COUNT(*) FROM {INTERACTION} "
+            "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
         )
         interactions = cursor.rowcount
         cursor.execute(
             f"INSERT INTO {REVENUE_ROLLUP} (customer_id, day, amount_minor) "
             f"SELECT customer_id, period, SUM(CAST(ROUND(amount * 100) AS {sql_bigint()})) FROM {REVENUE} "
-            "GROUP BY 1, 2"
+            "GROUP BY 1, 2 ORDER BY 1, 2"
         )
         revenue = cursor.rowcount
-        cursor.execute(f"UPDATE {STATE} SET stale = %s", [True])
+        if is_postgres():
+            for table, index in DAY_INDEXES.items():
+                cursor.execute(f"CREATE INDEX {index} ON {table} (day)")
+        # Every state is rebuilt by the next run of its model.
+        cursor.execute(f"TRUNCATE {STATE}" if is_postgres() else f"DELETE FROM {STATE}")
+        cursor.execute(f"UPDATE {MODEL} SET state_as_of_day = NULL")
     return {"interaction_rows": interactions, "revenue_rows": revenue}

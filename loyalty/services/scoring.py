@@ -225,12 +225,13 @@ def _rollup_rows(model: ScoringModel, *, where: str) -> tuple[str, list]:
 TARGETS = "scoring_state_targets"
 
 
-def _state_insert(cursor, model: ScoringModel, *, t: int, only_missing: bool) -> int:
+def _state_insert(cursor, model: ScoringModel, *, t: int, r: int, only_missing: bool) -> int:
     """INSERT the state as of day t, computed from the rollups, for every customer (or only those without a
     state row: new, or deleted because stale). The few missing ones go to a temporary table first, so their
     rollup rows are read through the (customer, day, channel) index instead of scanning every rollup row."""
     day_t = adapt_date(day_from_number(t))
-    day_rev_from = adapt_date(day_from_number(t - model.revenue_window_days))
+    day_r = adapt_date(day_from_number(r))
+    day_rev_from = adapt_date(day_from_number(r - model.revenue_window_days))
     c_filter = r_filter = ""
     if only_missing:
         cursor.execute(f"DROP TABLE IF EXISTS {TARGETS}")
@@ -258,8 +259,9 @@ def _state_insert(cursor, model: ScoringModel, *, t: int, only_missing: bool) ->
         f"{lasts}, COALESCE(r.revenue, 0), %s FROM {CUSTOMER} c "
         f"LEFT JOIN (SELECT {agg_sql} FROM ({rows_sql}) x GROUP BY customer_id) i ON i.customer_id = c.id "
         f"LEFT JOIN (SELECT customer_id, SUM(amount_minor) AS revenue FROM {REVENUE_ROLLUP} "
-        f"WHERE day > %s AND day <= %s{r_filter} GROUP BY customer_id) r ON r.customer_id = c.id{c_filter}",
-        [False, *rows_params, day_t, day_rev_from, day_t],
+        f"WHERE day > %s AND day <= %s{r_filter} GROUP BY customer_id) r ON r.customer_id = c.id{c_filter} "
+        "ORDER BY c.id",
+        [False, *rows_params, day_t, day_rev_from, day_r],
     )
     inserted = cursor.rowcount
     if only_missing:
@@ -292,65 +294,96 @@ def _state_roll_forward(cursor, model: ScoringModel, *, t0: int, t: int) -> None
         f"AND {STATE}.stale = %s",
         [*rows_params, adapt_date(day_from_number(t0)), adapt_date(day_from_number(t)), False],
     )
+
+
+REVENUE_FOLD_DAYS = 31
+
+
+def _revenue_delta_sql(model: ScoringModel, *, r: int, t: int) -> tuple[str, list]:
+    """Per customer: revenue entering the window (r, t] minus revenue leaving it (r - W, t - W]."""
     w = model.revenue_window_days
-    d = [adapt_date(day_from_number(x)) for x in (t0, t0, t, t0 - w, t - w)]
+    d = [adapt_date(day_from_number(x)) for x in (r, r, t, r - w, t - w)]
+    return (
+        "SELECT customer_id, SUM(CASE WHEN day > %s THEN amount_minor ELSE -amount_minor END) AS delta "
+        f"FROM {REVENUE_ROLLUP} WHERE (day > %s AND day <= %s) OR (day > %s AND day <= %s) GROUP BY customer_id",
+        d,
+    )
+
+
+def _revenue_fold(cursor, model: ScoringModel, *, r: int, t: int) -> None:
+    """Move the stored revenue of non-stale states from watermark r to t."""
+    delta_sql, params = _revenue_delta_sql(model, r=r, t=t)
     cursor.execute(
-        f"UPDATE {STATE} SET revenue_minor = revenue_minor + n.delta "
-        f"FROM (SELECT customer_id, SUM(CASE WHEN day > %s THEN amount_minor ELSE -amount_minor END) AS delta "
-        f"FROM {REVENUE_ROLLUP} WHERE (day > %s AND day <= %s) OR (day > %s AND day <= %s) "
-        "GROUP BY customer_id) n "
+        f"UPDATE {STATE} SET revenue_minor = revenue_minor + n.delta FROM ({delta_sql}) n "
         f"WHERE {STATE}.scoring_model_id = {int(model.pk)} AND {STATE}.customer_id = n.customer_id "
         f"AND {STATE}.stale = %s",
-        [*d, False],
+        [*params, False],
     )
 
 
 def scoring_state_update(*, model: ScoringModel, t: int) -> dict[str, Any]:
-    """Bring the model's per-customer state to day t (day number); answers what it did."""
+    """Bring the model's per-customer state to day t (day number); answers what it did.
+
+    Revenue has its own watermark r <= t: the stored revenue is as of r and a run adds the (small) band of
+    revenue rows entering and leaving the window between r and t when it reads the state; the stored revenue
+    is moved to t only when r is more than REVENUE_FOLD_DAYS behind. (On the first day of a month every
+    billing line of a year ago leaves the window: an UPDATE of nearly every state, which this avoids.)"""
     with transaction.atomic(), connection.cursor() as cursor:
         tune_transaction(cursor)
         model = ScoringModel.objects.select_for_update().get(pk=model.pk)
-        t0 = model.state_as_of_day
-        if t0 is None or t < t0 or t - t0 >= model.revenue_window_days:
+        t0, r = model.state_as_of_day, model.state_revenue_as_of_day
+        if t0 is None or r is None or t < t0 or t - r >= model.revenue_window_days:
             cursor.execute(f"DELETE FROM {STATE} WHERE scoring_model_id = %s", [model.pk])
-            mode = "rebuild"
+            mode, r = "rebuild", t
         else:
             if t > t0:
                 _state_roll_forward(cursor, model, t0=t0, t=t)
+            if t - r > REVENUE_FOLD_DAYS:
+                _revenue_fold(cursor, model, r=r, t=t)
+                r = t
             cursor.execute(f"DELETE FROM {STATE} WHERE scoring_model_id = %s AND stale = %s", [model.pk, True])
             mode = "incremental"
-        recomputed = _state_insert(cursor, model, t=t, only_missing=mode == "incremental")
-        ScoringModel.objects.filter(pk=model.pk).update(state_as_of_day=t)
-    return {"mode": mode, "recomputed": recomputed}
+        recomputed = _state_insert(cursor, model, t=t, r=r, only_missing=mode == "incremental")
+        ScoringModel.objects.filter(pk=model.pk).update(state_as_of_day=t, state_revenue_as_of_day=r)
+    return {"mode": mode, "recomputed": recomputed, "revenue_as_of_day": r}
 
 
-def _metrics_insert(cursor, run: ScoringRun, model: ScoringModel, *, t: int) -> int:
+def _metrics_insert(cursor, run: ScoringRun, model: ScoringModel, *, t: int, r: int) -> int:
     k = math.log(2) / model.half_life_days
     weeks = weeks_in_window(model.engagement_window_days)
     window_start = t - model.engagement_window_days
     channels = " + ".join(f"CASE WHEN last_{c} > {window_start} THEN 1 ELSE 0 END" for c in CONTACT)
     active = " + ".join(f"((mask >> {j}) & 1)" for j in range(weeks))
-    b, f, r = model.breadth_weight, model.frequency_weight, model.recency_weight
-    total = b + f + r
+    wb, wf, wr = model.breadth_weight, model.frequency_weight, model.recency_weight
     score = (
-        f"{flt(100)} * ({flt(b)} * channels_used / {flt(6)} + {flt(f)} * active_weeks / {flt(weeks)} "
-        f"+ {flt(r)} * activity_pct) / {flt(total)}"
+        f"{flt(100)} * ({flt(wb)} * channels_used / {flt(6)} + {flt(wf)} * active_weeks / {flt(weeks)} "
+        f"+ {flt(wr)} * activity_pct) / {flt(wb + wf + wr)}"
     )
+    revenue, join, join_params = "revenue_minor", "", []
+    if r < t:
+        delta_sql, join_params = _revenue_delta_sql(model, r=r, t=t)
+        revenue = f"{STATE}.revenue_minor + COALESCE(rd.delta, 0)"
+        join = f" LEFT JOIN ({delta_sql}) rd ON rd.customer_id = {STATE}.customer_id"
+    # One sort serves both revenue windows: COUNT(*) over (ORDER BY revenue DESC) counts the customers with at
+    # least this revenue (peers included), so PERCENT_RANK ascending = (n - that count) / (n - 1).
     cursor.execute(
         f"INSERT INTO {METRICS} (scoring_run_id, customer_id, revenue_minor, revenue_rank, revenue_percentile, "
         "engagement_score, engagement_percentile, channels_used, active_weeks, days_since_last, decayed_activity) "
-        f"SELECT {int(run.pk)}, customer_id, revenue_minor, revenue_rank, revenue_percentile, score, "
+        f"SELECT {int(run.pk)}, customer_id, revenue_minor, revenue_rank, "
+        f"CASE WHEN n > 1 THEN {flt(100)} * (n - revenue_at_least) / (n - 1) ELSE {flt(0)} END, score, "
         "100.0 * PERCENT_RANK() OVER (ORDER BY score), channels_used, active_weeks, days_since_last, decayed "
         f"FROM (SELECT s2.*, CASE WHEN {score} > {flt(100)} THEN {flt(100)} ELSE {score} END AS score FROM ("
         "SELECT customer_id, revenue_minor, "
         "ROW_NUMBER() OVER (ORDER BY revenue_minor DESC, customer_id) AS revenue_rank, "
-        "100.0 * PERCENT_RANK() OVER (ORDER BY revenue_minor) AS revenue_percentile, "
+        "COUNT(*) OVER (ORDER BY revenue_minor DESC) AS revenue_at_least, COUNT(*) OVER () AS n, "
         "PERCENT_RANK() OVER (ORDER BY decayed) AS activity_pct, "
         f"decayed, channels_used, {active} AS active_weeks, days_since_last FROM ("
-        f"SELECT customer_id, revenue_minor, decayed * EXP((as_of_day - {t}) * {flt(k)}) AS decayed, "
+        f"SELECT {STATE}.customer_id, {revenue} AS revenue_minor, "
+        f"decayed * EXP((as_of_day - {t}) * {flt(k)}) AS decayed, "
         f"{_shifted_mask(weeks, t)} AS mask, {channels} AS channels_used, "
-        f"{t} - last_day AS days_since_last FROM {STATE} WHERE scoring_model_id = %s) s1) s2) s3",
-        [model.pk],
+        f"{t} - last_day AS days_since_last FROM {STATE}{join} WHERE scoring_model_id = %s) s1) s2) s3 "
+        "ORDER BY customer_id",
+        [*join_params, model.pk],
     )
     return cursor.rowcount
 
@@ -377,7 +410,7 @@ def scoring_run_execute(*, run_id: int) -> ScoringRun:
         with transaction.atomic(), connection.cursor() as cursor:
             tune_transaction(cursor)
             cursor.execute(f"DELETE FROM {METRICS} WHERE scoring_run_id = %s", [run.pk])
-            scored = _metrics_insert(cursor, run, run.scoring_model, t=t)
+            scored = _metrics_insert(cursor, run, run.scoring_model, t=t, r=state["revenue_as_of_day"])
             timings["metrics"] = round(time.perf_counter() - started, 3)
             ScoringRun.objects.filter(pk=run.pk).update(
                 status=RunStatus.SUCCEEDED,
