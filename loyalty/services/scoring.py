@@ -348,6 +348,9 @@ def scoring_state_update(*, model: ScoringModel, t: int) -> dict[str, Any]:
     return {"mode": mode, "recomputed": recomputed, "revenue_as_of_day": r}
 
 
+METRICS_ORDER = "ORDER BY customer_id"  # rows reach the (run, customer) index in order
+
+
 def _metrics_insert(cursor, run: ScoringRun, model: ScoringModel, *, t: int, r: int) -> int:
     k = math.log(2) / model.half_life_days
     weeks = weeks_in_window(model.engagement_window_days)
@@ -375,14 +378,15 @@ def _metrics_insert(cursor, run: ScoringRun, model: ScoringModel, *, t: int, r: 
         f"FROM (SELECT s2.*, CASE WHEN {score} > {flt(100)} THEN {flt(100)} ELSE {score} END AS score FROM ("
         "SELECT customer_id, revenue_minor, "
         "ROW_NUMBER() OVER (ORDER BY revenue_minor DESC, customer_id) AS revenue_rank, "
-        "COUNT(*) OVER (ORDER BY revenue_minor DESC) AS revenue_at_least, COUNT(*) OVER () AS n, "
+        "COUNT(*) OVER (ORDER BY revenue_minor DESC) AS revenue_at_least, "
+        f"(SELECT COUNT(*) FROM {STATE} WHERE scoring_model_id = {int(model.pk)}) AS n, "
         "PERCENT_RANK() OVER (ORDER BY decayed) AS activity_pct, "
         f"decayed, channels_used, {active} AS active_weeks, days_since_last FROM ("
         f"SELECT {STATE}.customer_id, {revenue} AS revenue_minor, "
         f"decayed * EXP((as_of_day - {t}) * {flt(k)}) AS decayed, "
         f"{_shifted_mask(weeks, t)} AS mask, {channels} AS channels_used, "
         f"{t} - last_day AS days_since_last FROM {STATE}{join} WHERE scoring_model_id = %s) s1) s2) s3 "
-        "ORDER BY customer_id",
+        f"{METRICS_ORDER}",
         [*join_params, model.pk],
     )
     return cursor.rowcount
