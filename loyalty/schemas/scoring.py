@@ -6,9 +6,11 @@ from typing import Any
 from ninja import Schema
 from pydantic import Field
 
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL cannot store NUL characters
+
 
 class ScoringModelPatch(Schema):
-    description: str | None = Field(None, max_length=2000)
+    description: str | None = Field(None, max_length=2000, pattern=NO_NUL)
     revenue_window_days: int | None = Field(None, ge=1, le=3650, description="Revenue window (default 365).")
     engagement_window_days: int | None = Field(None, ge=7, le=434, description="Engagement window (default 90).")
     channel_weights: dict[str, float] | None = Field(
@@ -21,7 +23,9 @@ class ScoringModelPatch(Schema):
 
 
 class ScoringModelIn(ScoringModelPatch):
-    name: str = Field(min_length=1, max_length=100, description="An existing name makes its next version.")
+    name: str = Field(
+        min_length=1, max_length=100, pattern=NO_NUL, description="An existing name makes its next version."
+    )
 
 
 class ScoringModelOut(Schema):

@@ -6,6 +6,8 @@ from typing import Any
 from ninja import Schema
 from pydantic import Field
 
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL cannot store NUL characters
+
 RULE_HELP = (
     'JSON tree: {"all": [...]}, {"any": [...]}, {"not": {...}} or {"field": ..., "op": ..., "value": ...}; '
     "ops eq, ne, lt, lte, gt, gte, in, not_in. Fields: revenue (major units), revenue_minor, revenue_rank, "
@@ -22,13 +24,13 @@ class SegmentRuleIn(Schema):
 
 
 class SegmentIn(SegmentRuleIn):
-    name: str = Field(min_length=1, max_length=100)
-    description: str = Field("", max_length=2000)
+    name: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
+    description: str = Field("", max_length=2000, pattern=NO_NUL)
 
 
 class SegmentPatch(Schema):
-    name: str | None = Field(None, min_length=1, max_length=100)
-    description: str | None = Field(None, max_length=2000)
+    name: str | None = Field(None, min_length=1, max_length=100, pattern=NO_NUL)
+    description: str | None = Field(None, max_length=2000, pattern=NO_NUL)
     rule: dict[str, Any] | None = Field(None, description=RULE_HELP)
     top_n: int | None = Field(None, ge=1, le=100_000_000)
     top_by: str | None = Field(None, max_length=64)

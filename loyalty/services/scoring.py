@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Max
 from django.utils import timezone
 
 from accounts.models import User
@@ -133,12 +132,8 @@ def scoring_model_create(*, name: str, created_by: User | None = None, **definit
     data = {**DEFAULT_MODEL, **{k: v for k, v in definition.items() if v is not None}, "name": name}
     data["channel_weights"] = {**DEFAULT_CHANNEL_WEIGHTS, **(definition.get("channel_weights") or {})}
     _validate_definition(data)
-    latest = (
-        ScoringModel.objects.select_for_update().filter(name=name).aggregate(v=Max("version"))["v"]
-        if connection.features.has_select_for_update
-        else ScoringModel.objects.filter(name=name).aggregate(v=Max("version"))["v"]
-    )
-    return ScoringModel.objects.create(version=(latest or 0) + 1, **data)
+    versions = ScoringModel.objects.select_for_update().filter(name=name).values_list("version", flat=True)
+    return ScoringModel.objects.create(version=max(versions, default=0) + 1, **data)
 
 
 @transaction.atomic

@@ -74,7 +74,7 @@ class _Errors:
 
 def _value_ok(kind: str, value: Any) -> bool:
     if kind == TEXT:
-        return isinstance(value, str) and len(value) <= 200
+        return isinstance(value, str) and len(value) <= 200 and "\x00" not in value
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
     if kind == INTEGER and not (isinstance(value, int) or float(value).is_integer()):

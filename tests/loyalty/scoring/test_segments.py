@@ -71,6 +71,7 @@ def test_rule_validation_rejects_malformed_nodes():
     assert set(_errors(rule={"all": "x"})) == {"rule.all"}
     assert set(_errors(rule={}, top_n=None, top_by="engagement_score")) == {"top_n"}
     assert set(_errors(rule={"field": "tenure_days", "op": "in", "value": [1]})) == {"rule.op"}
+    assert set(_errors(rule={"field": "region", "op": "eq", "value": "no\x00rth"})) == {"rule.value"}
     rule_validate(rule={"not": {"field": "age_band", "op": "in", "value": ["25-34", "65+"]}})  # valid
 
 
