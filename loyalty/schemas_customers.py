@@ -13,9 +13,11 @@ from loyalty.selectors.customers import ORDERINGS
 
 
 class CustomerFilters(Schema):
-    q: str | None = Field(None, max_length=200, description="External id, email (or its start), name part, phone.")
+    q: str | None = Field(
+        None, max_length=200, pattern=r"^[^\x00]*$", description="External id, email (or its start), name part, phone."
+    )
     status: Literal["active", "churned"] | None = None
-    region: str | None = Field(None, max_length=64)
+    region: str | None = Field(None, max_length=64, pattern=r"^[^\x00]*$")
     joined_from: date | None = Field(None, description="Joined on or after this day.")
     joined_to: date | None = Field(None, description="Joined on or before this day.")
     ordering: Literal[tuple(ORDERINGS)] = "id"  # type: ignore[valid-type]

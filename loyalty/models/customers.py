@@ -65,18 +65,21 @@ class Customer(models.Model):
 class RevenueEntry(models.Model):
     """A billing line, top-up or purchase: revenue attributed to a customer for a period (month)."""
 
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="revenue_entries")
+    # No single-column index on customer: (customer, period) below serves lookups by customer.
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="revenue_entries", db_index=False)
     period = models.DateField(help_text="Day the revenue belongs to (billing lines use the month's first day).")
     amount = models.DecimalField(max_digits=14, decimal_places=2)
     currency = models.CharField(max_length=3, default="EUR")
     kind = models.CharField(max_length=32, blank=True, default="")
-    external_id = models.CharField(max_length=64, unique=True)
+    # Unique through a constraint (not unique=True): no extra LIKE-pattern index on PostgreSQL.
+    external_id = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["id"]
         indexes = [models.Index(fields=["customer", "period"], name="revenue_customer_period_idx")]
         constraints = [
+            models.UniqueConstraint(fields=["external_id"], name="revenue_external_id_unique"),
             models.CheckConstraint(condition=Q(amount__gte=0), name="revenue_amount_non_negative"),
             models.CheckConstraint(condition=~Q(external_id=""), name="revenue_external_id_not_empty"),
         ]
@@ -88,15 +91,18 @@ class RevenueEntry(models.Model):
 class Interaction(models.Model):
     """One contact of a customer on a channel. Tens of millions of rows: read set-based, by customer and time."""
 
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="interactions")
+    # Indexes cost on every one of tens of millions of inserts: (customer, occurred_at) serves lookups by
+    # customer, so no single-column customer index; external_id is unique through a constraint (no LIKE index).
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="interactions", db_index=False)
     channel = models.CharField(max_length=16, choices=Channel.choices)
     occurred_at = models.DateTimeField()
     kind = models.CharField(max_length=64, blank=True, default="")
-    external_id = models.CharField(max_length=64, unique=True)
+    external_id = models.CharField(max_length=64)
 
     class Meta:
         indexes = [models.Index(fields=["customer", "occurred_at"], name="interaction_customer_time_idx")]
         constraints = [
+            models.UniqueConstraint(fields=["external_id"], name="interaction_external_id_unique"),
             models.CheckConstraint(condition=Q(channel__in=Channel.values), name="interaction_channel_valid"),
             models.CheckConstraint(condition=~Q(external_id=""), name="interaction_external_id_not_empty"),
         ]

@@ -9,26 +9,58 @@ Every problem is a `RowError(position, field, message)`; `position` is the row's
 line number in a file, so the caller can name it (`rows.3.amount` or `line 5: amount: ...`).
 """
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import AwareDatetime, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 MAX_BATCH_ROWS = 10_000
 MAX_REPORTED_ERRORS = 1000
 
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("NUL characters are not allowed.")
+    return value
+
+
+def _utc(value: datetime) -> datetime:
+    if not 1900 <= value.year <= 2100:
+        raise ValueError("The year must be between 1900 and 2100.")
+    return value.astimezone(UTC)
+
+
+def _plausible_day(value: date) -> date:
+    if not 1900 <= value.year <= 2100:
+        raise ValueError("The year must be between 1900 and 2100.")
+    return value
+
+
+def _json_safe(value: dict) -> dict:
+    if "\\u0000" in json.dumps(value):
+        raise ValueError("NUL characters are not allowed.")
+    return value
+
+
+NoNul = AfterValidator(_no_nul)
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
+Day = Annotated[date, AfterValidator(_plausible_day)]
+
 ExternalId = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+    NoNul,
     Field(description="Stable id from the source system (1-64 characters); rows are upserted by it."),
 ]
 CustomerRef = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+    NoNul,
     Field(description="external_id of an existing customer."),
 ]
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
@@ -36,24 +68,24 @@ EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 class CustomerRow(TypedDict):
     external_id: ExternalId
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-    email: NotRequired[Annotated[str, StringConstraints(strip_whitespace=True, max_length=254)]]
-    phone: NotRequired[Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)]]
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NoNul]
+    email: NotRequired[Annotated[str, StringConstraints(strip_whitespace=True, max_length=254), NoNul]]
+    phone: NotRequired[Annotated[str, StringConstraints(strip_whitespace=True, max_length=32), NoNul]]
     birth_year: NotRequired[Annotated[int, Field(ge=1900, le=2100)] | None]
-    region: NotRequired[Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)]]
-    attributes: NotRequired[dict[str, Any]]
-    joined_at: Annotated[AwareDatetime, Field(description="Customer since (ISO 8601 with a UTC offset).")]
+    region: NotRequired[Annotated[str, StringConstraints(strip_whitespace=True, max_length=64), NoNul]]
+    attributes: NotRequired[Annotated[dict[str, Any], AfterValidator(_json_safe)]]
+    joined_at: Annotated[UtcDatetime, Field(description="Customer since (ISO 8601 with a UTC offset).")]
     status: NotRequired[Literal["active", "churned"]]
-    churned_at: NotRequired[AwareDatetime | None]
+    churned_at: NotRequired[UtcDatetime | None]
 
 
 class RevenueRow(TypedDict):
     external_id: ExternalId
     customer_external_id: CustomerRef
-    period: Annotated[date, Field(description="Day the revenue belongs to (billing lines: the month's first day).")]
+    period: Annotated[Day, Field(description="Day the revenue belongs to (billing lines: the month's first day).")]
     amount: Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2, description="Non-negative amount.")]
-    currency: NotRequired[Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]]
-    kind: NotRequired[Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)]]
+    currency: NotRequired[Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$"), NoNul]]
+    kind: NotRequired[Annotated[str, StringConstraints(strip_whitespace=True, max_length=32), NoNul]]
 
 
 class InteractionRow(TypedDict):
@@ -63,8 +95,8 @@ class InteractionRow(TypedDict):
         Literal["phone", "online", "store", "email", "social", "app", "concierge", "event"],
         Field(description="Contact channel."),
     ]
-    occurred_at: Annotated[AwareDatetime, Field(description="When it happened (ISO 8601 with a UTC offset).")]
-    kind: NotRequired[Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)]]
+    occurred_at: Annotated[UtcDatetime, Field(description="When it happened (ISO 8601 with a UTC offset).")]
+    kind: NotRequired[Annotated[str, StringConstraints(strip_whitespace=True, max_length=64), NoNul]]
 
 
 ROW_TYPES: dict[str, type] = {"customers": CustomerRow, "revenue": RevenueRow, "interactions": InteractionRow}

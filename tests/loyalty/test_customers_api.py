@@ -50,6 +50,7 @@ def test_list_filters_and_search(manager_api, people):
     assert (page["count"], [i["external_id"] for i in page["items"]]) == (3, ["B2"])
     assert manager_api.get("customers", {"ordering": "email"}).status_code == 422
     assert manager_api.get("customers", {"status": "gone"}).status_code == 422
+    assert manager_api.get("customers", {"q": "a\x00b"}).status_code == 422
 
 
 def test_list_item_shape(agent_api, people):

@@ -267,3 +267,23 @@ def test_key_without_the_ingest_scope_is_forbidden(c1):
     assert response.status_code == 403
     assert response.json()["code"] == "api_key_scope_missing"
     assert Interaction.objects.count() == 0
+
+
+def test_values_the_database_cannot_store_are_rejected(ingest_api, c1):
+    rows = [
+        interaction("i\x00", at="2025-03-01T10:00:00+21:00"),
+        interaction("i2", at="1005-01-01T10:00:00Z"),
+        interaction("i3", kind="a\x00"),
+    ]
+    response = ingest_api.post("ingest/interactions", {"rows": rows})
+    assert response.status_code == 422
+    assert sorted(response.json()["fields"]) == [
+        "rows.0.external_id",
+        "rows.1.occurred_at",
+        "rows.2.kind",
+    ]
+    assert Interaction.objects.count() == 0
+    # An unusual but valid offset is stored in UTC.
+    response = ingest_api.post("ingest/interactions", {"rows": [interaction("i4", at="2025-03-01T22:00:00+21:00")]})
+    assert response.status_code == 200
+    assert Interaction.objects.get().occurred_at == datetime(2025, 3, 1, 1, tzinfo=UTC)
