@@ -5,4 +5,9 @@ BEAT: dict = {
     "loyalty-evaluate-due-programmes": {"task": "loyalty.tasks.evaluate_due_programmes", "schedule": 3600},
     # Safety net for member emails whose after-commit task did not run (e.g. broker down).
     "loyalty-send-member-notifications": {"task": "loyalty.tasks.send_member_notifications", "schedule": 300},
+    # Nightly: score everyone with the newest default model, then run every segment on that scoring run.
+    "loyalty-scheduled-scoring-and-segments": {
+        "task": "loyalty.tasks.scheduled_scoring_and_segments",
+        "schedule": 24 * 3600,
+    },
 }

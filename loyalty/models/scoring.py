@@ -18,6 +18,12 @@ class ScoringModel(models.Model):
     half_life_days = models.FloatField(default=90.0)
     created_at = models.DateTimeField(auto_now_add=True)
     locked_at = models.DateTimeField(null=True, blank=True, help_text="Set by the first run; then immutable.")
+    state_as_of_day = models.IntegerField(
+        null=True, blank=True, editable=False, help_text="Operational: day number its ScoringState is rolled to."
+    )
+    state_revenue_as_of_day = models.IntegerField(
+        null=True, blank=True, editable=False, help_text="Operational: day number the state's revenue is as of."
+    )
 
     class Meta:
         ordering = ["name", "-version"]
@@ -72,8 +78,16 @@ class ScoringRun(models.Model):
 class CustomerMetrics(models.Model):
     """The metrics of one customer in one scoring run. Written set-based (INSERT ... SELECT)."""
 
-    scoring_run = models.ForeignKey(ScoringRun, on_delete=models.CASCADE, related_name="metrics")
-    customer = models.ForeignKey("loyalty.Customer", on_delete=models.CASCADE, related_name="metrics")
+    # Written 1,000,000 rows at a time by INSERT ... SELECT from rows joined to their parents, so: no separate
+    # FK indexes (the unique (scoring_run, customer) index serves lookups by run, and by run and customer) and
+    # no database FK constraints (PostgreSQL checks those row by row at commit: seconds per run). Django still
+    # cascades deletes of runs and customers (on_delete is emulated by the ORM).
+    scoring_run = models.ForeignKey(
+        ScoringRun, on_delete=models.CASCADE, related_name="metrics", db_index=False, db_constraint=False
+    )
+    customer = models.ForeignKey(
+        "loyalty.Customer", on_delete=models.CASCADE, related_name="metrics", db_index=False, db_constraint=False
+    )
     revenue_minor = models.BigIntegerField(help_text="Revenue in the window, minor units.")
     revenue_rank = models.PositiveIntegerField()
     revenue_percentile = models.FloatField(help_text="0-100, 100 = top.")
@@ -91,3 +105,73 @@ class CustomerMetrics(models.Model):
                 condition=Q(engagement_score__gte=0, engagement_score__lte=100), name="metrics_score_range"
             ),
         ]
+
+
+class InteractionDayRollup(models.Model):
+    """Interactions per customer, day and channel, rebuilt from raw rows for the affected customers/days
+    whenever interactions are ingested (loyalty.services.rollups). Scoring reads these, never raw rows.
+    Derived tables (rollups, state) have no database FK constraints: they are written set-based from rows of
+    existing customers, and PostgreSQL would check a constraint row by row (21 s for 440,000 rollup rows)."""
+
+    customer = models.ForeignKey(
+        "loyalty.Customer", on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    day = models.DateField()
+    channel = models.CharField(max_length=16)
+    count = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "day", "channel"], name="interaction_rollup_unique"),
+        ]
+        indexes = [models.Index(fields=["day"], name="interaction_rollup_day_idx")]
+
+
+class RevenueDayRollup(models.Model):
+    """Revenue per customer and day in integer minor units (cents), rebuilt like InteractionDayRollup."""
+
+    customer = models.ForeignKey(
+        "loyalty.Customer", on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    day = models.DateField()
+    amount_minor = models.BigIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["customer", "day"], name="revenue_rollup_unique")]
+        indexes = [models.Index(fields=["day"], name="revenue_rollup_day_idx")]
+
+
+class ScoringState(models.Model):
+    """Per scoring model and customer: the incremental state a run rolls forward instead of rescanning history.
+
+    Days are integer day numbers (days since 1970-01-01), weeks are day // 7. As of day `as_of_day`:
+    `decayed` = sum of w(channel) * count * 2^(-(as_of_day - day) / half_life) over all interactions so far;
+    `week_mask` bit k = the customer was active in week (as_of_day // 7 - k); `last_<channel>` = last day seen;
+    `revenue_minor` = revenue of days in (as_of_day - revenue_window_days, as_of_day].
+    `stale` = rollups of days <= as_of_day changed since (late or corrected data): the next run recomputes the
+    row from the rollups instead of rolling it forward."""
+
+    scoring_model = models.ForeignKey(
+        ScoringModel, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    customer = models.ForeignKey(
+        "loyalty.Customer", on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    as_of_day = models.IntegerField()
+    decayed = models.FloatField(default=0.0)
+    week_mask = models.BigIntegerField(default=0)
+    last_day = models.IntegerField(null=True)
+    last_phone = models.IntegerField(null=True)
+    last_online = models.IntegerField(null=True)
+    last_store = models.IntegerField(null=True)
+    last_email = models.IntegerField(null=True)
+    last_social = models.IntegerField(null=True)
+    last_app = models.IntegerField(null=True)
+    revenue_minor = models.BigIntegerField(default=0)
+    stale = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scoring_model", "customer"], name="scoringstate_model_customer_unique")
+        ]
+        indexes = [models.Index(fields=["customer"], name="scoringstate_customer_idx")]

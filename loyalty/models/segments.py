@@ -13,6 +13,9 @@ class Segment(models.Model):
     rule = models.JSONField(default=dict, blank=True)
     top_n = models.PositiveIntegerField(null=True, blank=True)
     top_by = models.CharField(max_length=64, blank=True, default="", help_text="Metric for top N, highest first.")
+    tie_break = models.CharField(
+        max_length=64, blank=True, default="", help_text="Second metric for top N (highest first); then customer id."
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -57,8 +60,14 @@ class SegmentRun(models.Model):
 
 
 class SegmentMember(models.Model):
-    run = models.ForeignKey(SegmentRun, on_delete=models.CASCADE, related_name="members")
-    customer = models.ForeignKey("loyalty.Customer", on_delete=models.CASCADE, related_name="segment_memberships")
+    # Written by INSERT ... SELECT (100,000 rows per run): no database FK constraints, which PostgreSQL checks
+    # row by row; Django still cascades deletes. The unique (run, customer) index serves lookups by run.
+    run = models.ForeignKey(
+        SegmentRun, on_delete=models.CASCADE, related_name="members", db_index=False, db_constraint=False
+    )
+    customer = models.ForeignKey(
+        "loyalty.Customer", on_delete=models.CASCADE, related_name="segment_memberships", db_constraint=False
+    )
     rank = models.PositiveIntegerField()
     values = models.JSONField(default=dict, help_text="The metric and attribute values that qualified it.")
 

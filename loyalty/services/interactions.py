@@ -4,22 +4,27 @@ Concierge and events call this explicitly; loyalty never imports them."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db import transaction
 
 from loyalty.models import Channel, Customer, Interaction
+from loyalty.services.rollups import rollups_refresh_interactions
 
 
 @transaction.atomic
 def interaction_record(
     *, customer: Customer, channel: str, kind: str, occurred_at: datetime, external_id: str
 ) -> Interaction:
-    """Record one programme interaction; idempotent by `external_id` (e.g. 'concierge-request-42')."""
+    """Record one programme interaction; idempotent by `external_id` (e.g. 'concierge-request-42').
+    Refreshes the customer's interaction rollup of that day, so the next scoring run counts it."""
     if channel not in (Channel.CONCIERGE, Channel.EVENT):
         raise ValueError(f"Programme interactions use the concierge or event channel, not {channel!r}.")
-    interaction, _ = Interaction.objects.get_or_create(
+    interaction, created = Interaction.objects.get_or_create(
         external_id=external_id,
         defaults={"customer": customer, "channel": channel, "kind": kind, "occurred_at": occurred_at},
     )
+    if created:
+        day = interaction.occurred_at.astimezone(UTC).date()
+        rollups_refresh_interactions(customer_ids=[interaction.customer_id], date_from=day, date_to=day)
     return interaction

@@ -1,0 +1,281 @@
+"""Scoring and segmentation benchmark on PostgreSQL, with DuckDB as the reference.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/premier_h4 python bench/segmentation.py [--customers 1000000]
+
+Needs a migrated database. Seeds `--customers` with `manage.py seed_demo` (about 20 interactions per customer,
+12 monthly revenue lines, history ending --as-of) unless the database already holds that many customers.
+Then prints:
+  1. rollup rebuild from every raw row (one-off; ingestion keeps rollups current afterwards);
+  2. first scoring run (builds the per-customer incremental state from the rollups, writes all metrics);
+  3. full scoring run: every customer rescored and 1,000,000 CustomerMetrics rows written (state current);
+  4. incremental rescoring after one new day of interactions: the rollup refresh of that day (as ingestion
+     calls it) plus a scoring run the day after (state rolled forward with that day's rows only);
+  5. segment run "top 100,000 by revenue with engagement >= 60", members written;
+  6. DuckDB computing the same metrics (as of the same day) and the same top 100,000 straight from the raw
+     rows, exported once from PostgreSQL (export and load not timed); ratio ours / DuckDB, and a check
+     that DuckDB's metrics equal ours.
+The new day's interactions and the bench's runs are deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+
+from loyalty.models import Customer, ScoringModel, ScoringRun, SegmentRun  # noqa: E402
+from loyalty.services.rollups import rollups_rebuild, rollups_refresh_interactions  # noqa: E402
+from loyalty.services.scoring import (  # noqa: E402
+    CONTACT,
+    DEFAULT_CHANNEL_WEIGHTS,
+    scoring_model_create,
+    scoring_run_create,
+    scoring_run_execute,
+)
+from loyalty.services.segments import segment_create, segment_run_create, segment_run_execute  # noqa: E402
+from loyalty.services.sql import day_number  # noqa: E402
+
+TOP_N = 100_000
+
+
+def timed(label: str, fn, results: dict):
+    started = time.perf_counter()
+    value = fn()
+    results[label] = time.perf_counter() - started
+    print(f"  {label:<62} {results[label]:8.2f} s", flush=True)
+    return value
+
+
+def scoring_run(model, as_of: date):
+    run = scoring_run_create(
+        scoring_model=model, as_of=datetime.combine(as_of, datetime.min.time(), UTC), enqueue=False
+    )
+    run = scoring_run_execute(run_id=run.pk)
+    assert run.status == "succeeded", run.error
+    return run
+
+
+def add_new_day(day: date, per_day: int) -> list[int]:
+    """`per_day` interactions on `day` for random customers (the seed's channel mix); returns their customers."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT min(id), max(id) FROM loyalty_customer")
+        lo, hi = cursor.fetchone()
+        cursor.execute(
+            """
+            INSERT INTO loyalty_interaction (customer_id, channel, occurred_at, kind, external_id)
+            SELECT %s + floor(random() * (%s - %s + 1))::bigint,
+                   (ARRAY['phone','phone','phone','online','online','store','email','social','app'])
+                       [1 + floor(random() * 9)::int],
+                   %s::timestamptz + random() * interval '1 day', 'bench', 'BENCH-' || g
+            FROM generate_series(1, %s) g
+            """,
+            [lo, hi, lo, datetime.combine(day, datetime.min.time(), UTC), per_day],
+        )
+        cursor.execute("SELECT DISTINCT customer_id FROM loyalty_interaction WHERE external_id LIKE 'BENCH-%%'")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def export(sql: str, path: Path) -> None:
+    with connection.cursor() as cursor, path.open("w") as out:
+        cursor.cursor.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", out)
+
+
+def duckdb_reference(model, as_of: date, results: dict, tmp: Path, ours_run: ScoringRun) -> None:
+    import duckdb
+
+    export("SELECT id FROM loyalty_customer", tmp / "customers.csv")
+    export(
+        "SELECT customer_id, channel, occurred_at AT TIME ZONE 'UTC' FROM loyalty_interaction "
+        "WHERE external_id NOT LIKE 'BENCH-%'",
+        tmp / "interactions.csv",
+    )
+    export("SELECT customer_id, period, amount FROM loyalty_revenueentry", tmp / "revenue.csv")
+    export(
+        "SELECT customer_id, revenue_minor, revenue_rank, engagement_score, channels_used, active_weeks "
+        f"FROM loyalty_customermetrics WHERE scoring_run_id = {ours_run.pk}",
+        tmp / "ours.csv",
+    )
+    db = duckdb.connect()
+    db.execute("SET threads = 2")
+    db.execute(f"CREATE TABLE customers AS SELECT * FROM read_csv('{tmp}/customers.csv', columns={{'id': 'BIGINT'}})")
+    db.execute(
+        f"CREATE TABLE interactions AS SELECT * FROM read_csv('{tmp}/interactions.csv', "
+        "columns={'customer_id': 'BIGINT', 'channel': 'VARCHAR', 'occurred_at': 'TIMESTAMP'})"
+    )
+    db.execute(
+        f"CREATE TABLE revenue AS SELECT * FROM read_csv('{tmp}/revenue.csv', "
+        "columns={'customer_id': 'BIGINT', 'period': 'DATE', 'amount': 'DECIMAL(14,2)'})"
+    )
+    db.execute(
+        f"CREATE TABLE ours AS SELECT * FROM read_csv('{tmp}/ours.csv', columns={{'customer_id': 'BIGINT', "
+        "'revenue_minor': 'BIGINT', 'revenue_rank': 'BIGINT', 'engagement_score': 'DOUBLE', "
+        "'channels_used': 'INTEGER', 'active_weeks': 'INTEGER'})"
+    )
+    t = day_number(as_of)
+    k = 0.6931471805599453 / model.half_life_days
+    weights = " ".join(f"WHEN '{c}' THEN {w}" for c, w in DEFAULT_CHANNEL_WEIGHTS.items())
+    contact = ", ".join(f"'{c}'" for c in CONTACT)
+    b, f, r = model.breadth_weight, model.frequency_weight, model.recency_weight
+    tw = (t + 3) // 7
+    metrics_sql = f"""
+        CREATE OR REPLACE TABLE duck_metrics AS
+        WITH raw AS (
+            SELECT customer_id, channel, date_diff('day', DATE '1970-01-01', CAST(occurred_at AS DATE)) AS dn
+            FROM interactions),
+        act AS (
+            SELECT customer_id,
+                   SUM((CASE channel {weights} ELSE 0 END) * exp((dn - {t}) * {k})) AS d,
+                   COUNT(DISTINCT (dn + 3) // 7) FILTER (WHERE (dn + 3) // 7 > {tw - 13}) AS weeks,
+                   COUNT(DISTINCT channel) FILTER (WHERE channel IN ({contact}) AND dn > {t - 90}) AS ch,
+                   MAX(dn) AS last
+            FROM raw WHERE dn <= {t} GROUP BY customer_id),
+        rev AS (
+            SELECT customer_id, SUM(CAST(round(amount * 100) AS BIGINT)) AS rev FROM revenue
+            WHERE date_diff('day', DATE '1970-01-01', period) > {t - 365}
+              AND date_diff('day', DATE '1970-01-01', period) <= {t}
+            GROUP BY customer_id),
+        base AS (
+            SELECT c.id AS customer_id, coalesce(rev.rev, 0) AS rev, coalesce(act.d, 0) AS d,
+                   coalesce(act.weeks, 0) AS weeks, coalesce(act.ch, 0) AS ch, {t} - act.last AS dsl
+            FROM customers c LEFT JOIN act ON act.customer_id = c.id LEFT JOIN rev ON rev.customer_id = c.id),
+        s2 AS (
+            SELECT *, row_number() OVER (ORDER BY rev DESC, customer_id) AS rev_rank,
+                   100 * percent_rank() OVER (ORDER BY rev) AS rev_pct,
+                   percent_rank() OVER (ORDER BY d) AS d_pct FROM base),
+        s3 AS (
+            SELECT *, least(100.0, 100.0 * ({b} * ch / 6.0 + {f} * weeks / 13.0 + {r} * d_pct) / {b + f + r})
+                   AS score FROM s2)
+        SELECT *, 100 * percent_rank() OVER (ORDER BY score) AS eng_pct FROM s3
+    """
+    timed("DuckDB: same metrics from the raw rows", lambda: db.execute(metrics_sql), results)
+    top_sql = (
+        "CREATE OR REPLACE TABLE duck_top AS SELECT customer_id, row_number() OVER "
+        "(ORDER BY rev DESC, customer_id) AS rk FROM duck_metrics WHERE score >= 60 "
+        f"ORDER BY rev DESC, customer_id LIMIT {TOP_N}"
+    )
+    timed("DuckDB: top 100,000 by revenue with engagement >= 60", lambda: db.execute(top_sql), results)
+    mismatches = db.execute(
+        "SELECT count(*) FROM duck_metrics d JOIN ours o USING (customer_id) WHERE d.rev <> o.revenue_minor "
+        "OR d.rev_rank <> o.revenue_rank OR d.ch <> o.channels_used OR d.weeks <> o.active_weeks "
+        "OR abs(d.score - o.engagement_score) > 1e-6"
+    ).fetchone()[0]
+    total = db.execute("SELECT count(*) FROM duck_metrics").fetchone()[0]
+    print(f"  check: {total - mismatches:,} of {total:,} customers have the same metrics in DuckDB and ours")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--as-of", type=date.fromisoformat, default=date(2026, 6, 30))
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--no-duckdb", action="store_true")
+    parser.add_argument("--keep-rollups", action="store_true", help="Reuse the rollups of an earlier run.")
+    args = parser.parse_args()
+    assert connection.vendor == "postgresql", "Run on PostgreSQL (set DATABASE_URL)."
+
+    existing = Customer.objects.count()
+    if existing < args.customers:
+        print(f"Seeding {args.customers - existing:,} customers with seed_demo ...", flush=True)
+        started = time.perf_counter()
+        call_command("seed_demo", customers=args.customers, seed=args.seed, as_of=args.as_of, no_progress=True)
+        print(f"  seeded in {time.perf_counter() - started:.0f} s")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT (SELECT count(*) FROM loyalty_customer), (SELECT count(*) FROM loyalty_interaction),"
+            " (SELECT count(*) FROM loyalty_revenueentry)"
+        )
+        customers, interactions, revenue = cursor.fetchone()
+    print(
+        f"Data: {customers:,} customers, {interactions:,} interactions, {revenue:,} revenue entries "
+        f"(seed_demo, history ending {args.as_of}); PostgreSQL {connection.pg_version // 10000}"
+    )
+
+    results: dict[str, float] = {}
+    if not args.keep_rollups:
+        timed("rollup rebuild from every raw row (one-off)", rollups_rebuild, results)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE loyalty_interactiondayrollup")
+        cursor.execute("ANALYZE loyalty_revenuedayrollup")
+    model = scoring_model_create(name=f"bench-{int(time.time())}")
+    first = timed(
+        "first scoring run (state built from rollups + metrics)", lambda: scoring_run(model, args.as_of), results
+    )
+    print(f"    steps: {first.timings}")
+    full = timed(
+        "full scoring run (every customer rescored, metrics written)", lambda: scoring_run(model, args.as_of), results
+    )
+    print(f"    steps: {full.timings}")
+
+    new_day = args.as_of + timedelta(days=1)
+    per_day = max(1, interactions // 365)
+    touched = add_new_day(new_day, per_day)
+    print(f"  (added {per_day:,} interactions on {new_day} for {len(touched):,} customers)")
+
+    def incremental():
+        rollups_refresh_interactions(customer_ids=touched, date_from=new_day, date_to=new_day)
+        results["  of which rollup refresh of the day"] = time.perf_counter() - started_inc
+        return scoring_run(model, new_day)
+
+    started_inc = time.perf_counter()
+    inc = timed("incremental rescoring after one new day (refresh + run)", incremental, results)
+    print(f"    rollup refresh {results['  of which rollup refresh of the day']:.2f} s; run steps: {inc.timings}")
+
+    segment = segment_create(
+        name=f"bench-top-{int(time.time())}",
+        rule={"all": [{"field": "engagement_score", "op": "gte", "value": 60}]},
+        top_n=TOP_N,
+        top_by="revenue_minor",
+    )
+    seg_run = timed(
+        "segment run: top 100,000 by revenue with engagement >= 60",
+        lambda: segment_run_execute(run_id=segment_run_create(segment=segment, scoring_run=inc, enqueue=False).pk),
+        results,
+    )
+    print(
+        f"    {seg_run.status}: {seg_run.candidates_count:,} candidates, {seg_run.member_count:,} members, "
+        f"steps {seg_run.timings}"
+    )
+
+    if not args.no_duckdb:
+        with tempfile.TemporaryDirectory() as tmp:
+            duckdb_reference(model, args.as_of, results, Path(tmp), full)
+        duck = results["DuckDB: same metrics from the raw rows"]
+        print(
+            f"  ratio full scoring run / DuckDB metrics: "
+            f"{results['full scoring run (every customer rescored, metrics written)'] / duck:.2f}"
+        )
+        print(
+            f"  ratio first scoring run / DuckDB metrics: "
+            f"{results['first scoring run (state built from rollups + metrics)'] / duck:.2f}"
+        )
+        seg = results["segment run: top 100,000 by revenue with engagement >= 60"]
+        duck_top = results["DuckDB: top 100,000 by revenue with engagement >= 60"]
+        print(f"  ratio segment run / DuckDB top 100,000: {seg / duck_top:.2f}")
+
+    # Clean up what the bench added.
+    SegmentRun.objects.filter(segment=segment).delete()
+    segment.delete()
+    ScoringRun.objects.filter(scoring_model=model).delete()
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM loyalty_scoringstate WHERE scoring_model_id = %s", [model.pk])
+        cursor.execute("DELETE FROM loyalty_interaction WHERE external_id LIKE 'BENCH-%%'")
+    ScoringModel.objects.filter(pk=model.pk).delete()
+    rollups_refresh_interactions(customer_ids=touched, date_from=new_day, date_to=new_day)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""The set-based scoring run equals the plain Python reference (SQLite and PostgreSQL), for a full build and
+for incremental runs with new days and late (stale) data."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+
+import pytest
+
+from loyalty.models import CustomerMetrics, Interaction, RevenueEntry, ScoringState
+from loyalty.models.scoring import RunStatus
+from loyalty.services.rollups import rollups_rebuild, rollups_refresh_interactions, rollups_refresh_revenue
+from loyalty.services.scoring import ALL_CHANNELS, scoring_model_create, scoring_run_create, scoring_run_execute
+from tests.factories import CustomerFactory
+from tests.loyalty.scoring.reference import reference_metrics
+
+AS_OF = date(2026, 6, 30)
+
+
+def _at(day: date, hour: int = 12) -> datetime:
+    return datetime.combine(day, time(hour), tzinfo=UTC)
+
+
+def _population(rng: random.Random, n: int = 40):
+    customers = [CustomerFactory() for _ in range(n)]
+    interactions, revenue = [], []
+    serial = 0
+    for customer in customers:
+        for _ in range(rng.choice([0, 1, 3, 8, 15])):
+            serial += 1
+            day = AS_OF - timedelta(days=rng.randint(-5, 400))
+            channel = rng.choice(ALL_CHANNELS)
+            interactions.append((customer.id, channel, day))
+            Interaction.objects.create(
+                customer=customer, channel=channel, occurred_at=_at(day, rng.randint(0, 23)), external_id=f"i{serial}"
+            )
+        for month in range(rng.choice([0, 3, 14])):
+            serial += 1
+            period = date(2025 + (month + 5) // 12, (month + 5) % 12 + 1, 1)
+            amount = Decimal(rng.randint(0, 20000)) / 100
+            revenue.append((customer.id, period, amount))
+            RevenueEntry.objects.create(customer=customer, period=period, amount=amount, external_id=f"r{serial}")
+    return customers, interactions, revenue
+
+
+def _assert_equal(run, expected: dict[int, dict]) -> None:
+    rows = {m.customer_id: m for m in CustomerMetrics.objects.filter(scoring_run=run)}
+    assert set(rows) == set(expected)
+    for customer_id, exp in expected.items():
+        got = rows[customer_id]
+        for field in ("revenue_minor", "revenue_rank", "channels_used", "active_weeks", "days_since_last"):
+            assert getattr(got, field) == exp[field], (customer_id, field)
+        for field in ("revenue_percentile", "engagement_score", "engagement_percentile", "decayed_activity"):
+            assert getattr(got, field) == pytest.approx(exp[field], rel=1e-9, abs=1e-9), (customer_id, field)
+
+
+@pytest.mark.django_db
+def test_full_and_incremental_runs_equal_the_python_reference():
+    rng = random.Random(20260630)
+    customers, interactions, revenue = _population(rng)
+    rollups_rebuild()
+    model = scoring_model_create(name="ref", channel_weights={"social": 1.5, "email": 0.5})
+    ids = [c.id for c in customers]
+
+    run = scoring_run_create(scoring_model=model, as_of=_at(AS_OF), enqueue=False)
+    run = scoring_run_execute(run_id=run.pk)
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.customers_scored == len(ids)
+    assert run.timings["state_mode"] == "rebuild"
+    _assert_equal(
+        run, reference_metrics(customer_ids=ids, interactions=interactions, revenue=revenue, model=model, as_of=AS_OF)
+    )
+
+    # Three new days of interactions and revenue, one new customer, and a late interaction for an old day.
+    later = AS_OF + timedelta(days=3)
+    newcomer = CustomerFactory()
+    ids.append(newcomer.id)
+    for n, (customer, day) in enumerate(
+        [(customers[0], AS_OF + timedelta(days=1)), (customers[1], later), (newcomer, later)]
+    ):
+        Interaction.objects.create(customer=customer, channel="app", occurred_at=_at(day), external_id=f"new{n}")
+        interactions.append((customer.id, "app", day))
+    RevenueEntry.objects.create(customer=customers[2], period=later, amount=Decimal("12.34"), external_id="rnew")
+    revenue.append((customers[2].id, later, Decimal("12.34")))
+    late_day = AS_OF - timedelta(days=20)
+    Interaction.objects.create(customer=customers[3], channel="store", occurred_at=_at(late_day), external_id="late")
+    interactions.append((customers[3].id, "store", late_day))
+    rollups_refresh_interactions(
+        customer_ids=[c.id for c in customers[:2]] + [newcomer.id], date_from=AS_OF + timedelta(days=1), date_to=later
+    )
+    rollups_refresh_interactions(customer_ids=[customers[3].id], date_from=late_day, date_to=late_day)
+    rollups_refresh_revenue(customer_ids=[customers[2].id], date_from=later, date_to=later)
+    assert ScoringState.objects.get(scoring_model=model, customer=customers[3]).stale is True
+    assert ScoringState.objects.get(scoring_model=model, customer=customers[0]).stale is False
+
+    run2 = scoring_run_execute(run_id=scoring_run_create(scoring_model=model, as_of=_at(later), enqueue=False).pk)
+    assert run2.status == RunStatus.SUCCEEDED, run2.error
+    assert run2.timings["state_mode"] == "incremental"
+    assert run2.timings["state_recomputed"] == 2  # the stale customer and the newcomer
+    _assert_equal(
+        run2, reference_metrics(customer_ids=ids, interactions=interactions, revenue=revenue, model=model, as_of=later)
+    )
+
+    # A week later with no new data: everything decays lazily, revenue leaves the window.
+    week_later = later + timedelta(days=40)
+    run3 = scoring_run_execute(run_id=scoring_run_create(scoring_model=model, as_of=_at(week_later), enqueue=False).pk)
+    _assert_equal(
+        run3,
+        reference_metrics(customer_ids=ids, interactions=interactions, revenue=revenue, model=model, as_of=week_later),
+    )
