@@ -5,7 +5,7 @@ from accounts.models import Role
 from core.auth import require_role, user_auth
 from core.pagination import Page
 from core.schemas import responses
-from loyalty.schemas_customers import CustomerDetailOut, CustomerFilters, CustomerOut, InteractionOut
+from loyalty.schemas.customers import CustomerDetailOut, CustomerFilters, CustomerOut, InteractionOut
 from loyalty.selectors.customers import customer_detail, customer_list
 
 router = Router(tags=["customers"], auth=user_auth)

@@ -4,7 +4,7 @@ from core.auth import ingest_auth
 from core.errors import ValidationFailed
 from core.idempotency import IdempotencyKeyHeader, run_idempotent
 from core.schemas import responses
-from loyalty.schemas_ingest import CustomerBatchIn, IngestResultOut, InteractionBatchIn, RevenueBatchIn
+from loyalty.schemas.ingest import CustomerBatchIn, IngestResultOut, InteractionBatchIn, RevenueBatchIn
 from loyalty.services.ingest import customer_refs_check, ingest_rows
 from loyalty.services.ingest_validation import RowsRejected, errors_as_fields, rows_validate
 

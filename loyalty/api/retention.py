@@ -22,7 +22,7 @@ from core.idempotency import IdempotencyKeyHeader, run_idempotent
 from core.pagination import Page
 from core.schemas import responses
 from loyalty.models import Customer, ImpactReport, Programme, RetentionOutcome
-from loyalty.retention_schemas import (
+from loyalty.schemas.retention import (
     ImpactReportBodyOut,
     ImpactReportIn,
     ImpactReportOut,

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from core.errors import ValidationFailed
 from loyalty.models import RetentionOutcome
-from loyalty.retention_schemas import OutcomeIn
+from loyalty.schemas.retention import OutcomeIn
 from loyalty.services.retention import OutcomeRow, outcomes_record
 
 
