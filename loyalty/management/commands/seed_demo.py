@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from loyalty.services.demo_data import demo_data_generate
+from loyalty.services.rollups import rollups_rebuild
 
 
 class Command(BaseCommand):
@@ -48,8 +49,11 @@ class Command(BaseCommand):
             counts = demo_data_generate(customers=customers, seed=seed, as_of=as_of, progress=progress)
         finally:
             bar.close()
+        # Scoring reads the rollups, not the raw rows: bring them up to date with what was just written.
+        rollups = rollups_rebuild()
         elapsed = time.monotonic() - started
         self.stdout.write(
             f"Created {counts['customers']} customers, {counts['revenue_entries']} revenue entries and "
-            f"{counts['interactions']} interactions in {elapsed:.1f}s (seed {seed})."
+            f"{counts['interactions']} interactions in {elapsed:.1f}s (seed {seed}); "
+            f"rollups rebuilt: {', '.join(f'{k} {v}' for k, v in rollups.items())}."
         )
