@@ -23,6 +23,7 @@ from datetime import UTC, date, datetime
 from django.db import connection, transaction
 
 from loyalty.models import Customer, Interaction, RevenueEntry
+from loyalty.services import rollups
 from loyalty.services.ingest_validation import MAX_REPORTED_ERRORS, RowError, RowsRejected, rows_check
 
 CHUNK = 5000
@@ -108,7 +109,7 @@ def ingest_rows(
 
 
 def _after_write(kind: str, touched: _Touched, result: IngestResult) -> None:
-    from loyalty.services import churn, rollups
+    from loyalty.services import churn
 
     if kind == "customers":
         if result.churned_customer_ids:
@@ -169,6 +170,15 @@ COMPARED = {
     ],
     "revenue": ["customer_id", "period", "amount", "currency", "kind"],
     "interactions": ["customer_id", "channel", "occurred_at", "kind"],
+}
+# Rows a batch inserted, as the rollups count them (PostgreSQL path).
+NEW_ROW_COLUMNS = {
+    "interactions": "customer_id bigint, day date, channel text",
+    "revenue": "customer_id bigint, day date, amount_minor bigint",
+}
+NEW_ROW_RETURNING = {
+    "interactions": "t.customer_id, (t.occurred_at AT TIME ZONE 'UTC')::date, t.channel",
+    "revenue": "t.customer_id, t.period, CAST(ROUND(t.amount * 100) AS bigint)",
 }
 MODELS = {"customers": Customer, "revenue": RevenueEntry, "interactions": Interaction}
 DAY_FIELD = {"revenue": "period", "interactions": "occurred_at"}
@@ -333,23 +343,24 @@ def _pg_write(
             set_extra = ""
             returning, order = f"t.customer_id, t.{day}", f"c.id, s.{day}"
         # 1. New rows: one INSERT (in index order of the customer), existing external ids are left alone.
-        cursor.execute(
-            f"""
-            WITH ins AS (
-                INSERT INTO {table} AS t (external_id, {", ".join(stored + extra_cols)})
-                SELECT s.external_id, {", ".join(new_values + extra_values)} FROM {source} ORDER BY {order}
-                ON CONFLICT (external_id) DO NOTHING
-                RETURNING {returning}
-            )
-            SELECT count(*), array_agg(DISTINCT ins.customer_id) FILTER (WHERE ins.customer_id IS NOT NULL),
-                   min(ins.day), max(ins.day)
-            FROM ins AS ins(customer_id, day)
-            """
+        insert = (
+            f"INSERT INTO {table} AS t (external_id, {', '.join(stored + extra_cols)}) "
+            f"SELECT s.external_id, {', '.join(new_values + extra_values)} FROM {source} ORDER BY {order} "
+            "ON CONFLICT (external_id) DO NOTHING"
         )
-        created, ids, first, last = cursor.fetchone()
-        result.created = created
-        touched.customer_ids.update(ids or [])
-        touched.widen(first, last)
+        if kind == "customers":
+            cursor.execute(insert)
+            result.created = cursor.rowcount
+        else:
+            # New rows are added to the rollups as deltas (no recomputation from raw rows).
+            cursor.execute(f"CREATE TEMP TABLE ingest_new ({NEW_ROW_COLUMNS[kind]}) ON COMMIT DROP")
+            cursor.execute(
+                f"WITH ins AS ({insert} RETURNING {NEW_ROW_RETURNING[kind]}) INSERT INTO ingest_new SELECT * FROM ins"
+            )
+            result.created = cursor.rowcount
+            rollups.rollups_add_new_rows(cursor, kind=kind, table="ingest_new")
+            cursor.execute("DROP TABLE ingest_new")
+        created = result.created
         if created < len(rows):
             # 2. Existing rows whose values differ: one UPDATE ... FROM. Their old customer and day need a rollup
             # refresh too, so they are read first (rows just inserted compare equal and are skipped).

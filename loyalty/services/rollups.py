@@ -108,6 +108,33 @@ def rollups_refresh_revenue(*, customer_ids: Sequence[int] | None, date_from: da
             _mark_state_stale(cursor, id_sql=id_sql, id_params=id_params, date_from=date_from)
 
 
+def rollups_add_new_rows(cursor, *, kind: str, table: str) -> None:
+    """PostgreSQL, inside the ingesting transaction: add rows that were just inserted (listed in the temporary
+    `table`: customer_id, day, and channel or amount_minor) to the rollups. Each cell is an upsert that adds
+    to the stored value (`ON CONFLICT ... DO UPDATE`), so concurrent batches for the same cells add up
+    instead of recomputing from snapshots that cannot see each other; cells are written in key order, so
+    concurrent batches lock them in the same order. The scoring state of a customer is marked stale where the
+    customer's new rows reach back into days the state already covers."""
+    if kind == "interactions":
+        cursor.execute(
+            f"INSERT INTO {INTERACTION_ROLLUP} AS r (customer_id, day, channel, count) "
+            f"SELECT customer_id, day, channel, COUNT(*) FROM {table} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 "
+            "ON CONFLICT (customer_id, day, channel) DO UPDATE SET count = r.count + EXCLUDED.count"
+        )
+    else:
+        cursor.execute(
+            f"INSERT INTO {REVENUE_ROLLUP} AS r (customer_id, day, amount_minor) "
+            f"SELECT customer_id, day, SUM(amount_minor) FROM {table} GROUP BY 1, 2 ORDER BY 1, 2 "
+            "ON CONFLICT (customer_id, day) DO UPDATE SET amount_minor = r.amount_minor + EXCLUDED.amount_minor"
+        )
+    cursor.execute(
+        f"UPDATE {STATE} AS s SET stale = TRUE "
+        f"FROM (SELECT customer_id, MIN(day) - DATE '1970-01-01' AS first FROM {table} GROUP BY 1) n, {MODEL} m "
+        "WHERE s.customer_id = n.customer_id AND s.scoring_model_id = m.id AND m.state_as_of_day >= n.first "
+        "AND NOT s.stale"
+    )
+
+
 DAY_INDEXES = {INTERACTION_ROLLUP: "interaction_rollup_day_idx", REVENUE_ROLLUP: "revenue_rollup_day_idx"}
 
 

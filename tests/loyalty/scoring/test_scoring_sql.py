@@ -11,6 +11,8 @@ import pytest
 
 from loyalty.models import CustomerMetrics, Interaction, RevenueEntry, ScoringState
 from loyalty.models.scoring import RunStatus
+from loyalty.services.ingest import ingest_rows
+from loyalty.services.ingest_validation import rows_validate
 from loyalty.services.rollups import rollups_rebuild, rollups_refresh_interactions, rollups_refresh_revenue
 from loyalty.services.scoring import ALL_CHANNELS, scoring_model_create, scoring_run_create, scoring_run_execute
 from tests.factories import CustomerFactory
@@ -109,4 +111,57 @@ def test_full_and_incremental_runs_equal_the_python_reference():
     _assert_equal(
         run3,
         reference_metrics(customer_ids=ids, interactions=interactions, revenue=revenue, model=model, as_of=week_later),
+    )
+
+
+@pytest.mark.django_db
+def test_rows_ingested_after_a_run_reach_the_next_incremental_run():
+    """Through the ingest service (on PostgreSQL: rollup deltas; elsewhere: recomputed cells), not by hand."""
+    rng = random.Random(7)
+    customers, interactions, revenue = _population(rng, n=12)
+    rollups_rebuild()
+    model = scoring_model_create(name="ingested")
+    scoring_run_execute(run_id=scoring_run_create(scoring_model=model, as_of=_at(AS_OF), enqueue=False).pk)
+    later, late_day = AS_OF + timedelta(days=2), AS_OF - timedelta(days=30)
+    new = [(customers[0], "social", later), (customers[0], "social", later), (customers[3], "store", late_day)]
+    for batch in (new[:2], new[2:]):  # the new day, then a late row for an old day
+        ingest_rows(
+            kind="interactions",
+            rows=rows_validate(
+                "interactions",
+                [
+                    {
+                        "external_id": f"new-{customer.id}-{n}",
+                        "customer_external_id": customer.external_id,
+                        "channel": channel,
+                        "occurred_at": f"{day.isoformat()}T08:00:00Z",
+                    }
+                    for n, (customer, channel, day) in enumerate(batch)
+                ],
+            ),
+        )
+    interactions += [(customer.id, channel, day) for customer, channel, day in new]
+    ingest_rows(
+        kind="revenue",
+        rows=rows_validate(
+            "revenue",
+            [
+                {
+                    "external_id": "rnew",
+                    "customer_external_id": customers[2].external_id,
+                    "period": str(later),
+                    "amount": "99.99",
+                }
+            ],
+        ),
+    )
+    revenue.append((customers[2].id, later, Decimal("99.99")))
+    stale = set(ScoringState.objects.filter(scoring_model=model, stale=True).values_list("customer_id", flat=True))
+    assert stale == {customers[3].id}
+
+    run = scoring_run_execute(run_id=scoring_run_create(scoring_model=model, as_of=_at(later), enqueue=False).pk)
+    assert (run.status, run.timings["state_mode"], run.timings["state_recomputed"]) == ("succeeded", "incremental", 1)
+    ids = [c.id for c in customers]
+    _assert_equal(
+        run, reference_metrics(customer_ids=ids, interactions=interactions, revenue=revenue, model=model, as_of=later)
     )

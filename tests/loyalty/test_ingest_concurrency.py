@@ -1,0 +1,93 @@
+"""Concurrent ingestion batches on PostgreSQL: rollup cells add up, nothing is lost or duplicated."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date
+
+import pytest
+from django.db import connection
+
+from loyalty.models import InteractionDayRollup, RevenueDayRollup
+from loyalty.services.ingest import ingest_rows
+from loyalty.services.ingest_validation import rows_validate
+from tests.factories import CustomerFactory
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+THREADS = 4
+PER_BATCH = 50
+
+
+def run_concurrently(batches: list[tuple[str, list[dict]]]) -> list[BaseException]:
+    barrier = threading.Barrier(len(batches))
+    errors: list[BaseException] = []
+
+    def ingest(kind: str, raw: list[dict]) -> None:
+        try:
+            rows = rows_validate(kind, raw)
+            barrier.wait()
+            ingest_rows(kind=kind, rows=rows)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=ingest, args=batch) for batch in batches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def test_concurrent_interaction_batches_for_the_same_cells_add_up():
+    customers = [CustomerFactory(external_id=f"C{n}") for n in range(2)]
+    batches = [
+        (
+            "interactions",
+            [
+                {
+                    "external_id": f"t{t}-{n}",
+                    "customer_external_id": f"C{n % 2}",
+                    "channel": "phone" if n % 3 else "app",
+                    "occurred_at": f"2025-03-0{1 + n % 2}T10:00:00Z",
+                }
+                for n in range(PER_BATCH)
+            ],
+        )
+        for t in range(THREADS)
+    ]
+    assert run_concurrently(batches) == []
+    cells = {
+        (r.customer_id, r.day, r.channel): r.count for r in InteractionDayRollup.objects.filter(customer__in=customers)
+    }
+    expected: dict[tuple, int] = {}
+    for _, rows in batches:
+        for row in rows:
+            key = (
+                customers[int(row["customer_external_id"][1:])].id,
+                date(2025, 3, int(row["occurred_at"][8:10])),
+                row["channel"],
+            )
+            expected[key] = expected.get(key, 0) + 1
+    assert cells == expected
+    assert sum(cells.values()) == THREADS * PER_BATCH
+
+
+def test_concurrent_revenue_batches_for_the_same_day_add_up():
+    customer = CustomerFactory(external_id="C0")
+    batches = [
+        (
+            "revenue",
+            [
+                {"external_id": f"r{t}-{n}", "customer_external_id": "C0", "period": "2025-01-01", "amount": "1.25"}
+                for n in range(PER_BATCH)
+            ],
+        )
+        for t in range(THREADS)
+    ]
+    assert run_concurrently(batches) == []
+    assert list(RevenueDayRollup.objects.filter(customer=customer).values_list("day", "amount_minor")) == [
+        (date(2025, 1, 1), THREADS * PER_BATCH * 125)
+    ]
