@@ -13,7 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from loyalty.services.ingest import IngestResult, customer_refs_check, ingest_rows
+from django.db import connection
+
+from loyalty.services.ingest import CSV_FAST_KINDS, IngestResult, customer_refs_check, ingest_csv_pg, ingest_rows
 from loyalty.services.ingest_validation import (
     ALL_COLUMNS,
     MAX_REPORTED_ERRORS,
@@ -168,6 +170,13 @@ def file_import(
         data = path.read_bytes()
     except OSError as exc:
         raise FileRejected(f"Cannot read {path}: {exc.strerror}.") from None
+    if fmt == "csv" and kind in CSV_FAST_KINDS and connection.vendor == "postgresql":
+        header, _, body = _decode(data).partition("\n")
+        if '"' not in header and len(set(header.split(","))) == header.count(",") + 1:
+            names = [name.strip() for name in header.rstrip("\r").split(",")]
+            result = ingest_csv_pg(kind=kind, header=names, body=body.encode(), dry_run=dry_run, progress=progress)
+            if result is not None:
+                return result
     parsed = file_parse(kind=kind, data=data, fmt=fmt)
     total = len(parsed.rows)
     if progress:

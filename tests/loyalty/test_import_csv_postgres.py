@@ -1,0 +1,121 @@
+"""The PostgreSQL CSV path of the file import (ingest_csv_pg): it writes exactly what the row validator's path
+writes, and hands over (writing nothing) every file it does not fully understand."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from loyalty.models import Interaction, InteractionDayRollup, RevenueDayRollup, RevenueEntry
+from loyalty.services.ingest import ingest_csv_pg, ingest_rows
+from loyalty.services.ingest_files import file_import
+from loyalty.services.ingest_validation import rows_validate
+from tests.factories import CustomerFactory
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
+
+HEADER = ["external_id", "customer_external_id", "channel", "occurred_at", "kind"]
+ROWS = [
+    ["i1", "C1", "phone", "2025-03-01T10:00:00Z", "call"],
+    ["i2", "C1", "app", "2025-03-01T23:30:00.25-02:00", ""],
+    ["i3", "C2", "social", "2025-02-28T00:00:00+05:30", "like it"],
+]
+
+
+def csv_body(rows: list[list[str]]) -> bytes:
+    return "".join(",".join(row) + "\n" for row in rows).encode()
+
+
+def stored(model, prefix: str, fields: list[str]) -> list[tuple]:
+    return [
+        (ext.removeprefix(prefix), *rest)
+        for ext, *rest in model.objects.filter(external_id__startswith=prefix)
+        .order_by("external_id")
+        .values_list("external_id", *fields)
+    ]
+
+
+@pytest.fixture
+def customers(db):
+    return CustomerFactory(external_id="C1"), CustomerFactory(external_id="C2")
+
+
+def test_interactions_are_written_as_the_validator_path_writes_them(customers):
+    result = ingest_csv_pg(kind="interactions", header=HEADER, body=csv_body([[f"db-{r[0]}", *r[1:]] for r in ROWS]))
+    assert (result.rows, result.created, result.updated, result.unchanged) == (3, 3, 0, 0)
+    raw = [dict(zip(HEADER, [f"py-{r[0]}", *r[1:]], strict=True)) for r in ROWS]
+    ingest_rows(
+        kind="interactions", rows=rows_validate("interactions", [{k: v for k, v in r.items() if v} for r in raw])
+    )
+    fields = ["customer_id", "channel", "occurred_at", "kind"]
+    assert stored(Interaction, "db-", fields) == stored(Interaction, "py-", fields)
+    assert stored(Interaction, "db-", fields)[1] == (
+        "i2",
+        customers[0].id,
+        "app",
+        datetime(2025, 3, 2, 1, 30, 0, 250000, tzinfo=UTC),
+        "",
+    )
+    cells = dict(((r.customer_id, r.day, r.channel), r.count) for r in InteractionDayRollup.objects.all())
+    assert cells == {
+        (customers[0].id, date(2025, 3, 1), "phone"): 2,
+        (customers[0].id, date(2025, 3, 2), "app"): 2,
+        (customers[1].id, date(2025, 2, 27), "social"): 2,
+    }
+
+
+def test_revenue_with_defaults_for_absent_columns(customers):
+    header = ["external_id", "customer_external_id", "period", "amount"]
+    result = ingest_csv_pg(kind="revenue", header=header, body=b"r1,C1,2025-01-01,000012.5\nr2,C2,2025-02-01,0\n")
+    assert (result.rows, result.created) == (2, 2)
+    assert stored(RevenueEntry, "r", ["customer_id", "period", "amount", "currency", "kind"]) == [
+        ("1", customers[0].id, date(2025, 1, 1), Decimal("12.50"), "EUR", ""),
+        ("2", customers[1].id, date(2025, 2, 1), Decimal("0.00"), "EUR", ""),
+    ]
+    assert list(RevenueDayRollup.objects.order_by("day").values_list("amount_minor", flat=True)) == [1250, 0]
+
+
+def test_resending_the_file_changes_nothing_and_changed_rows_are_updated(customers):
+    body = csv_body(ROWS)
+    ingest_csv_pg(kind="interactions", header=HEADER, body=body)
+    again = ingest_csv_pg(kind="interactions", header=HEADER, body=body)
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 3)
+    changed = ingest_csv_pg(kind="interactions", header=HEADER, body=b"i1,C2,store,2025-03-04T10:00:00Z,\n")
+    assert (changed.created, changed.updated) == (0, 1)
+    assert Interaction.objects.get(external_id="i1").customer_id == customers[1].id
+    assert not InteractionDayRollup.objects.filter(customer=customers[0], channel="phone").exists()
+    assert InteractionDayRollup.objects.get(customer=customers[1], channel="store").count == 1
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        ["i9", "C1", "phone", "2025-03-01 10:00:00Z", ""],  # valid for the validator, not in the strict subset
+        ["i9", "C1", "phone", "2025-03-01T10:00:00+0530", ""],
+        ["i9", "C1", "phone", "2025-03-01T10:00:00Z", "Anruf \u260e"],
+        ["i9", "C1", "phone", "2025-03-01T10:00:00Z", " padded "],
+        ["i9", "C1", "phone", "2025-02-29T10:00:00Z", ""],  # no such day
+        ["i9", "C1", "fax", "2025-03-01T10:00:00Z", ""],
+        ["i9", "NOPE", "phone", "2025-03-01T10:00:00Z", ""],
+        ["i1", "C1", "phone", "2025-03-01T10:00:00Z", ""],  # repeats i1
+        ["i9", "C1", "phone", "2025-03-01T10:00:00Z"],  # a value short
+        ["i9", "", "phone", "2025-03-01T10:00:00Z", ""],
+    ],
+)
+def test_files_outside_the_strict_subset_are_handed_over_untouched(customers, row):
+    assert ingest_csv_pg(kind="interactions", header=HEADER, body=csv_body([ROWS[0], row])) is None
+    assert Interaction.objects.count() == 0
+    assert InteractionDayRollup.objects.count() == 0
+
+
+def test_file_import_falls_back_to_the_validator_for_valid_unusual_spellings(customers, tmp_path: Path):
+    path = tmp_path / "interactions.csv"
+    path.write_text(
+        ",".join(HEADER) + "\ni1,C1,phone,2025-03-01 10:00:00Z,Anruf \u260e\ni2,C2,app,2025-03-01T10:00:00Z,\n"
+    )
+    result = file_import(kind="interactions", path=path)
+    assert (result.rows, result.created) == (2, 2)
+    assert Interaction.objects.get(external_id="i1").kind == "Anruf \u260e"
