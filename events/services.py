@@ -301,8 +301,9 @@ def events_complete(*, now: datetime | None = None, batch: int = 500) -> dict[st
     """Close published events that ended more than `completion_grace()` ago, set-based, `batch` events per
     transaction: the event becomes `completed`; confirmed bookings nobody checked in become `no_show`;
     remaining holds expire (their PaymentIntents are cancelled, their seats freed) and waitlisted bookings
-    are cancelled (reason `event_completed`); a held or waitlisted booking that was somehow paid is refunded in
-    full through the usual refund task. Attended bookings are left alone. Idempotent: a completed event is
+    are cancelled (reason `event_completed`) and their members are told by email after commit (the event has
+    taken place, their waitlist place is closed); a held or waitlisted booking that was somehow paid is refunded
+    in full through the usual refund task. Attended bookings are left alone. Idempotent: a completed event is
     never touched again, so a second run (or a concurrent one, which waits on the event locks) changes
     nothing."""
     from events.tasks import booking_cancel_payment_intent, booking_refund
@@ -335,6 +336,11 @@ def events_complete(*, now: datetime | None = None, batch: int = 500) -> dict[st
                     payment_status__in=(Booking.PaymentStatus.PENDING, Booking.PaymentStatus.FAILED),
                 ).values_list("id", flat=True)
             )
+            # The same bookings the UPDATE below cancels: existing bookings change only under their event's lock
+            # and booking closed before the event started, so none join the waitlist now.
+            waitlisted_ids = list(
+                bookings.filter(status=Booking.Status.WAITLISTED).order_by("id").values_list("id", flat=True)
+            )
             if paid_ids:
                 Booking.objects.filter(pk__in=paid_ids).update(
                     refund_amount=F("amount"), payment_status=Booking.PaymentStatus.REFUND_PENDING
@@ -364,6 +370,8 @@ def events_complete(*, now: datetime | None = None, batch: int = 500) -> dict[st
                 _on_commit_task(booking_cancel_payment_intent, booking_id)
             for booking_id in paid_ids:
                 _on_commit_task(booking_refund, booking_id)
+            for booking_id in waitlisted_ids:
+                _notify(booking_id, "waitlist_closed")
             totals["refunds"] += len(paid_ids)
 
 

@@ -100,6 +100,11 @@ MESSAGES = {
         "You're in: {title}",
         "A seat opened up. Your booking for {title} on {starts} is confirmed ({seats} seat(s)).",
     ),
+    "waitlist_closed": (
+        "Waitlist closed: {title}",
+        "{title} on {starts} has now taken place. No seat became free for you, so your place on the waitlist "
+        "is closed{refund}. We hope to see you at another event.",
+    ),
     "waitlist_hold": (
         "A seat is held for you: {title}",
         "A seat opened up for {title} on {starts}. It is held for you until {expires}: pay in the app to "

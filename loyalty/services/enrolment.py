@@ -29,6 +29,7 @@ from loyalty.services.assignment import (
     retention_mde_for_holdout,
     sample_ratio_check,
 )
+from loyalty.services.member_accounts import member_accounts_link_enrolled
 from loyalty.services.programmes import programme_tiers_or_error
 from loyalty.services.tier_sql import qualifying_tier_case, table
 
@@ -155,8 +156,14 @@ def _enrol(*, enrolment_id: int, now: datetime) -> int:
         )
         timings["history"] = round(time.perf_counter() - mark, 3)
 
+    # Logins that verified their email before their customer was enrolled (the allauth adapter links only
+    # at verification time).
     mark = time.perf_counter()
-    result = enrolment_result(programme=programme, segment_run=run, tiers=tiers)
+    linked = member_accounts_link_enrolled(programme_id=programme.pk, segment_run_id=run.pk, now=now)
+    timings["accounts"] = round(time.perf_counter() - mark, 3)
+
+    mark = time.perf_counter()
+    result = {**enrolment_result(programme=programme, segment_run=run, tiers=tiers), "accounts_linked": linked}
     timings["result"] = round(time.perf_counter() - mark, 3)
     timings["total"] = round(time.perf_counter() - started, 3)
     Enrolment.objects.filter(pk=enrolment_id).update(

@@ -48,11 +48,16 @@ def _render(notification: MemberNotification) -> tuple[str, str]:
 def _invitation(membership: Membership) -> tuple[str, str]:
     programme, customer = membership.programme, membership.customer
     tier = membership.tier.name if membership.tier else ""
+    # A login verified before the enrolment was linked by it: that member signs in, there is nothing to create.
+    account = (
+        "Sign in to your account"
+        if customer.user_id
+        else f"Create your account with this email address ({customer.email})"
+    )
     return (
         f"Welcome to {programme.name}",
-        f"Dear {customer.name},\n\nYou are now a {tier} member of {programme.name}. Create your account with "
-        f"this email address ({customer.email}) to see your benefits, use the concierge and book exclusive "
-        "events.\n",
+        f"Dear {customer.name},\n\nYou are now a {tier} member of {programme.name}. {account} to see your "
+        "benefits, use the concierge and book exclusive events.\n",
     )
 
 

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 from django.conf import settings
+from django.core import mail
 from django.db import connection
 from django.utils import timezone
 
@@ -68,7 +69,7 @@ def test_completion_marks_no_shows_cancels_waitlist_and_leaves_attended_alone(dj
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         totals = events_complete(now=done_at)
     assert totals == {"events": 1, "no_show": 1, "holds_expired": 0, "waitlist_cancelled": 1, "refunds": 0}
-    assert callbacks == []
+    assert len(callbacks) == 1  # the waitlisted member's email
     event.refresh_from_db()
     assert (event.status, event.completed_at, event.updated_at) == (Event.Status.COMPLETED, done_at, done_at)
     assert event.seats_booked == 3  # attended (1) + no-show (2): seats that were taken stay counted
@@ -93,12 +94,60 @@ def test_running_twice_changes_nothing(django_capture_on_commit_callbacks):
     staff = partner_staff()
     event, *_ = free_event_with_bookings(staff)
     done_at = event.ends_at + GRACE
-    events_complete(now=done_at)
-    before = snapshot()
+    with django_capture_on_commit_callbacks(execute=True):
+        events_complete(now=done_at)
+    before, sent = snapshot(), len(mail.outbox)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         assert events_complete(now=done_at + timedelta(days=3)) == NOTHING
     assert callbacks == []
     assert snapshot() == before
+    assert len(mail.outbox) == sent == 1
+
+
+def test_waitlisted_members_are_told_the_event_took_place_and_their_place_is_closed(
+    django_capture_on_commit_callbacks,
+):
+    staff = partner_staff()
+    event, attended, absent, waiting = free_event_with_bookings(staff)
+    also_waiting = booking_create(membership=member()[1], event_id=event.pk, join_waitlist=True)
+    # A paid event on the same sweep: its unpaid hold expires silently, its waitlisted member is told.
+    paid = EventFactory(partner=event.partner, price=Decimal("30.00"), capacity=1, ends_at=event.ends_at)
+    held = booking_create(membership=member()[1], event_id=paid.pk)
+    paid_waiting = booking_create(membership=member()[1], event_id=paid.pk, join_waitlist=True)
+    # A waitlisted booking the member cancelled earlier is not told again.
+    left = booking_create(membership=member()[1], event_id=paid.pk, join_waitlist=True)
+    Booking.objects.filter(pk=left.pk).update(status=Booking.Status.CANCELLED, cancel_reason="member")
+    assert Booking.objects.get(pk=held.pk).status == Booking.Status.HELD
+    mail.outbox.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        totals = events_complete(now=event.ends_at + GRACE)
+    assert totals == {"events": 2, "no_show": 1, "holds_expired": 1, "waitlist_cancelled": 3, "refunds": 0}
+
+    def email_of(booking):
+        return Booking.objects.get(pk=booking.pk).membership.customer.email
+
+    sent = sorted((m.to, m.subject) for m in mail.outbox)
+    assert sent == sorted(
+        [
+            ([email_of(waiting)], f"Waitlist closed: {event.title}"),
+            ([email_of(also_waiting)], f"Waitlist closed: {event.title}"),
+            ([email_of(paid_waiting)], f"Waitlist closed: {paid.title}"),
+        ]
+    )
+    not_told = {email_of(b) for b in (attended, absent, held, left)}
+    assert not_told.isdisjoint(address for m in mail.outbox for address in m.to)
+    (message,) = [m for m in mail.outbox if m.to == [email_of(paid_waiting)]]
+    assert message.body == (
+        f"{paid.title} on {paid.starts_at:%Y-%m-%d %H:%M} UTC has now taken place. No seat became free for you, "
+        "so your place on the waitlist is closed. We hope to see you at another event."
+    )
+    assert message.from_email == settings.DEFAULT_FROM_EMAIL
+
+    # A second run of the completion task sends nothing more.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert events_complete(now=event.ends_at + GRACE + timedelta(hours=1)) == NOTHING
+    assert len(mail.outbox) == 3
 
 
 def test_leftover_hold_expires_and_paid_unconfirmed_booking_is_refunded_in_full(

@@ -4,11 +4,21 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from accounts.services import api_key_create
-from loyalty.models import Customer, Interaction, RevenueEntry
+from loyalty.models import (
+    Customer,
+    Interaction,
+    InteractionDayRollup,
+    Membership,
+    RetentionOutcome,
+    RevenueDayRollup,
+    RevenueEntry,
+    TierChange,
+)
 from tests.conftest import ApiClient, api_as
-from tests.factories import CustomerFactory, UserFactory
+from tests.factories import CustomerFactory, MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -26,20 +36,18 @@ def c1(db):
     return CustomerFactory(external_id="C1")
 
 
-@pytest.fixture
-def spies(monkeypatch):
-    calls: dict[str, list] = {"churned": [], "interactions": [], "revenue": []}
-    monkeypatch.setattr(
-        "loyalty.services.churn.customers_churned", lambda **kw: calls["churned"].append(kw["customer_ids"])
-    )
-    monkeypatch.setattr(
-        "loyalty.services.rollups.rollups_refresh_interactions", lambda **kw: calls["interactions"].append(kw)
-    )
-    monkeypatch.setattr("loyalty.services.rollups.rollups_refresh_revenue", lambda **kw: calls["revenue"].append(kw))
-    return calls
+def interaction_rollups() -> list[tuple]:
+    rows = InteractionDayRollup.objects.order_by("customer_id", "day", "channel")
+    return list(rows.values_list("customer_id", "day", "channel", "count"))
 
 
-def test_batch_of_interactions_is_created_and_counted(ingest_api, c1, spies):
+def revenue_rollups() -> list[tuple]:
+    return list(
+        RevenueDayRollup.objects.order_by("customer_id", "day").values_list("customer_id", "day", "amount_minor")
+    )
+
+
+def test_batch_of_interactions_is_created_and_counted(ingest_api, c1):
     response = ingest_api.post(
         "ingest/interactions",
         {"rows": [interaction("i1"), interaction("i2", channel="app", at="2025-03-05T23:30:00-02:00", kind="login")]},
@@ -50,12 +58,20 @@ def test_batch_of_interactions_is_created_and_counted(ingest_api, c1, spies):
     rows = list(stored.values_list("external_id", "customer_id", "channel", "kind"))
     assert rows == [("i1", c1.id, "phone", ""), ("i2", c1.id, "app", "login")]
     assert Interaction.objects.get(external_id="i2").occurred_at == datetime(2025, 3, 6, 1, 30, tzinfo=UTC)
-    assert spies["interactions"] == [
-        {"customer_ids": [c1.id], "date_from": date(2025, 3, 1), "date_to": date(2025, 3, 6)}
-    ]
+    # Rolled up per UTC day: i2 happened on 6 March in UTC.
+    assert interaction_rollups() == [(c1.id, date(2025, 3, 1), "phone", 1), (c1.id, date(2025, 3, 6), "app", 1)]
 
 
-def test_one_bad_row_among_good_ones_writes_nothing_and_is_named(ingest_api, c1, spies):
+def test_retried_interaction_batch_leaves_the_rollups_unchanged(ingest_api, c1):
+    rows = [interaction("i1"), interaction("i2"), interaction("i3", channel="app")]
+    assert ingest_api.post("ingest/interactions", {"rows": rows}).json()["created"] == 3
+    expected = [(c1.id, date(2025, 3, 1), "app", 1), (c1.id, date(2025, 3, 1), "phone", 2)]
+    assert interaction_rollups() == expected
+    assert ingest_api.post("ingest/interactions", {"rows": rows}).json()["unchanged"] == 3
+    assert interaction_rollups() == expected  # counted once, not added again
+
+
+def test_one_bad_row_among_good_ones_writes_nothing_and_is_named(ingest_api, c1):
     rows = [interaction(f"i{n}") for n in range(5)]
     rows[3]["channel"] = "fax"
     response = ingest_api.post("ingest/interactions", {"rows": rows})
@@ -64,7 +80,7 @@ def test_one_bad_row_among_good_ones_writes_nothing_and_is_named(ingest_api, c1,
     assert body["code"] == "batch_rejected"
     assert list(body["fields"]) == ["rows.3.channel"]
     assert Interaction.objects.count() == 0
-    assert spies["interactions"] == []
+    assert interaction_rollups() == []
 
 
 def test_every_bad_row_is_named_including_unknown_customers_and_duplicates(ingest_api, c1):
@@ -101,7 +117,7 @@ def test_unknown_customer_alone_rejects_the_batch(ingest_api, c1):
     assert Interaction.objects.count() == 0
 
 
-def test_retried_batch_changes_nothing(ingest_api, c1, spies):
+def test_retried_batch_changes_nothing(ingest_api, c1):
     rows = [customer_row("C1", name="Ann"), customer_row("C2", name="Bob", attributes={"plan": "l"}, birth_year=1990)]
     assert ingest_api.post("ingest/customers", {"rows": rows}).json() == {
         "kind": "customers",
@@ -116,11 +132,11 @@ def test_retried_batch_changes_nothing(ingest_api, c1, spies):
     assert list(Customer.objects.order_by("id").values()) == before  # updated_at untouched too
 
 
-def test_changed_rows_are_updated(ingest_api, c1, spies):
+def test_changed_rows_are_updated(ingest_api, c1):
     c2 = CustomerFactory(external_id="C2")
     rows = [interaction("i1"), interaction("i2", at="2025-01-10T00:00:00Z")]
     ingest_api.post("ingest/interactions", {"rows": rows})
-    spies["interactions"].clear()
+    assert interaction_rollups() == [(c1.id, date(2025, 1, 10), "phone", 1), (c1.id, date(2025, 3, 1), "phone", 1)]
     # i2 moves to another customer and another day; i1 is resent unchanged.
     rows[1] = interaction("i2", customer="C2", channel="store", at="2025-04-02T09:00:00Z")
     response = ingest_api.post("ingest/interactions", {"rows": rows})
@@ -131,22 +147,22 @@ def test_changed_rows_are_updated(ingest_api, c1, spies):
         "store",
         datetime(2025, 4, 2, 9, tzinfo=UTC),
     )
-    # Both the old and the new customer, from the old day to the new day, need fresh rollups.
-    assert spies["interactions"] == [
-        {"customer_ids": sorted([c1.id, c2.id]), "date_from": date(2025, 1, 10), "date_to": date(2025, 4, 2)}
-    ]
+    # The count leaves the old customer, day and channel and moves to the new ones.
+    assert interaction_rollups() == [(c1.id, date(2025, 3, 1), "phone", 1), (c2.id, date(2025, 4, 2), "store", 1)]
 
 
-def test_revenue_upsert_compares_amounts_as_decimals(ingest_api, c1, spies):
+def test_revenue_upsert_compares_amounts_as_decimals(ingest_api, c1):
     rows = [{"external_id": "r1", "customer_external_id": "C1", "period": "2025-01-01", "amount": "10.5"}]
     assert ingest_api.post("ingest/revenue", {"rows": rows}).json()["created"] == 1
+    assert revenue_rollups() == [(c1.id, date(2025, 1, 1), 1050)]
     rows[0]["amount"] = 10.50
     assert ingest_api.post("ingest/revenue", {"rows": rows}).json()["unchanged"] == 1
+    assert revenue_rollups() == [(c1.id, date(2025, 1, 1), 1050)]
     rows[0]["amount"] = "11.00"
     assert ingest_api.post("ingest/revenue", {"rows": rows}).json()["updated"] == 1
     entry = RevenueEntry.objects.get()
     assert (entry.amount, entry.currency, entry.period) == (Decimal("11.00"), "EUR", date(2025, 1, 1))
-    assert spies["revenue"][-1] == {"customer_ids": [c1.id], "date_from": date(2025, 1, 1), "date_to": date(2025, 1, 1)}
+    assert revenue_rollups() == [(c1.id, date(2025, 1, 1), 1100)]
 
 
 @pytest.mark.parametrize(
@@ -183,23 +199,52 @@ def test_customer_status_and_churned_at_must_agree(ingest_api):
     assert Customer.objects.count() == 0
 
 
-def test_customers_turning_churned_are_handed_to_the_churn_hook(ingest_api, spies):
+def churn_state() -> tuple[list, list, list]:
+    memberships = Membership.objects.order_by("id").values_list("id", "status", "ended_at")
+    outcomes = RetentionOutcome.objects.order_by("id").values_list("membership_id", "outcome", "source", "observed_at")
+    changes = TierChange.objects.order_by("id").values_list(
+        "membership_id", "from_tier_id", "to_tier_id", "reason", "at"
+    )
+    return list(memberships), list(outcomes), list(changes)
+
+
+def test_customers_turning_churned_end_their_memberships_and_get_a_churn_outcome(ingest_api):
     active = CustomerFactory(external_id="A")
     already = CustomerFactory(external_id="B", status="churned", churned_at=datetime(2024, 1, 1, tzinfo=UTC))
+    enrolled = datetime(2023, 6, 1, tzinfo=UTC)
+    member = MembershipFactory(customer=active, enrolled_at=enrolled)
+    held_out = MembershipFactory(customer=active, enrolled_at=enrolled, control=True)
+    # B churned before this batch; its membership is still live (the re-evaluation sweep has not run yet), so
+    # treating B as a new churn would show on it.
+    untouched = MembershipFactory(customer=already, enrolled_at=enrolled)
     churned_at = "2025-02-01T00:00:00Z"
     rows = [
         customer_row("A", status="churned", churned_at=churned_at),
         customer_row("B", status="churned", churned_at=churned_at),
         customer_row("N", status="churned", churned_at=churned_at),
     ]
+    before = timezone.now()
     response = ingest_api.post("ingest/customers", {"rows": rows})
+    after = timezone.now()
     assert response.json() == {"kind": "customers", "rows": 3, "created": 1, "updated": 2, "unchanged": 0}
-    assert spies["churned"] == [[active.id]]
+    member.refresh_from_db()
+    assert before <= member.ended_at <= after
+    ended_at = member.ended_at
+    memberships, outcomes, changes = state = churn_state()
+    assert memberships == [
+        (member.id, "ended", ended_at),
+        (held_out.id, "ended", ended_at),
+        (untouched.id, "active", None),
+    ]
+    churn_day = datetime(2025, 2, 1, tzinfo=UTC)
+    assert outcomes == [(member.id, "churned", "derived", churn_day), (held_out.id, "churned", "derived", churn_day)]
+    # Only the treatment member had a tier to leave.
+    assert changes == [(member.id, member.tier_id, None, "ended", ended_at)]
     already.refresh_from_db()
-    assert already.churned_at == datetime(2025, 2, 1, tzinfo=UTC)
+    assert already.churned_at == churn_day
     # Sending it again is not a new churn.
     ingest_api.post("ingest/customers", {"rows": rows})
-    assert spies["churned"] == [[active.id]]
+    assert churn_state() == state
 
 
 def test_idempotency_key_replays_the_first_answer(ingest_api, c1):

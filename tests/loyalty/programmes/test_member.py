@@ -2,18 +2,22 @@ import re
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from allauth.account.models import EmailAddress
 from django.core import mail
+from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import user_roles
-from loyalty.models import Channel, Interaction
+from loyalty.models import Channel, Customer, Enrolment, Interaction, Membership
 from loyalty.selectors.programmes import member_view
-from loyalty.services.member_accounts import member_account_link
+from loyalty.services.assignment import assignment_bucket_int
+from loyalty.services.enrolment import enrolment_start
+from loyalty.services.member_accounts import member_account_link, member_accounts_link_enrolled
 from tests.conftest import ApiClient, api_as
 from tests.factories import CustomerFactory, MembershipFactory, ProgrammeFactory, TierFactory, UserFactory
-from tests.loyalty.programmes.factories import CustomerMetricsFactory, ScoringRunFactory
+from tests.loyalty.programmes.factories import CustomerMetricsFactory, ScoringRunFactory, segment_run_with
 
 pytestmark = pytest.mark.django_db
 PASSWORD = "a-long-member-password-77"
@@ -103,6 +107,131 @@ def test_linking_never_steals_a_linked_customer(programme):
     assert member_account_link(user=second, email="shared@example.test") is None
     customer.refresh_from_db()
     assert customer.user == first and user_roles(second) == []
+
+
+def enrol(programme, customers, capture) -> Enrolment:
+    """Enrol these customers (all qualify for Gold) through the real task chain, invitations included."""
+    run = segment_run_with([(c, 60) for c in customers])
+    with capture(execute=True):
+        enrolment, _ = enrolment_start(programme=programme, segment_run=run)
+    enrolment.refresh_from_db()
+    assert enrolment.status == "succeeded", enrolment.error
+    return enrolment
+
+
+def linked_users() -> dict[int, int | None]:
+    return dict(Customer.objects.values_list("id", "user_id"))
+
+
+def test_login_verified_before_enrolment_is_linked_by_the_enrolment(programme, django_capture_on_commit_callbacks):
+    programme.holdout_percent = 0
+    programme.save()
+    api = signup_and_verify("ana.member@example.test")
+    user = User.objects.get(email="ana.member@example.test")
+    customer = CustomerFactory(email="Ana.Member@Example.test")
+    other = CustomerFactory(email="bob@example.test")
+    assert api.get("me/membership").status_code == 404
+    mail.outbox.clear()
+
+    enrolment = enrol(programme, [customer, other], django_capture_on_commit_callbacks)
+
+    assert linked_users() == {customer.pk: user.pk, other.pk: None}
+    assert user_roles(user) == ["member"]
+    assert enrolment.result["accounts_linked"] == 1
+    response = api.get("me/membership")
+    assert response.status_code == 200, response.content
+    assert response.json()["tier"] == {"name": "Gold", "rank": 2}
+    # The invitation tells the linked member to sign in, the other one to create an account.
+    invitations = {message.to[0]: message.body for message in mail.outbox}
+    assert sorted(invitations) == ["Ana.Member@Example.test", "bob@example.test"]
+    assert "Sign in to your account to see your benefits" in invitations["Ana.Member@Example.test"]
+    assert "Create your account" not in invitations["Ana.Member@Example.test"]
+    assert "Create your account with this email address (bob@example.test)" in invitations["bob@example.test"]
+
+
+def test_enrolment_links_no_unverified_email(programme, django_capture_on_commit_callbacks):
+    programme.holdout_percent = 0
+    programme.save()
+    unverified = UserFactory(email="pending@example.test")
+    EmailAddress.objects.filter(user=unverified).update(verified=False)
+    customer = CustomerFactory(email="pending@example.test")
+    enrolment = enrol(programme, [customer], django_capture_on_commit_callbacks)
+    assert linked_users() == {customer.pk: None}
+    assert user_roles(unverified) == []
+    assert enrolment.result["accounts_linked"] == 0
+
+
+def _seed_splitting(treatment: Customer, control: Customer) -> str:
+    """A programme seed that puts `treatment` in treatment and `control` in control at a 50% holdout."""
+    for n in range(1000):
+        seed = f"split-{n}"
+        if assignment_bucket_int(seed, treatment.pk) >= 500_000 > assignment_bucket_int(seed, control.pk):
+            return seed
+    raise AssertionError("no seed found")
+
+
+def test_enrolment_links_treatment_customers_and_never_the_control_group(programme, django_capture_on_commit_callbacks):
+    treated_user, held_out_user = UserFactory(email="treated@example.test"), UserFactory(email="held@example.test")
+    treated, held_out = CustomerFactory(email="treated@example.test"), CustomerFactory(email="held@example.test")
+    programme.holdout_percent = 50
+    programme.seed = _seed_splitting(treated, held_out)
+    programme.save()
+    enrol(programme, [treated, held_out], django_capture_on_commit_callbacks)
+    groups = dict(Membership.objects.values_list("customer_id", "group"))
+    assert groups == {treated.pk: "treatment", held_out.pk: "control"}
+    assert linked_users() == {treated.pk: treated_user.pk, held_out.pk: None}
+    assert (user_roles(treated_user), user_roles(held_out_user)) == (["member"], [])
+
+
+def test_enrolment_never_links_a_login_twice_nor_steals_a_linked_customer(
+    programme, django_capture_on_commit_callbacks
+):
+    programme.holdout_percent = 0
+    programme.save()
+    # Ann's login is already linked to her customer; a second customer carries her email too.
+    ann = UserFactory(email="ann@example.test", roles=["member"])
+    ann_customer = CustomerFactory(email="ann@example.test", user=ann)
+    ann_twin = CustomerFactory(email="ann@example.test")
+    # Bob's verified email is on a customer already linked to Carl.
+    bob, carl = UserFactory(email="bob@example.test"), UserFactory(email="carl@example.test")
+    carls_customer = CustomerFactory(email="bob@example.test", user=carl)
+    enrolment = enrol(programme, [ann_customer, ann_twin, carls_customer], django_capture_on_commit_callbacks)
+    assert linked_users() == {ann_customer.pk: ann.pk, ann_twin.pk: None, carls_customer.pk: carl.pk}
+    assert (user_roles(bob), user_roles(carl)) == ([], [])
+    assert enrolment.result["accounts_linked"] == 0
+
+
+def test_two_customers_with_the_login_email_link_one_the_way_the_adapter_would(
+    programme, django_capture_on_commit_callbacks
+):
+    programme.holdout_percent = 0
+    programme.save()
+    user = UserFactory(email="same@example.test")
+    customers = [CustomerFactory(email=email) for email in ("same@example.test", "SAME@example.test")]
+    first = min(c.pk for c in customers)
+    enrol(programme, list(reversed(customers)), django_capture_on_commit_callbacks)
+    assert linked_users() == {c.pk: (user.pk if c.pk == first else None) for c in customers}
+    # member_account_link, called on verification, would choose the same customer.
+    savepoint = transaction.savepoint()
+    Customer.objects.filter(user=user).update(user=None)
+    assert member_account_link(user=user, email="same@example.test").pk == first
+    transaction.savepoint_rollback(savepoint)
+
+
+def test_linking_after_enrolment_takes_the_same_queries_for_any_number_of_links(programme, django_assert_num_queries):
+    for size in (1, 6):
+        users = [UserFactory() for _ in range(size)]
+        customers = [CustomerFactory(email=u.email.upper()) for u in users]
+        run = segment_run_with([(c, 60) for c in customers])
+        for c in customers:
+            MembershipFactory(programme=programme, customer=c, tier=tier(programme, "Gold"), source_run=run)
+        with django_assert_num_queries(5):  # savepoint, UPDATE ... FROM, member group, INSERT of roles, release
+            linked = member_accounts_link_enrolled(programme_id=programme.pk, segment_run_id=run.pk, now=timezone.now())
+        assert linked == size
+        assert dict(Customer.objects.filter(pk__in=[c.pk for c in customers]).values_list("pk", "user_id")) == {
+            c.pk: u.pk for c, u in zip(customers, users, strict=True)
+        }
+        assert [user_roles(u) for u in users] == [["member"]] * size
 
 
 def _member(programme, tier_name, **kwargs):
