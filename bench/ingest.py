@@ -3,11 +3,11 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/premier_bench python bench/ingest.py [--rows 1000000]
 
 Needs a migrated database. Seeds `--customers` demo customers (with their own history) if there are fewer, then:
-1. file import: writes a CSV of `--rows` new interactions and runs the import service on it (read, parse,
-   validate, COPY into staging, check customers, one upsert, rollup refresh) in one transaction;
+1. file import: writes a CSV of `--rows` new interactions and runs the import service on it in one transaction
+   (COPY of the raw file, checks in the database, one upsert, rollup deltas);
 2. API: posts `--api-rows` new interactions in batches of 10,000 through the whole Django stack (API key auth,
    JSON parsing, validation, staging, upsert), timing the requests only (bodies are encoded beforehand).
-The rows it adds are deleted at the end.
+The rows it adds are deleted at the end (and the rollups of their customers recomputed).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import os
 import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -36,6 +37,7 @@ from accounts.services import api_key_create  # noqa: E402
 from loyalty.models import Customer, Interaction  # noqa: E402
 from loyalty.services.demo_data import demo_data_generate  # noqa: E402
 from loyalty.services.ingest_files import file_import  # noqa: E402
+from loyalty.services.rollups import rollups_refresh_interactions  # noqa: E402
 
 CHANNELS = ["phone", "online", "store", "email", "social", "app"]
 
@@ -110,7 +112,11 @@ def main() -> None:
         )
     finally:
         with connection.cursor() as cursor:
-            cursor.execute("DELETE FROM loyalty_interaction WHERE external_id LIKE %s", [f"B_{run}-%"])
+            cursor.execute(
+                "DELETE FROM loyalty_interaction WHERE external_id LIKE %s RETURNING customer_id", [f"B_{run}-%"]
+            )
+            touched = sorted({row[0] for row in cursor.fetchall()})
+        rollups_refresh_interactions(customer_ids=touched, date_from=date(2025, 1, 1), date_to=date(2025, 12, 31))
 
 
 if __name__ == "__main__":
