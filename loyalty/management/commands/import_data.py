@@ -1,8 +1,9 @@
 """`manage.py import_data {customers,revenue,interactions} FILE [--format csv|jsonl] [--dry-run]`.
 
 All or nothing: the file is parsed and validated completely (same validator as the ingestion API) and written
-in one transaction (PostgreSQL: COPY into a staging table, one set-based upsert). Any problem aborts the
-import with a report that names each bad line, and the database is left as it was.
+in one transaction (PostgreSQL: COPY into a staging table, one set-based upsert; CSV files of interactions and
+revenue are COPYed as they are and checked in the database first). Any problem aborts the import with a
+report that names each bad line, and the database is left as it was.
 """
 
 from __future__ import annotations
