@@ -14,23 +14,23 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from statistics import NormalDist
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.db import transaction
 from django.utils import timezone
-from lifelines import KaplanMeierFitter
-from lifelines.statistics import logrank_test
-from lifelines.utils import restricted_mean_survival_time
-from scipy import stats
 
 from core.errors import Conflict, ValidationFailed
 from loyalty.models import ImpactReport, Programme, Tier
 from loyalty.selectors import impact as q
 
+if TYPE_CHECKING:  # scipy and lifelines load on first use: they take seconds to import
+    from lifelines import KaplanMeierFitter
+
 logger = logging.getLogger(__name__)
 ALPHA = 0.05
-Z = float(stats.norm.ppf(1 - ALPHA / 2))
+Z = NormalDist().inv_cdf(1 - ALPHA / 2)
 DEFAULT_HORIZONS = (3, 6, 12)
 RMST_DAYS = 365
 AT_RISK_DAYS = (0, 30, 91, 183, 274, 365, 548, 730)
@@ -66,6 +66,8 @@ def _p_text(p: float | None) -> str:
 def proportion_difference(*, n_t: int, x_t: int, n_c: int, x_c: int) -> dict[str, float | None]:
     """Difference of two proportions x_t/n_t - x_c/n_c with a 95% Wald interval and a two-sided p-value
     (Pearson chi-square without continuity correction; Fisher's exact test when an expected count is < 5)."""
+    from scipy import stats
+
     if n_t == 0 or n_c == 0:
         return {"difference": None, "ci_low": None, "ci_high": None, "p_value": None}
     p_t, p_c = x_t / n_t, x_c / n_c
@@ -125,6 +127,8 @@ def compare_retention(*, months: int, n_t: int, churned_t: int, n_c: int, churne
 def srm_check(*, treatment: int, control: int, holdout_percent: float, label: str) -> dict:
     """Sample-ratio mismatch: chi-square goodness of fit of the observed split against the programme's
     holdout share. A p-value below 0.001 means the randomisation or the data feed is broken."""
+    from scipy import stats
+
     total = treatment + control
     share = holdout_percent / 100
     if total == 0 or share in (0, 1):
@@ -156,6 +160,8 @@ def srm_check(*, treatment: int, control: int, holdout_percent: float, label: st
 
 
 def kaplan_meier(*, durations: Sequence[float], events: Sequence[int], weights: Sequence[int], label: str):
+    from lifelines import KaplanMeierFitter
+
     kmf = KaplanMeierFitter(label=label)
     kmf.fit(np.asarray(durations, dtype=float), np.asarray(events), weights=np.asarray(weights, dtype=float))
     return kmf
@@ -209,6 +215,10 @@ def rmst_variance(kmf: KaplanMeierFitter, tau: float) -> float:
 
 
 def survival_section(counts: list[tuple[str, int, int, int]]) -> dict:
+    from lifelines.statistics import logrank_test
+    from lifelines.utils import restricted_mean_survival_time
+    from scipy import stats
+
     data: dict[str, tuple[list, list, list]] = {}
     for group, day, event, n in counts:
         d, e, w = data.setdefault(group, ([], [], []))
@@ -302,6 +312,8 @@ def survival_section(counts: list[tuple[str, int, int, int]]) -> dict:
 def cuped_section(moments: list[q.RevenueMoments], horizons: Sequence[int]) -> list[dict]:
     """Revenue in the first months after enrolment per group, raw and CUPED-adjusted with the revenue of the
     year before enrolment as covariate (theta pooled over both groups). Normal-approximation CI and p."""
+    from scipy import stats
+
     by = {(m.group, m.months): m for m in moments}
     out = []
     for months in horizons:

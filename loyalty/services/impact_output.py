@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import TYPE_CHECKING
 
-import matplotlib
+from core.errors import ValidationFailed
 
-matplotlib.use("Agg")
-
-from matplotlib.figure import Figure  # noqa: E402
-
-from core.errors import ValidationFailed  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 COLOURS = {"treatment": "#1f6feb", "control": "#8b949e"}
+
+
+def _figure(**kwargs) -> Figure:
+    """A matplotlib Figure (Agg backend). matplotlib loads on the first chart: it takes a second to import."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
 CHARTS = ("survival", "uplift-by-tier")
 CSV_TABLES = ("comparisons", "srm", "take_up", "survival", "revenue", "cuped")
 
@@ -26,7 +33,7 @@ def _svg(fig: Figure) -> str:
 
 def chart_survival_svg(report: dict) -> str:
     """Kaplan-Meier curves per group with their 95% bands, and the numbers at risk underneath."""
-    fig = Figure(figsize=(8, 5))
+    fig = _figure(figsize=(8, 5))
     ax = fig.add_subplot(111)
     survival = report["survival"]
     for curve in survival["curves"]:
@@ -70,7 +77,7 @@ def chart_uplift_by_tier_svg(report: dict, *, months: int | None = None) -> str:
         values.append(c["uplift"] * 100)
         lows.append((c["uplift"] - c["ci_low"]) * 100)
         highs.append((c["ci_high"] - c["uplift"]) * 100)
-    fig = Figure(figsize=(8, 4.5))
+    fig = _figure(figsize=(8, 4.5))
     ax = fig.add_subplot(111)
     if names:
         ax.bar(names, values, yerr=[lows, highs], capsize=6, color=COLOURS["treatment"], alpha=0.8)
