@@ -1,3 +1,5 @@
+import json
+
 import pytest
 from django.test import Client
 
@@ -135,6 +137,15 @@ def test_nul_characters_in_body_are_a_422_naming_the_field(manager_api):
         "code": "validation_error",
         "fields": {"name": ["NUL characters (\\u0000) are not allowed."]},
     }
+    assert ApiKey.objects.count() == 0
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
+def test_nul_characters_in_a_utf16_or_utf32_body_are_a_422_too(manager_api, encoding):
+    body = json.dumps({"name": "CRM\u0000", "scopes": ["ingest"]}, ensure_ascii=False).encode(encoding)
+    response = manager_api.post("api-keys", body)
+    assert response.status_code == 422
+    assert response.json()["fields"] == {"name": ["NUL characters (\\u0000) are not allowed."]}
     assert ApiKey.objects.count() == 0
 
 
