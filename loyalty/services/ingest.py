@@ -3,12 +3,13 @@
 `ingest_rows` takes type-checked rows (see ingest_validation), checks them as a whole (duplicates, status and
 churned_at, references to customers) and upserts them by `external_id`, all or nothing, set-based:
 - PostgreSQL: the rows are COPYed into a temporary staging table, unknown customers are found with one
-  anti-join, and one `INSERT ... SELECT ... ON CONFLICT (external_id) DO UPDATE ... WHERE <changed>` writes
-  them; `RETURNING (xmax = 0)` tells created from updated, rows not returned are unchanged.
+  anti-join, one `INSERT ... ON CONFLICT (external_id) DO NOTHING` writes the new rows and one
+  `UPDATE ... FROM ... WHERE <changed>` the changed ones; rows neither inserted nor updated are unchanged. The
+  rollups follow by deltas of the written rows (`rollups_apply_deltas`). A CSV file of interactions or
+  revenue can skip Python altogether (`ingest_csv_pg`).
 - Other databases (SQLite): chunks of rows are compared with the stored ones in Python and written with one
-  multi-row upsert per chunk.
-Afterwards the rollups of the touched customers and dates are refreshed, and customers that turned from
-active to churned are handed to `customers_churned`.
+  multi-row upsert per chunk; afterwards the rollups of the touched customers and dates are recomputed.
+Customers that turned from active to churned are handed to `customers_churned`.
 """
 
 from __future__ import annotations
@@ -172,12 +173,12 @@ COMPARED = {
     "revenue": ["customer_id", "period", "amount", "currency", "kind"],
     "interactions": ["customer_id", "channel", "occurred_at", "kind"],
 }
-# Rows a batch inserted, as the rollups count them (PostgreSQL path).
-NEW_ROW_COLUMNS = {
+# The rollup cell of a row of `t` (PostgreSQL path).
+ROLLUP_CELL_COLUMNS = {
     "interactions": "customer_id bigint, day date, channel text",
     "revenue": "customer_id bigint, day date, amount_minor bigint",
 }
-NEW_ROW_RETURNING = {
+ROLLUP_CELL = {
     "interactions": "t.customer_id, (t.occurred_at AT TIME ZONE 'UTC')::date, t.channel",
     "revenue": "t.customer_id, t.period, CAST(ROUND(t.amount * 100) AS bigint)",
 }
@@ -436,10 +437,9 @@ def ingest_csv_pg(
             cursor.execute("ANALYZE ingest_stage")
             if progress:
                 progress("validated", total, total)
-            touched = _pg_upsert(cursor, kind, result, total=total)
+            _pg_upsert(cursor, kind, result, total=total)
             if dry_run:
                 raise _DryRun()
-            _after_write(kind, touched, result)
     except _Fallback:
         return None
     except _DryRun:
@@ -458,13 +458,14 @@ def _pg_write(
         _pg_stage(cursor, kind, rows, positions, progress)
         if kind != "customers":
             _pg_unknown_customers(cursor)
-        return _pg_upsert(cursor, kind, result, total=len(rows))
+        _pg_upsert(cursor, kind, result, total=len(rows))
+    return _Touched()
 
 
-def _pg_upsert(cursor, kind: str, result: IngestResult, *, total: int) -> _Touched:
+def _pg_upsert(cursor, kind: str, result: IngestResult, *, total: int) -> None:
     """Upsert the checked rows of the temporary table ingest_stage (dropped afterwards) into the table of
-    `kind`; counts go to `result`. Answers what an update of existing rows touched (for a rollup refresh)."""
-    touched = _Touched()
+    `kind`; counts go to `result`. The rollups of interactions and revenue follow by deltas: the cells of new
+    rows and the new values of changed rows are added, the old values of changed rows subtracted."""
     table = MODELS[kind]._meta.db_table
     stored = COMPARED[kind]
     if kind == "customers":
@@ -479,73 +480,56 @@ def _pg_upsert(cursor, kind: str, result: IngestResult, *, total: int) -> _Touch
         source = "ingest_stage s"
         extra_cols, extra_values = ["created_at", "updated_at"], ["now()", "now()"]
         set_extra = ", updated_at = now()"
-        returning, order = "NULL::bigint, NULL::date", "s.pos"
+        order = "s.pos"
     else:
-        day = DAY_FIELD[kind]
         new_values = ["c.id", *(f"s.{c}" for c in stored[1:])]
         source = "ingest_stage s JOIN loyalty_customer c ON c.external_id = s.customer_external_id"
         extra_cols, extra_values = (["created_at"], ["now()"]) if kind == "revenue" else ([], [])
         set_extra = ""
-        returning, order = f"t.customer_id, t.{day}", f"c.id, s.{day}"
+        order = f"c.id, s.{DAY_FIELD[kind]}"
+        for delta in ("ingest_added", "ingest_removed"):
+            cursor.execute(f"CREATE TEMP TABLE {delta} ({ROLLUP_CELL_COLUMNS[kind]}) ON COMMIT DROP")
+
+    def run(statement: str, cells_into: str) -> int:
+        """Execute an INSERT or UPDATE of `table`; its rows' rollup cells go to `cells_into`."""
+        if kind != "customers":
+            statement = (
+                f"WITH changed AS ({statement} RETURNING {ROLLUP_CELL[kind]}) "
+                f"INSERT INTO {cells_into} SELECT * FROM changed"
+            )
+        cursor.execute(statement)
+        return cursor.rowcount
+
     # 1. New rows: one INSERT (in index order of the customer), existing external ids are left alone.
-    insert = (
+    result.created = run(
         f"INSERT INTO {table} AS t (external_id, {', '.join(stored + extra_cols)}) "
         f"SELECT s.external_id, {', '.join(new_values + extra_values)} FROM {source} ORDER BY {order} "
-        "ON CONFLICT (external_id) DO NOTHING"
+        "ON CONFLICT (external_id) DO NOTHING",
+        "ingest_added",
     )
-    if kind == "customers":
-        cursor.execute(insert)
-        result.created = cursor.rowcount
-    else:
-        # New rows are added to the rollups as deltas (no recomputation from raw rows).
-        cursor.execute(f"CREATE TEMP TABLE ingest_new ({NEW_ROW_COLUMNS[kind]}) ON COMMIT DROP")
-        cursor.execute(
-            f"WITH ins AS ({insert} RETURNING {NEW_ROW_RETURNING[kind]}) INSERT INTO ingest_new SELECT * FROM ins"
-        )
-        result.created = cursor.rowcount
-        rollups.rollups_add_new_rows(cursor, kind=kind, table="ingest_new")
-        cursor.execute("DROP TABLE ingest_new")
-    created = result.created
-    if created < total:
-        # 2. Existing rows whose values differ: one UPDATE ... FROM. Their old customer and day need a rollup
-        # refresh too, so they are read first (rows just inserted compare equal and are skipped).
+    if result.created < total:
+        # 2. Existing rows whose values differ: one UPDATE ... FROM (rows just inserted compare equal). Their
+        # old rollup cells are read first.
         differs = f"({', '.join('t.' + c for c in stored)}) IS DISTINCT FROM ({', '.join(new_values)})"
-        if kind != "customers":
-            cursor.execute(
-                f"""
-                SELECT array_agg(DISTINCT t.customer_id), min(t.{day}), max(t.{day})
-                FROM {source} JOIN {table} t ON t.external_id = s.external_id
-                WHERE {differs}
-                """
-            )
-            old_ids, old_first, old_last = cursor.fetchone()
-            touched.customer_ids.update(old_ids or [])
-            touched.widen(old_first, old_last)
         assignments = ", ".join(f"{c} = {v}" for c, v in zip(stored, new_values, strict=True))
-        if kind != "customers":
+        if kind == "customers":
+            from_clause, join_condition = "ingest_stage s", ""
+        else:
             from_clause = "ingest_stage s, loyalty_customer c"
             join_condition = "c.external_id = s.customer_external_id AND "
-        else:
-            from_clause, join_condition = "ingest_stage s", ""
-        cursor.execute(
-            f"""
-            WITH upd AS (
-                UPDATE {table} AS t SET {assignments}{set_extra}
-                FROM {from_clause}
-                WHERE {join_condition}t.external_id = s.external_id AND {differs}
-                RETURNING {returning}
+            cursor.execute(
+                f"INSERT INTO ingest_removed SELECT {ROLLUP_CELL[kind]} "
+                f"FROM {source} JOIN {table} t ON t.external_id = s.external_id WHERE {differs}"
             )
-            SELECT count(*), array_agg(DISTINCT upd.customer_id) FILTER (WHERE upd.customer_id IS NOT NULL),
-                   min(upd.day), max(upd.day)
-            FROM upd AS upd(customer_id, day)
-            """
+        result.updated = run(
+            f"UPDATE {table} AS t SET {assignments}{set_extra} FROM {from_clause} "
+            f"WHERE {join_condition}t.external_id = s.external_id AND {differs}",
+            "ingest_added",
         )
-        updated, ids, first, last = cursor.fetchone()
-        result.updated = updated
-        touched.customer_ids.update(ids or [])
-        touched.widen(first, last)
+    if kind != "customers":
+        rollups.rollups_apply_deltas(cursor, kind=kind, added="ingest_added", removed="ingest_removed")
+        cursor.execute("DROP TABLE ingest_added, ingest_removed")
     cursor.execute("DROP TABLE ingest_stage")
-    return touched
 
 
 # --------------------------------------------------------------------------------------------------------------

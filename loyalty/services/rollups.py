@@ -3,11 +3,12 @@
 - `InteractionDayRollup`: interactions per (customer, UTC day, channel).
 - `RevenueDayRollup`: revenue per (customer, day) in integer minor units (cents; one currency assumed).
 
-A refresh recomputes the affected (customer, day) cells from the raw rows (delete, then INSERT ... SELECT),
-so re-sent or corrected raw rows always leave correct rollups. It also marks the incremental scoring state of
-those customers stale when the change reaches back into days a scoring state already covers, so the next
-scoring run recomputes them instead of rolling them forward. If a raw row moves (another customer or day),
-refresh both its old and its new customer/day.
+Ingestion on PostgreSQL applies the written rows as deltas (`rollups_apply_deltas`). Elsewhere, and for
+interactions recorded one at a time, a refresh recomputes the affected (customer, day) cells from the raw rows
+(delete, then INSERT ... SELECT), so re-sent or corrected raw rows always leave correct rollups. Both mark the
+incremental scoring state of those customers stale when the change reaches back into days a scoring state
+already covers, so the next scoring run recomputes them instead of rolling them forward. If a raw row moves
+(another customer or day), refresh both its old and its new customer/day.
 """
 
 from __future__ import annotations
@@ -108,28 +109,43 @@ def rollups_refresh_revenue(*, customer_ids: Sequence[int] | None, date_from: da
             _mark_state_stale(cursor, id_sql=id_sql, id_params=id_params, date_from=date_from)
 
 
-def rollups_add_new_rows(cursor, *, kind: str, table: str) -> None:
-    """PostgreSQL, inside the ingesting transaction: add rows that were just inserted (listed in the temporary
-    `table`: customer_id, day, and channel or amount_minor) to the rollups. Each cell is an upsert that adds
-    to the stored value (`ON CONFLICT ... DO UPDATE`), so concurrent batches for the same cells add up
-    instead of recomputing from snapshots that cannot see each other; cells are written in key order, so
-    concurrent batches lock them in the same order. The scoring state of a customer is marked stale where the
-    customer's new rows reach back into days the state already covers."""
-    if kind == "interactions":
-        cursor.execute(
-            f"INSERT INTO {INTERACTION_ROLLUP} AS r (customer_id, day, channel, count) "
-            f"SELECT customer_id, day, channel, COUNT(*) FROM {table} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 "
-            "ON CONFLICT (customer_id, day, channel) DO UPDATE SET count = r.count + EXCLUDED.count"
-        )
-    else:
-        cursor.execute(
-            f"INSERT INTO {REVENUE_ROLLUP} AS r (customer_id, day, amount_minor) "
-            f"SELECT customer_id, day, SUM(amount_minor) FROM {table} GROUP BY 1, 2 ORDER BY 1, 2 "
-            "ON CONFLICT (customer_id, day) DO UPDATE SET amount_minor = r.amount_minor + EXCLUDED.amount_minor"
-        )
+def rollups_apply_deltas(cursor, *, kind: str, added: str, removed: str) -> None:
+    """PostgreSQL, inside the ingesting transaction: apply the cells of raw rows just written to the rollups.
+    `added` and `removed` are temporary tables of cells (customer_id, day, and channel or amount_minor): new rows
+    and the new values of changed rows, and the old values of changed rows. Added cells are upserts that add to
+    the stored value (`ON CONFLICT ... DO UPDATE`) and removed cells are subtracted from rows locked first, both
+    in key order: concurrent batches for the same cells add up (no recomputation from snapshots that cannot
+    see each other) and lock in the same order. Cells left with no raw rows are deleted. The scoring state of
+    a customer is marked stale where the customer's cells reach back into days the state already covers."""
+    interactions = kind == "interactions"
+    rollup = INTERACTION_ROLLUP if interactions else REVENUE_ROLLUP
+    keys = ["customer_id", "day", "channel"] if interactions else ["customer_id", "day"]
+    key = ", ".join(keys)
+    value, total = ("count", "COUNT(*)") if interactions else ("amount_minor", "SUM(amount_minor)")
+    match = " AND ".join(f"r.{k} = o.{k}" for k in keys)
     cursor.execute(
-        f"UPDATE {STATE} AS s SET stale = TRUE "
-        f"FROM (SELECT customer_id, MIN(day) - DATE '1970-01-01' AS first FROM {table} GROUP BY 1) n, {MODEL} m "
+        f"INSERT INTO {rollup} AS r ({key}, {value}) SELECT {key}, {total} FROM {added} GROUP BY {key} "
+        f"ORDER BY {key} ON CONFLICT ({key}) DO UPDATE SET {value} = r.{value} + EXCLUDED.{value}"
+    )
+    cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {removed})")
+    if cursor.fetchone()[0]:
+        cells = f"(SELECT {key}, {total} AS v FROM {removed} GROUP BY {key}) o"
+        cursor.execute(
+            f"SELECT 1 FROM {rollup} r, {cells} WHERE {match} "
+            f"ORDER BY {', '.join(f'r.{k}' for k in keys)} FOR UPDATE OF r"
+        )
+        cursor.execute(f"UPDATE {rollup} r SET {value} = r.{value} - o.v FROM {cells} WHERE {match}")
+        empty = (
+            "r.count = 0"
+            if interactions
+            else f"r.amount_minor = 0 AND NOT EXISTS (SELECT 1 FROM {REVENUE} e "
+            "WHERE e.customer_id = r.customer_id AND e.period = r.day)"
+        )
+        cursor.execute(f"DELETE FROM {rollup} r USING {cells} WHERE {match} AND {empty}")
+    cursor.execute(
+        f"UPDATE {STATE} AS s SET stale = TRUE FROM (SELECT customer_id, MIN(day) - DATE '1970-01-01' AS first "
+        f"FROM (SELECT customer_id, day FROM {added} UNION ALL SELECT customer_id, day FROM {removed}) c "
+        f"GROUP BY 1) n, {MODEL} m "
         "WHERE s.customer_id = n.customer_id AND s.scoring_model_id = m.id AND m.state_as_of_day >= n.first "
         "AND NOT s.stale"
     )

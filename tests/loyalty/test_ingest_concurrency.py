@@ -91,3 +91,25 @@ def test_concurrent_revenue_batches_for_the_same_day_add_up():
     assert list(RevenueDayRollup.objects.filter(customer=customer).values_list("day", "amount_minor")) == [
         (date(2025, 1, 1), THREADS * PER_BATCH * 125)
     ]
+
+
+def test_concurrent_corrections_moving_rows_between_the_same_cells_add_up():
+    customer = CustomerFactory(external_id="C0")
+
+    def rows(t: int, channel: str, day: int) -> list[dict]:
+        return [
+            {
+                "external_id": f"t{t}-{n}",
+                "customer_external_id": "C0",
+                "channel": channel,
+                "occurred_at": f"2025-03-0{day}T10:00:00Z",
+            }
+            for n in range(PER_BATCH)
+        ]
+
+    for t in range(THREADS):
+        ingest_rows(kind="interactions", rows=rows_validate("interactions", rows(t, "phone", 1)))
+    # Each thread moves its own rows from (1 March, phone) to (2 March, app), all at once.
+    assert run_concurrently([("interactions", rows(t, "app", 2)) for t in range(THREADS)]) == []
+    cells = list(InteractionDayRollup.objects.filter(customer=customer).values_list("day", "channel", "count"))
+    assert cells == [(date(2025, 3, 2), "app", THREADS * PER_BATCH)]
