@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from django.db import transaction
 
 from loyalty.models import Channel, Customer, Interaction
-from loyalty.services.rollups import rollups_refresh_interactions
+from loyalty.services.rollups import rollups_count_interaction
 
 
 @transaction.atomic
@@ -17,7 +17,7 @@ def interaction_record(
     *, customer: Customer, channel: str, kind: str, occurred_at: datetime, external_id: str
 ) -> Interaction:
     """Record one programme interaction; idempotent by `external_id` (e.g. 'concierge-request-42').
-    Refreshes the customer's interaction rollup of that day, so the next scoring run counts it."""
+    Counts it in the customer's interaction rollup of that day, so the next scoring run sees it."""
     if channel not in (Channel.CONCIERGE, Channel.EVENT):
         raise ValueError(f"Programme interactions use the concierge or event channel, not {channel!r}.")
     interaction, created = Interaction.objects.get_or_create(
@@ -26,5 +26,5 @@ def interaction_record(
     )
     if created:
         day = interaction.occurred_at.astimezone(UTC).date()
-        rollups_refresh_interactions(customer_ids=[interaction.customer_id], date_from=day, date_to=day)
+        rollups_count_interaction(customer_id=interaction.customer_id, day=day, channel=interaction.channel)
     return interaction

@@ -3,12 +3,13 @@
 - `InteractionDayRollup`: interactions per (customer, UTC day, channel).
 - `RevenueDayRollup`: revenue per (customer, day) in integer minor units (cents; one currency assumed).
 
-Ingestion on PostgreSQL applies the written rows as deltas (`rollups_apply_deltas`). Elsewhere, and for
-interactions recorded one at a time, a refresh recomputes the affected (customer, day) cells from the raw rows
-(delete, then INSERT ... SELECT), so re-sent or corrected raw rows always leave correct rollups. Both mark the
-incremental scoring state of those customers stale when the change reaches back into days a scoring state
-already covers, so the next scoring run recomputes them instead of rolling them forward. If a raw row moves
-(another customer or day), refresh both its old and its new customer/day.
+Ingestion on PostgreSQL applies the written rows as deltas (`rollups_apply_deltas`), and so does an
+interaction the programme records (`rollups_count_interaction`). Elsewhere a refresh recomputes the affected
+(customer, day) cells from the raw rows (delete, then INSERT ... SELECT), so re-sent or corrected raw rows
+always leave correct rollups. Both mark the incremental scoring state of those customers stale when the change
+reaches back into days a scoring state already covers, so the next scoring run recomputes them instead of
+rolling them forward. If a raw row moves (another customer or day), refresh both its old and its new
+customer/day.
 """
 
 from __future__ import annotations
@@ -85,6 +86,19 @@ def rollups_refresh_interactions(*, customer_ids: Sequence[int] | None, date_fro
                 [adapt_start_of_day(date_from), adapt_start_of_day(date_to + timedelta(days=1)), *id_params],
             )
             _mark_state_stale(cursor, id_sql=id_sql, id_params=id_params, date_from=date_from)
+
+
+@transaction.atomic
+def rollups_count_interaction(*, customer_id: int, day: date, channel: str) -> None:
+    """Add one interaction to its rollup cell (an upsert that adds, so it composes with concurrent ingestion)
+    and mark the customer's scoring state stale where it already covers that day."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {INTERACTION_ROLLUP} (customer_id, day, channel, count) VALUES (%s, %s, %s, 1) "
+            f"ON CONFLICT (customer_id, day, channel) DO UPDATE SET count = {INTERACTION_ROLLUP}.count + 1",
+            [customer_id, adapt_date(day), channel],
+        )
+        _mark_state_stale(cursor, id_sql=" AND customer_id = %s", id_params=[customer_id], date_from=day)
 
 
 @transaction.atomic

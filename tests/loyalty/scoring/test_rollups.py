@@ -18,13 +18,18 @@ def _cells() -> set[tuple]:
     return set(InteractionDayRollup.objects.values_list("customer_id", "day", "channel", "count"))
 
 
-def test_interaction_record_refreshes_the_rollup_of_its_day_once():
+def test_interaction_record_counts_in_the_rollup_of_its_day_once():
     customer = CustomerFactory()
     at = datetime(2026, 6, 1, 23, 30, tzinfo=UTC)
     interaction_record(customer=customer, channel="concierge", kind="request", occurred_at=at, external_id="c-1")
     interaction_record(customer=customer, channel="concierge", kind="request", occurred_at=at, external_id="c-1")
     interaction_record(customer=customer, channel="concierge", kind="reply", occurred_at=at, external_id="c-2")
     assert _cells() == {(customer.id, DAY, "concierge", 2)}
+    # A cell that ingestion filled already is added to.
+    Interaction.objects.create(customer=customer, channel="event", occurred_at=at, external_id="feed-1")
+    rollups_refresh_interactions(customer_ids=[customer.id], date_from=DAY, date_to=DAY)
+    interaction_record(customer=customer, channel="event", kind="attended", occurred_at=at, external_id="e-1")
+    assert _cells() == {(customer.id, DAY, "concierge", 2), (customer.id, DAY, "event", 2)}
 
 
 def test_refresh_recomputes_cells_from_raw_rows_so_corrections_stay_right():
