@@ -68,13 +68,6 @@ class _Touched:
         self.first = day if self.first is None or day < self.first else self.first
         self.last = day if self.last is None or day > self.last else self.last
 
-    def widen(self, first: date | datetime | None, last: date | datetime | None) -> None:
-        for day in (first, last):
-            if day is not None:
-                day = day.astimezone(UTC).date() if isinstance(day, datetime) else day
-                self.first = day if self.first is None or day < self.first else self.first
-                self.last = day if self.last is None or day > self.last else self.last
-
 
 def ingest_rows(
     *,
@@ -408,12 +401,10 @@ def ingest_csv_pg(
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SET LOCAL work_mem = '128MB'")
             cursor.execute(f"CREATE TEMP TABLE ingest_raw ({', '.join(f'{c} text' for c in raw.values())})")
+            # A wrong number of values, a NUL, ...: the validator reports the line.
             try:
                 cursor.copy_expert("COPY ingest_raw FROM STDIN WITH (FORMAT csv)", io.BytesIO(body))
-            except (
-                DatabaseError,
-                psycopg2.Error,
-            ):  # a wrong number of values, a NUL, ...: the validator reports the line
+            except (DatabaseError, psycopg2.Error):
                 raise _Fallback() from None
             result.rows = total = cursor.rowcount
             cursor.execute("ANALYZE ingest_raw")
@@ -509,7 +500,7 @@ def _pg_upsert(cursor, kind: str, result: IngestResult, *, total: int) -> None:
     )
     if result.created < total:
         # 2. Existing rows whose values differ: one UPDATE ... FROM (rows just inserted compare equal). Their
-        # old rollup cells are read first.
+        # old rollup cells are read first, under row locks, so a concurrent correction cannot slip in between.
         differs = f"({', '.join('t.' + c for c in stored)}) IS DISTINCT FROM ({', '.join(new_values)})"
         assignments = ", ".join(f"{c} = {v}" for c, v in zip(stored, new_values, strict=True))
         if kind == "customers":
@@ -519,7 +510,8 @@ def _pg_upsert(cursor, kind: str, result: IngestResult, *, total: int) -> None:
             join_condition = "c.external_id = s.customer_external_id AND "
             cursor.execute(
                 f"INSERT INTO ingest_removed SELECT {ROLLUP_CELL[kind]} "
-                f"FROM {source} JOIN {table} t ON t.external_id = s.external_id WHERE {differs}"
+                f"FROM {source} JOIN {table} t ON t.external_id = s.external_id WHERE {differs} "
+                "ORDER BY t.id FOR UPDATE OF t"
             )
         result.updated = run(
             f"UPDATE {table} AS t SET {assignments}{set_extra} FROM {from_clause} "

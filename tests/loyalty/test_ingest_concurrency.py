@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 from django.db import connection
 
-from loyalty.models import InteractionDayRollup, RevenueDayRollup
+from loyalty.models import Interaction, InteractionDayRollup, RevenueDayRollup
 from loyalty.services.ingest import ingest_rows
 from loyalty.services.ingest_validation import rows_validate
 from tests.factories import CustomerFactory
@@ -113,3 +113,29 @@ def test_concurrent_corrections_moving_rows_between_the_same_cells_add_up():
     assert run_concurrently([("interactions", rows(t, "app", 2)) for t in range(THREADS)]) == []
     cells = list(InteractionDayRollup.objects.filter(customer=customer).values_list("day", "channel", "count"))
     assert cells == [(date(2025, 3, 2), "app", THREADS * PER_BATCH)]
+
+
+def test_concurrent_corrections_of_the_same_rows_leave_rollups_equal_to_the_raw_rows():
+    customer = CustomerFactory(external_id="C0")
+    channels = ["phone", "app", "store", "email"]
+
+    def rows(channel: str) -> list[dict]:
+        return [
+            {"external_id": f"r{n}", "customer_external_id": "C0", "channel": channel, "occurred_at": at}
+            for n, at in enumerate(["2025-03-01T10:00:00Z", "2025-03-02T10:00:00Z"] * (PER_BATCH // 2))
+        ]
+
+    ingest_rows(kind="interactions", rows=rows_validate("interactions", rows("online")))
+    # Every thread moves the same rows to its own channel; one of them wins each row.
+    assert run_concurrently([("interactions", rows(channel)) for channel in channels[:THREADS]]) == []
+    raw: dict[tuple, int] = {}
+    for day, channel in Interaction.objects.filter(customer=customer).values_list("occurred_at", "channel"):
+        raw[(day.date(), channel)] = raw.get((day.date(), channel), 0) + 1
+    cells = dict(
+        ((day, channel), count)
+        for day, channel, count in InteractionDayRollup.objects.filter(customer=customer).values_list(
+            "day", "channel", "count"
+        )
+    )
+    assert cells == raw
+    assert sum(cells.values()) == PER_BATCH
