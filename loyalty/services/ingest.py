@@ -384,7 +384,11 @@ def ingest_csv_pg(
 
     columns = _CSV_COLUMNS[kind]
     raw = {name: f"c{i}" for i, name in enumerate(header)}
-    if len(raw) > 100 or any(name not in raw for name, (_, _, default) in columns.items() if default is None):
+    if (
+        len(raw) != len(header)  # a repeated column name
+        or len(raw) > 100
+        or any(name not in raw for name, (_, _, default) in columns.items() if default is None)
+    ):
         return None
     checks, values = [], []
     for name, (check, value, default) in columns.items():

@@ -11,7 +11,7 @@ import pytest
 
 from loyalty.models import Interaction, InteractionDayRollup, RevenueDayRollup, RevenueEntry
 from loyalty.services.ingest import ingest_csv_pg, ingest_rows
-from loyalty.services.ingest_files import file_import
+from loyalty.services.ingest_files import FileRejected, file_import
 from loyalty.services.ingest_validation import rows_validate
 from tests.factories import CustomerFactory
 
@@ -119,3 +119,15 @@ def test_file_import_falls_back_to_the_validator_for_valid_unusual_spellings(cus
     result = file_import(kind="interactions", path=path)
     assert (result.rows, result.created) == (2, 2)
     assert Interaction.objects.get(external_id="i1").kind == "Anruf \u260e"
+
+
+def test_a_repeated_column_is_handed_to_the_validator_which_rejects_it(customers, tmp_path: Path):
+    path = tmp_path / "interactions.csv"
+    path.write_text(",".join(HEADER) + ", kind\ni1,C1,phone,2025-03-01T10:00:00Z,call,other\n")
+    assert (
+        ingest_csv_pg(kind="interactions", header=[*HEADER, "kind"], body=b"i1,C1,phone,2025-03-01T10:00:00Z,a,b\n")
+        is None
+    )
+    with pytest.raises(FileRejected, match="Repeated column"):
+        file_import(kind="interactions", path=path)
+    assert Interaction.objects.count() == 0
