@@ -200,7 +200,7 @@ def enrolment_result(*, programme: Programme, segment_run: SegmentRun, tiers) ->
         )
         counts = {(group, tier_id): count for group, tier_id, count in cursor.fetchall()}
         cursor.execute(
-            f"SELECT m.{qn('group')}, COUNT(cm.id), "
+            f"SELECT m.{qn('group')}, COUNT(cm.customer_id), "
             f"AVG(CAST(cm.revenue_minor AS {fl})), AVG(CAST(cm.revenue_minor AS {fl}) * cm.revenue_minor), "
             f"AVG(cm.engagement_score), AVG(cm.engagement_score * cm.engagement_score) "
             f"FROM {m_t} m LEFT JOIN {cm_t} cm ON cm.customer_id = m.customer_id AND cm.scoring_run_id = %s "

@@ -343,10 +343,23 @@ def scoring_state_update(*, model: ScoringModel, t: int) -> dict[str, Any]:
     return {"mode": mode, "recomputed": recomputed, "revenue_as_of_day": r}
 
 
-METRICS_ORDER = "ORDER BY customer_id"  # rows reach the (run, customer) index in order
+def _metrics_partition(run: ScoringRun) -> str:
+    return f"{METRICS}_r{int(run.pk)}"
 
 
 def _metrics_insert(cursor, run: ScoringRun, model: ScoringModel, *, t: int, r: int) -> int:
+    """Write the run's CustomerMetrics. On PostgreSQL into a table of the run's own, without any index; the
+    primary key is then built by one sort and the table attached as the run's partition (half the time of
+    inserting into an indexed table). On SQLite into the table, in key order."""
+    if is_postgres():
+        target, order = _metrics_partition(run), ""
+        cursor.execute(f"DROP TABLE IF EXISTS {target}")  # only ever a leftover: a run's metrics commit with it
+        cursor.execute(
+            f"CREATE TABLE {target} (LIKE {METRICS} INCLUDING DEFAULTS INCLUDING CONSTRAINTS, "
+            f"CHECK (scoring_run_id = {int(run.pk)}))"  # lets ATTACH skip its scan
+        )
+    else:
+        target, order = METRICS, "ORDER BY customer_id"
     k = math.log(2) / model.half_life_days
     weeks = weeks_in_window(model.engagement_window_days)
     window_start = t - model.engagement_window_days
@@ -365,7 +378,7 @@ def _metrics_insert(cursor, run: ScoringRun, model: ScoringModel, *, t: int, r: 
     # One sort serves both revenue windows: COUNT(*) over (ORDER BY revenue DESC) counts the customers with at
     # least this revenue (peers included), so PERCENT_RANK ascending = (n - that count) / (n - 1).
     cursor.execute(
-        f"INSERT INTO {METRICS} (scoring_run_id, customer_id, revenue_minor, revenue_rank, revenue_percentile, "
+        f"INSERT INTO {target} (scoring_run_id, customer_id, revenue_minor, revenue_rank, revenue_percentile, "
         "engagement_score, engagement_percentile, channels_used, active_weeks, days_since_last, decayed_activity) "
         f"SELECT {int(run.pk)}, customer_id, revenue_minor, revenue_rank, "
         f"CASE WHEN n > 1 THEN {flt(100)} * (n - revenue_at_least) / (n - 1) ELSE {flt(0)} END, score, "
@@ -381,10 +394,22 @@ def _metrics_insert(cursor, run: ScoringRun, model: ScoringModel, *, t: int, r: 
         f"decayed * EXP((as_of_day - {t}) * {flt(k)}) AS decayed, "
         f"{_shifted_mask(weeks, t)} AS mask, {channels} AS channels_used, "
         f"{t} - last_day AS days_since_last FROM {STATE}{join} WHERE scoring_model_id = %s) s1) s2) s3 "
-        f"{METRICS_ORDER}",
+        f"{order}",
         [*join_params, model.pk],
     )
-    return cursor.rowcount
+    scored = cursor.rowcount
+    if is_postgres():
+        cursor.execute(f"ALTER TABLE {target} ADD PRIMARY KEY (scoring_run_id, customer_id)")
+        cursor.execute(f"ALTER TABLE {METRICS} ATTACH PARTITION {target} FOR VALUES IN ({int(run.pk)})")
+    return scored
+
+
+def scoring_run_delete(*, run: ScoringRun) -> None:
+    """Delete a run with its metrics: on PostgreSQL its partition is dropped (no row-by-row delete)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        if is_postgres():
+            cursor.execute(f"DROP TABLE IF EXISTS {_metrics_partition(run)}")
+        run.delete()
 
 
 def _set_progress(run: ScoringRun, progress: int, **extra: Any) -> None:

@@ -1,0 +1,94 @@
+"""Where a scoring run's CustomerMetrics live: keyed by (run, customer); on PostgreSQL one partition per run."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+
+from loyalty.models import CustomerMetrics, ScoringRun
+from loyalty.models.scoring import RunStatus
+from loyalty.services.scoring import (
+    scoring_model_create,
+    scoring_run_create,
+    scoring_run_delete,
+    scoring_run_execute,
+)
+from tests.factories import CustomerFactory
+from tests.loyalty.scoring.factories import AS_OF, metrics_for
+
+pytestmark = pytest.mark.django_db
+
+
+def _partitions() -> dict[str, int]:
+    """Partition name -> row count."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'loyalty_customermetrics'"
+        )
+        names = [row[0] for row in cursor.fetchall()]
+        counts = {}
+        for name in names:
+            cursor.execute(f"SELECT COUNT(*) FROM {name}")
+            counts[name] = cursor.fetchone()[0]
+    return counts
+
+
+def _run(model) -> ScoringRun:
+    run = scoring_run_execute(run_id=scoring_run_create(scoring_model=model, as_of=AS_OF, enqueue=False).pk)
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    return run
+
+
+def test_a_customer_has_one_metrics_row_per_run():
+    customer = CustomerFactory()
+    model = scoring_model_create(name="m")
+    run = _run(model)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        metrics_for(run, customer)
+    assert CustomerMetrics.objects.filter(scoring_run=run, customer=customer).count() == 1
+
+
+@pytest.mark.postgres
+def test_each_run_writes_a_partition_of_its_own_and_orm_rows_go_to_the_default_partition():
+    CustomerFactory.create_batch(3)
+    model = scoring_model_create(name="m")
+    first, second = _run(model), _run(model)
+    handmade = ScoringRun.objects.create(scoring_model=model, as_of=AS_OF, status=RunStatus.SUCCEEDED)
+    metrics_for(handmade)
+
+    assert _partitions() == {
+        "loyalty_customermetrics_default": 1,
+        f"loyalty_customermetrics_r{first.pk}": 3,
+        f"loyalty_customermetrics_r{second.pk}": 3,
+    }
+    assert CustomerMetrics.objects.filter(scoring_run=second).count() == 3
+    assert CustomerMetrics.objects.count() == 7
+
+
+@pytest.mark.postgres
+def test_a_run_with_rows_already_in_the_default_partition_replaces_them():
+    customers = CustomerFactory.create_batch(2)
+    model = scoring_model_create(name="m")
+    run = scoring_run_create(scoring_model=model, as_of=AS_OF, enqueue=False)
+    metrics_for(run, customers[0], revenue_rank=99)
+
+    run = scoring_run_execute(run_id=run.pk)
+
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert _partitions() == {"loyalty_customermetrics_default": 0, f"loyalty_customermetrics_r{run.pk}": 2}
+    assert sorted(CustomerMetrics.objects.filter(scoring_run=run).values_list("revenue_rank", flat=True)) == [1, 2]
+
+
+def test_deleting_a_run_deletes_its_metrics_and_keeps_the_others():
+    CustomerFactory.create_batch(3)
+    model = scoring_model_create(name="m")
+    kept, deleted = _run(model), _run(model)
+
+    scoring_run_delete(run=deleted)
+
+    assert not ScoringRun.objects.filter(pk=deleted.pk).exists()
+    assert CustomerMetrics.objects.filter(scoring_run_id=deleted.pk).count() == 0
+    assert CustomerMetrics.objects.filter(scoring_run=kept).count() == 3
+    if connection.vendor == "postgresql":
+        assert _partitions() == {"loyalty_customermetrics_default": 0, f"loyalty_customermetrics_r{kept.pk}": 3}
