@@ -253,7 +253,7 @@ def _state_insert(cursor, model: ScoringModel, *, t: int, r: int, only_missing: 
         f"SELECT {int(model.pk)}, c.id, {t}, COALESCE(i.decayed, {flt(0)}), COALESCE(i.week_mask, 0), i.last_day, "
         f"{lasts}, COALESCE(r.revenue, 0), %s FROM {CUSTOMER} c "
         f"LEFT JOIN (SELECT {agg_sql} FROM ({rows_sql}) x GROUP BY customer_id) i ON i.customer_id = c.id "
-        f"LEFT JOIN (SELECT customer_id, SUM(amount_minor) AS revenue FROM {REVENUE_ROLLUP} "
+        f"LEFT JOIN (SELECT customer_id, CAST(SUM(amount_minor) AS BIGINT) AS revenue FROM {REVENUE_ROLLUP} "
         f"WHERE day > %s AND day <= %s{r_filter} GROUP BY customer_id) r ON r.customer_id = c.id{c_filter} "
         "ORDER BY c.id",
         [False, *rows_params, day_t, day_rev_from, day_r],
@@ -299,7 +299,8 @@ def _revenue_delta_sql(model: ScoringModel, *, r: int, t: int) -> tuple[str, lis
     w = model.revenue_window_days
     d = [adapt_date(day_from_number(x)) for x in (r, r, t, r - w, t - w)]
     return (
-        "SELECT customer_id, SUM(CASE WHEN day > %s THEN amount_minor ELSE -amount_minor END) AS delta "
+        # SUM of a BIGINT is NUMERIC on PostgreSQL: cast back, or the revenue sort compares numerics.
+        "SELECT customer_id, CAST(SUM(CASE WHEN day > %s THEN amount_minor ELSE -amount_minor END) AS BIGINT) AS delta "
         f"FROM {REVENUE_ROLLUP} WHERE (day > %s AND day <= %s) OR (day > %s AND day <= %s) GROUP BY customer_id",
         d,
     )
@@ -339,6 +340,8 @@ def scoring_state_update(*, model: ScoringModel, t: int) -> dict[str, Any]:
             cursor.execute(f"DELETE FROM {STATE} WHERE scoring_model_id = %s AND stale = %s", [model.pk, True])
             mode = "incremental"
         recomputed = _state_insert(cursor, model, t=t, r=r, only_missing=mode == "incremental")
+        if mode == "rebuild" and is_postgres():
+            cursor.execute(f"ANALYZE {STATE}")  # the planner would take a million new rows for a few thousand
         ScoringModel.objects.filter(pk=model.pk).update(state_as_of_day=t, state_revenue_as_of_day=r)
     return {"mode": mode, "recomputed": recomputed, "revenue_as_of_day": r}
 
