@@ -72,22 +72,29 @@ def scoring_run(model, as_of: date):
 
 
 def add_new_day(day: date, per_day: int) -> list[int]:
-    """`per_day` interactions on `day` for random customers (the seed's channel mix); returns their customers."""
+    """`per_day` interactions on `day` for random customers (the seed's channel mix); returns their customers.
+    Their rollup cells are kept in the temporary table bench_added, as ingestion keeps those of a batch."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT min(id), max(id) FROM loyalty_customer")
         lo, hi = cursor.fetchone()
+        for delta in ("bench_added", "bench_removed"):
+            cursor.execute(f"CREATE TEMP TABLE {delta} ({ROLLUP_CELL_COLUMNS['interactions']})")
         cursor.execute(
-            """
-            INSERT INTO loyalty_interaction (customer_id, channel, occurred_at, kind, external_id)
-            SELECT %s + floor(random() * (%s - %s + 1))::bigint,
-                   (ARRAY['phone','phone','phone','online','online','store','email','social','app'])
-                       [1 + floor(random() * 9)::int],
-                   %s::timestamptz + random() * interval '1 day', 'bench', 'BENCH-' || g
-            FROM generate_series(1, %s) g
+            f"""
+            WITH t AS (
+                INSERT INTO loyalty_interaction (customer_id, channel, occurred_at, kind, external_id)
+                SELECT %s + floor(random() * (%s - %s + 1))::bigint,
+                       (ARRAY['phone','phone','phone','online','online','store','email','social','app'])
+                           [1 + floor(random() * 9)::int],
+                       %s::timestamptz + random() * interval '1 day', 'bench', 'BENCH-' || g
+                FROM generate_series(1, %s) g
+                RETURNING *
+            )
+            INSERT INTO bench_added SELECT {ROLLUP_CELL["interactions"]} FROM t
             """,
             [lo, hi, lo, datetime.combine(day, datetime.min.time(), UTC), per_day],
         )
-        cursor.execute("SELECT DISTINCT customer_id FROM loyalty_interaction WHERE external_id LIKE 'BENCH-%%'")
+        cursor.execute("SELECT DISTINCT customer_id FROM bench_added")
         return [row[0] for row in cursor.fetchall()]
 
 
@@ -230,13 +237,8 @@ def main() -> None:
     def day_into_rollups():
         # As ingestion on PostgreSQL does it: the new rows' cells are added to the rollups (an adding upsert).
         with transaction.atomic(), connection.cursor() as cursor:
-            for delta in ("bench_added", "bench_removed"):
-                cursor.execute(f"CREATE TEMP TABLE {delta} ({ROLLUP_CELL_COLUMNS['interactions']}) ON COMMIT DROP")
-            cursor.execute(
-                f"INSERT INTO bench_added SELECT {ROLLUP_CELL['interactions']} FROM loyalty_interaction t "
-                "WHERE t.external_id LIKE 'BENCH-%%'"
-            )
             rollups_apply_deltas(cursor, kind="interactions", added="bench_added", removed="bench_removed")
+            cursor.execute("DROP TABLE bench_added, bench_removed")
 
     timed("  new day's 60,000 interactions into the rollups (as ingestion does)", day_into_rollups, results)
     inc = timed("incremental rescoring after one new day", lambda: scoring_run(model, new_day), results)

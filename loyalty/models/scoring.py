@@ -116,6 +116,7 @@ class InteractionDayRollup(models.Model):
     Derived tables (rollups, state) have no database FK constraints: they are written set-based from rows of
     existing customers, and PostgreSQL would check a constraint row by row (21 s for 440,000 rollup rows)."""
 
+    pk = models.CompositePrimaryKey("customer_id", "day", "channel")  # no surrogate id: one index less to write
     customer = models.ForeignKey(
         "loyalty.Customer", on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
     )
@@ -124,15 +125,13 @@ class InteractionDayRollup(models.Model):
     count = models.PositiveIntegerField()
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["customer", "day", "channel"], name="interaction_rollup_unique"),
-        ]
         indexes = [models.Index(fields=["day"], name="interaction_rollup_day_idx")]
 
 
 class RevenueDayRollup(models.Model):
     """Revenue per customer and day in integer minor units (cents), rebuilt like InteractionDayRollup."""
 
+    pk = models.CompositePrimaryKey("customer_id", "day")
     customer = models.ForeignKey(
         "loyalty.Customer", on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
     )
@@ -140,7 +139,6 @@ class RevenueDayRollup(models.Model):
     amount_minor = models.BigIntegerField()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["customer", "day"], name="revenue_rollup_unique")]
         indexes = [models.Index(fields=["day"], name="revenue_rollup_day_idx")]
 
 
@@ -154,6 +152,7 @@ class ScoringState(models.Model):
     `stale` = rollups of days <= as_of_day changed since (late or corrected data): the next run recomputes the
     row from the rollups instead of rolling it forward."""
 
+    pk = models.CompositePrimaryKey("scoring_model_id", "customer_id")
     scoring_model = models.ForeignKey(
         ScoringModel, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
     )
@@ -174,7 +173,4 @@ class ScoringState(models.Model):
     stale = models.BooleanField(default=False)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["scoring_model", "customer"], name="scoringstate_model_customer_unique")
-        ]
         indexes = [models.Index(fields=["customer"], name="scoringstate_customer_idx")]
