@@ -355,6 +355,11 @@ def _metrics_insert(cursor, run: ScoringRun, model: ScoringModel, *, t: int, r: 
     primary key is then built by one sort and the table attached as the run's partition (half the time of
     inserting into an indexed table). On SQLite into the table, in key order."""
     if is_postgres():
+        # One metrics step at a time: ATTACH locks the parent and then the default partition, and a concurrent
+        # run holding the default partition (its DELETE below) while waiting for the parent would deadlock.
+        cursor.execute(f"LOCK TABLE {METRICS} IN SHARE UPDATE EXCLUSIVE MODE")
+    cursor.execute(f"DELETE FROM {METRICS} WHERE scoring_run_id = %s", [run.pk])  # ORM-written rows, if any
+    if is_postgres():
         target, order = _metrics_partition(run), ""
         cursor.execute(f"DROP TABLE IF EXISTS {target}")  # only ever a leftover: a run's metrics commit with it
         cursor.execute(
@@ -436,7 +441,6 @@ def scoring_run_execute(*, run_id: int) -> ScoringRun:
         started = time.perf_counter()
         with transaction.atomic(), connection.cursor() as cursor:
             tune_transaction(cursor)
-            cursor.execute(f"DELETE FROM {METRICS} WHERE scoring_run_id = %s", [run.pk])
             scored = _metrics_insert(cursor, run, run.scoring_model, t=t, r=state["revenue_as_of_day"])
             timings["metrics"] = round(time.perf_counter() - started, 3)
             ScoringRun.objects.filter(pk=run.pk).update(

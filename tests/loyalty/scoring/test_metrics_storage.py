@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from django.db import IntegrityError, connection, transaction
 
@@ -92,3 +94,36 @@ def test_deleting_a_run_deletes_its_metrics_and_keeps_the_others():
     assert CustomerMetrics.objects.filter(scoring_run=kept).count() == 3
     if connection.vendor == "postgresql":
         assert _partitions() == {"loyalty_customermetrics_default": 0, f"loyalty_customermetrics_r{kept.pk}": 3}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_runs_each_attach_their_partition():
+    """Runs of several models at once (the daily beat scores every default model): each run's metrics step
+    attaches a partition; without serializing those steps two runs deadlock on the parent and the default
+    partition and one of them fails."""
+    CustomerFactory.create_batch(20)
+    runs = [
+        scoring_run_create(scoring_model=scoring_model_create(name=f"m{n}"), as_of=AS_OF, enqueue=False)
+        for n in range(4)
+    ]
+    barrier = threading.Barrier(len(runs))
+    finished: list[ScoringRun] = []
+
+    def execute(run_id: int) -> None:
+        try:
+            barrier.wait()
+            finished.append(scoring_run_execute(run_id=run_id))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=execute, args=(run.pk,)) for run in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted((r.status, r.error, r.customers_scored) for r in finished) == [(RunStatus.SUCCEEDED, "", 20)] * 4
+    assert _partitions() == {"loyalty_customermetrics_default": 0} | {
+        f"loyalty_customermetrics_r{run.pk}": 20 for run in runs
+    }
