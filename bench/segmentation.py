@@ -8,8 +8,9 @@ Then prints:
   1. rollup rebuild from every raw row (one-off; ingestion keeps rollups current afterwards);
   2. first scoring run (builds the per-customer incremental state from the rollups, writes all metrics);
   3. full scoring run: every customer rescored and 1,000,000 CustomerMetrics rows written (state current);
-  4. incremental rescoring after one new day of interactions: the rollup refresh of that day (as ingestion
-     calls it) plus a scoring run the day after (state rolled forward with that day's rows only);
+  4. one new day of interactions (1/365 of the stored ones) added to the rollups as ingestion adds them
+     (timed on its own), then the incremental scoring run the day after (state rolled forward with that day's
+     rows only, all metrics written);
   5. segment run "top 100,000 by revenue with engagement >= 60", members written;
   6. DuckDB computing the same metrics (as of the same day) and the same top 100,000 straight from the raw
      rows, exported once from PostgreSQL (export and load not timed); ratio ours / DuckDB, and a check
