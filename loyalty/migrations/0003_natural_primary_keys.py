@@ -10,27 +10,19 @@ Rows written through the ORM land in the default partition. Existing rows are ke
 
 from django.db import migrations, models
 
-# table -> (unique constraint replaced by the primary key, its columns)
+# model -> (unique constraint replaced by the primary key, the key's columns)
 KEYS = {
-    "loyalty_customermetrics": ("metrics_run_customer_unique", "scoring_run_id, customer_id"),
-    "loyalty_interactiondayrollup": ("interaction_rollup_unique", "customer_id, day, channel"),
-    "loyalty_revenuedayrollup": ("revenue_rollup_unique", "customer_id, day"),
-    "loyalty_scoringstate": ("scoringstate_model_customer_unique", "scoring_model_id, customer_id"),
+    "CustomerMetrics": ("metrics_run_customer_unique", "scoring_run_id, customer_id"),
+    "InteractionDayRollup": ("interaction_rollup_unique", "customer_id, day, channel"),
+    "RevenueDayRollup": ("revenue_rollup_unique", "customer_id, day"),
+    "ScoringState": ("scoringstate_model_customer_unique", "scoring_model_id, customer_id"),
 }
-MODELS = {
-    "loyalty_customermetrics": "CustomerMetrics",
-    "loyalty_interactiondayrollup": "InteractionDayRollup",
-    "loyalty_revenuedayrollup": "RevenueDayRollup",
-    "loyalty_scoringstate": "ScoringState",
-}
-METRICS = "loyalty_customermetrics"
 
 
-def _postgresql(execute, table: str) -> None:
-    unique, columns = KEYS[table]
+def _postgresql(execute, table: str, unique: str, columns: str, *, partitioned: bool) -> None:
     execute(f"ALTER TABLE {table} DROP CONSTRAINT {unique}")
     execute(f"ALTER TABLE {table} DROP COLUMN id")
-    if table != METRICS:
+    if not partitioned:
         execute(f"ALTER TABLE {table} ADD PRIMARY KEY ({columns})")
         return
     execute(f"ALTER TABLE {table} RENAME TO {table}_old")
@@ -43,9 +35,9 @@ def _postgresql(execute, table: str) -> None:
     execute(f"DROP TABLE {table}_old")
 
 
-def _sqlite(apps, schema_editor, table: str) -> None:
+def _sqlite(schema_editor, model) -> None:
     """SQLite cannot change a primary key in place: the table is made anew from the model and the rows copied."""
-    execute = schema_editor.execute
+    execute, table = schema_editor.execute, model._meta.db_table
     execute(f'ALTER TABLE "{table}" RENAME TO "{table}_old"')
     with schema_editor.connection.cursor() as cursor:
         cursor.execute(
@@ -53,7 +45,6 @@ def _sqlite(apps, schema_editor, table: str) -> None:
         )
         for (index,) in cursor.fetchall():  # index names are global: free them for the new table
             execute(f'DROP INDEX "{index}"')
-    model = apps.get_model("loyalty", MODELS[table])
     schema_editor.create_model(model)
     columns = ", ".join(schema_editor.quote_name(f.column) for f in model._meta.concrete_fields)
     execute(f'INSERT INTO "{table}" ({columns}) SELECT {columns} FROM "{table}_old"')
@@ -61,11 +52,13 @@ def _sqlite(apps, schema_editor, table: str) -> None:
 
 
 def forward(apps, schema_editor):
-    for table in KEYS:
+    for name, (unique, columns) in KEYS.items():
+        model = apps.get_model("loyalty", name)
         if schema_editor.connection.vendor == "postgresql":
-            _postgresql(schema_editor.execute, table)
+            table = model._meta.db_table
+            _postgresql(schema_editor.execute, table, unique, columns, partitioned=name == "CustomerMetrics")
         else:
-            _sqlite(apps, schema_editor, table)
+            _sqlite(schema_editor, model)
 
 
 class Migration(migrations.Migration):

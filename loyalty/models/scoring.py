@@ -111,8 +111,9 @@ class CustomerMetrics(models.Model):
 
 
 class InteractionDayRollup(models.Model):
-    """Interactions per customer, day and channel, rebuilt from raw rows for the affected customers/days
-    whenever interactions are ingested (loyalty.services.rollups). Scoring reads these, never raw rows.
+    """Interactions per customer, day and channel, kept current as interactions are ingested or recorded
+    (loyalty.services.rollups: deltas of the written rows on PostgreSQL, a recompute of the affected cells
+    elsewhere). Scoring reads these, never raw rows.
     Derived tables (rollups, state) have no database FK constraints: they are written set-based from rows of
     existing customers, and PostgreSQL would check a constraint row by row (21 s for 440,000 rollup rows)."""
 
@@ -129,7 +130,7 @@ class InteractionDayRollup(models.Model):
 
 
 class RevenueDayRollup(models.Model):
-    """Revenue per customer and day in integer minor units (cents), rebuilt like InteractionDayRollup."""
+    """Revenue per customer and day in integer minor units (cents), kept current like InteractionDayRollup."""
 
     pk = models.CompositePrimaryKey("customer_id", "day")
     customer = models.ForeignKey(
