@@ -24,7 +24,7 @@ django.setup()
 from django.db import connection  # noqa: E402
 
 from loyalty.models import Programme, Tier  # noqa: E402
-from loyalty.services.impact import impact_report_compute  # noqa: E402
+from loyalty.retention.services.impact import impact_report_compute  # noqa: E402
 
 
 def main() -> None:

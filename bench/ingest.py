@@ -34,10 +34,10 @@ from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 
 from accounts.services import api_key_create  # noqa: E402
+from demo.data import demo_data_generate  # noqa: E402
+from loyalty.ingestion.services.files import file_import  # noqa: E402
 from loyalty.models import Customer, Interaction  # noqa: E402
-from loyalty.services.demo_data import demo_data_generate  # noqa: E402
-from loyalty.services.ingest_files import file_import  # noqa: E402
-from loyalty.services.rollups import rollups_refresh_interactions  # noqa: E402
+from loyalty.segmentation.services.rollups import rollups_refresh_interactions  # noqa: E402
 
 CHANNELS = ["phone", "online", "store", "email", "social", "app"]
 

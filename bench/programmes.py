@@ -41,8 +41,8 @@ from loyalty.models import (  # noqa: E402
     Tier,
     TierChange,
 )
-from loyalty.services import enrolment as enrolment_service  # noqa: E402
-from loyalty.services import tier_policy  # noqa: E402
+from loyalty.programmes.services import enrolment as enrolment_service  # noqa: E402
+from loyalty.programmes.services import tier_policy  # noqa: E402
 
 
 def generate(count: int, tag: str) -> tuple[SegmentRun, ScoringRun]:

@@ -38,10 +38,11 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 
+from core.sql import day_number  # noqa: E402
+from loyalty.ingestion.services.ingest import ROLLUP_CELL, ROLLUP_CELL_COLUMNS  # noqa: E402
 from loyalty.models import Customer, ScoringModel, ScoringRun, SegmentRun  # noqa: E402
-from loyalty.services.ingest import ROLLUP_CELL, ROLLUP_CELL_COLUMNS  # noqa: E402
-from loyalty.services.rollups import rollups_apply_deltas, rollups_rebuild, rollups_refresh_interactions  # noqa: E402
-from loyalty.services.scoring import (  # noqa: E402
+from loyalty.segmentation.services.rollups import rollups_apply_deltas, rollups_rebuild, rollups_refresh_interactions  # noqa: E402
+from loyalty.segmentation.services.scoring import (  # noqa: E402
     CONTACT,
     DEFAULT_CHANNEL_WEIGHTS,
     scoring_model_create,
@@ -49,8 +50,7 @@ from loyalty.services.scoring import (  # noqa: E402
     scoring_run_delete,
     scoring_run_execute,
 )
-from loyalty.services.segments import segment_create, segment_run_create, segment_run_execute  # noqa: E402
-from loyalty.services.sql import day_number  # noqa: E402
+from loyalty.segmentation.services.segments import segment_create, segment_run_create, segment_run_execute  # noqa: E402
 
 TOP_N = 100_000
 

@@ -6,7 +6,7 @@ class ConciergeConfig(AppConfig):
     verbose_name = "Concierge"
 
     def ready(self):
-        from loyalty.timeline import register_timeline_source
+        from loyalty.retention.timeline import register_timeline_source
 
         register_timeline_source(concierge_timeline)
 

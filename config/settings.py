@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "loyalty",
     "concierge",
     "events",
+    "demo",
 ]
 
 MIDDLEWARE = [
@@ -169,7 +170,9 @@ ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_EMAIL_VERIFICATION = env("ACCOUNT_EMAIL_VERIFICATION", "mandatory")
 ACCOUNT_EMAIL_VERIFICATION_BY_CODE_ENABLED = True
 ACCOUNT_UNIQUE_EMAIL = True
-ACCOUNT_ADAPTER = "loyalty.account_adapter.PremierAccountAdapter"  # links enrolled customers on email confirmation
+ACCOUNT_ADAPTER = (
+    "loyalty.programmes.account_adapter.PremierAccountAdapter"  # links enrolled customers on email confirmation
+)
 ACCOUNT_RATE_LIMITS = {} if env_bool("PREMIER_DISABLE_RATE_LIMITS") else None
 if ACCOUNT_RATE_LIMITS is None:
     del ACCOUNT_RATE_LIMITS

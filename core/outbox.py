@@ -1,7 +1,8 @@
 """Hand work to Celery tasks by name, so that services never import their tasks (tasks import services).
 
 `enqueue("events.tasks.booking_refund", booking.pk)` publishes the task when the surrounding transaction
-commits; outside a transaction, at once. Tasks take ids and are safe to run twice."""
+commits; outside a transaction, at once. Tasks take ids and are safe to run twice. Each app registers its
+tasks when Django starts (its AppConfig.ready), so an unknown name fails here, at the decision."""
 
 from __future__ import annotations
 
@@ -13,4 +14,5 @@ from django.db import transaction
 
 def enqueue(task_name: str, *args: Any) -> None:
     """Publish `task_name(*args)` after the current transaction commits (eager in tests, as Celery is)."""
-    transaction.on_commit(lambda: current_app.signature(task_name, args=args).apply_async())
+    task = current_app.tasks[task_name]
+    transaction.on_commit(lambda: task.apply_async(args))

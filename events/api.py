@@ -32,7 +32,7 @@ from events.schemas import (
     PaymentOut,
     WebhookOut,
 )
-from loyalty.selectors.members import NOT_A_MEMBER, effective_tier, member_membership
+from loyalty.programmes.selectors.members import NOT_A_MEMBER, effective_tier, member_membership
 
 logger = logging.getLogger("premier.events")
 

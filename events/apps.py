@@ -6,7 +6,7 @@ class EventsConfig(AppConfig):
     verbose_name = "Events"
 
     def ready(self):
-        from loyalty.timeline import register_timeline_source
+        from loyalty.retention.timeline import register_timeline_source
 
         register_timeline_source(events_timeline)
 

@@ -24,7 +24,7 @@ from core.errors import BusinessRuleError, Conflict, NotFound, PermissionDenied,
 from events import gateway
 from events.models import Booking, Event, Partner, PartnerStaff, StripeEvent
 from loyalty.models import Channel, Membership
-from loyalty.selectors.members import NOT_A_MEMBER, effective_tier
+from loyalty.programmes.selectors.members import NOT_A_MEMBER, effective_tier
 
 logger = logging.getLogger("premier.events")
 
@@ -267,7 +267,7 @@ def event_cancel(*, partner: Partner, event_id: int, now: datetime | None = None
 def booking_check_in(*, partner: Partner, booking_id: int, by: User | None, now: datetime | None = None) -> Booking:
     """Mark a confirmed booking attended (idempotent) and record the engagement interaction. Possible until
     `completion_grace()` after the event's end; a completed event is 409 `event_completed`."""
-    from loyalty.services.interactions import interaction_record
+    from loyalty.ingestion.services.interactions import interaction_record
 
     now = _now(now)
     if not Booking.objects.filter(pk=booking_id, event__partner=partner).exists():

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from loyalty import views
+from loyalty.retention import views
 
 app_name = "loyalty"
 

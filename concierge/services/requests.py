@@ -19,8 +19,8 @@ from concierge.models import (
 )
 from concierge.services.audit import event_write
 from core.errors import BusinessRuleError, Conflict, NotFound, PermissionDenied, ValidationFailed
-from loyalty.selectors.members import effective_tier, member_membership
-from loyalty.services.interactions import interaction_record
+from loyalty.ingestion.services.interactions import interaction_record
+from loyalty.programmes.selectors.members import effective_tier, member_membership
 
 S = RequestStatus
 

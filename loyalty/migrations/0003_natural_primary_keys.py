@@ -5,7 +5,7 @@ every ingestion) and the scoring state (a row per model and customer) are writte
 id cost every row a sequence value and one more index insertion; the natural key is now the primary key.
 
 On PostgreSQL CustomerMetrics is partitioned by scoring run: a run loads a table of its own without any index,
-builds the primary key by one sort and attaches the table as its run's partition (loyalty.services.scoring).
+builds the primary key by one sort and attaches the table as its run's partition (loyalty.segmentation.services.scoring).
 Rows written through the ORM land in the default partition. Existing rows are kept everywhere."""
 
 from django.db import migrations, models

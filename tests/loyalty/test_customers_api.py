@@ -6,8 +6,8 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from loyalty.customers.selectors import _month_starts
 from loyalty.models import Interaction, RevenueEntry
-from loyalty.selectors.customers import _month_starts
 from tests.conftest import api_as
 from tests.factories import CustomerFactory, UserFactory
 

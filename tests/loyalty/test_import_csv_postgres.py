@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from loyalty.ingestion.services.files import FileRejected, file_import
+from loyalty.ingestion.services.ingest import ingest_csv_pg, ingest_rows
+from loyalty.ingestion.services.validation import rows_validate
 from loyalty.models import Interaction, InteractionDayRollup, RevenueDayRollup, RevenueEntry
-from loyalty.services.ingest import ingest_csv_pg, ingest_rows
-from loyalty.services.ingest_files import FileRejected, file_import
-from loyalty.services.ingest_validation import rows_validate
 from tests.factories import CustomerFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]

@@ -8,9 +8,9 @@ from datetime import date
 import pytest
 from django.db import connection
 
+from loyalty.ingestion.services.ingest import ingest_rows
+from loyalty.ingestion.services.validation import rows_validate
 from loyalty.models import Interaction, InteractionDayRollup, RevenueDayRollup
-from loyalty.services.ingest import ingest_rows
-from loyalty.services.ingest_validation import rows_validate
 from tests.factories import CustomerFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]

@@ -6,8 +6,8 @@ import pytest
 from django.core.management import call_command
 from django.db.models import Count, Max, Sum
 
+from demo.data import CHANNEL_SHARES, demo_data_generate, demo_window
 from loyalty.models import Customer, Interaction, RevenueEntry
-from loyalty.services.demo_data import CHANNEL_SHARES, demo_data_generate, demo_window
 
 AS_OF = date(2025, 6, 30)
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from loyalty.services.ingest_files import FORMATS, FileRejected, file_import
-from loyalty.services.ingest_validation import KINDS
+from loyalty.ingestion.services.files import FORMATS, FileRejected, file_import
+from loyalty.ingestion.services.validation import KINDS
 
 
 class Command(BaseCommand):

@@ -16,9 +16,9 @@ from django.db import transaction
 from pydantic import ValidationError
 
 from core.errors import ValidationFailed
-from loyalty.models import RetentionOutcome
-from loyalty.schemas.retention import OutcomeIn
-from loyalty.services.retention import OutcomeRow, outcomes_record
+from loyalty.retention.models import RetentionOutcome
+from loyalty.retention.schemas import OutcomeIn
+from loyalty.retention.services.outcomes import OutcomeRow, outcomes_record
 
 
 def _records(path: Path, fmt: str):

@@ -6,7 +6,7 @@ import time
 
 from django.core.management.base import BaseCommand
 
-from loyalty.services.rollups import rollups_rebuild
+from loyalty.segmentation.services.rollups import rollups_rebuild
 
 
 class Command(BaseCommand):

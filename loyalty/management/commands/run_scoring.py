@@ -7,10 +7,9 @@ from datetime import UTC, datetime
 
 from django.core.management.base import BaseCommand, CommandError
 
-from loyalty.models import ScoringModel, Segment
-from loyalty.models.scoring import RunStatus
-from loyalty.services.scoring import scoring_model_default, scoring_run_create, scoring_run_execute
-from loyalty.services.segments import segment_run_create, segment_run_execute
+from loyalty.segmentation.models import RunStatus, ScoringModel, Segment
+from loyalty.segmentation.services.scoring import scoring_model_default, scoring_run_create, scoring_run_execute
+from loyalty.segmentation.services.segments import segment_run_create, segment_run_execute
 
 
 class Command(BaseCommand):

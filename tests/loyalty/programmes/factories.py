@@ -16,7 +16,7 @@ from loyalty.models import (
     SegmentMember,
     SegmentRun,
 )
-from loyalty.models.scoring import RunStatus
+from loyalty.segmentation.models import RunStatus
 from tests.factories import CustomerFactory
 
 AS_OF = datetime(2026, 3, 1, tzinfo=UTC)

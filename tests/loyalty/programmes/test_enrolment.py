@@ -5,16 +5,16 @@ from django.core import mail
 from django.db import connection
 
 from loyalty.models import Enrolment, Membership, TierChange
-from loyalty.models.scoring import RunStatus
-from loyalty.services.assignment import (
+from loyalty.programmes.services.assignment import (
     assignment_bucket_int,
     assignment_bucket_sql,
     holdout_cutoff,
     retention_mde_for_holdout,
     sample_ratio_check,
 )
-from loyalty.services.enrolment import enrolment_run, enrolment_start
-from loyalty.services.memberships import memberships_end_for_churned
+from loyalty.programmes.services.enrolment import enrolment_run, enrolment_start
+from loyalty.programmes.services.memberships import memberships_end_for_churned
+from loyalty.segmentation.models import RunStatus
 from tests.factories import CustomerFactory, ProgrammeFactory, TierFactory
 from tests.loyalty.programmes.factories import (
     ScoringRunFactory,

@@ -11,10 +11,10 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.services import user_roles
 from loyalty.models import Channel, Customer, Enrolment, Interaction, Membership
-from loyalty.selectors.programmes import member_view
-from loyalty.services.assignment import assignment_bucket_int
-from loyalty.services.enrolment import enrolment_start
-from loyalty.services.member_accounts import member_account_link, member_accounts_link_enrolled
+from loyalty.programmes.selectors.programmes import member_view
+from loyalty.programmes.services.assignment import assignment_bucket_int
+from loyalty.programmes.services.enrolment import enrolment_start
+from loyalty.programmes.services.member_accounts import member_account_link, member_accounts_link_enrolled
 from tests.conftest import ApiClient, api_as
 from tests.factories import CustomerFactory, MembershipFactory, ProgrammeFactory, TierFactory, UserFactory
 from tests.loyalty.programmes.factories import CustomerMetricsFactory, ScoringRunFactory, segment_run_with

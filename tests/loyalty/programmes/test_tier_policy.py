@@ -5,8 +5,8 @@ from django.core import mail
 
 from core.errors import BusinessRuleError, ValidationFailed
 from loyalty.models import MemberNotification, Membership, TierChange
-from loyalty.selectors.members import effective_tier
-from loyalty.services.tier_policy import (
+from loyalty.programmes.selectors.members import effective_tier
+from loyalty.programmes.services.tier_policy import (
     membership_override_clear,
     membership_override_set,
     programme_evaluate,

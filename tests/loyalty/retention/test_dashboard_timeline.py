@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from loyalty.models import RetentionOutcome, TierChange
-from loyalty.timeline import register_timeline_source, unregister_timeline_source
+from loyalty.retention.timeline import register_timeline_source, unregister_timeline_source
 from tests.factories import MembershipFactory, TierFactory, UserFactory
 from tests.loyalty.retention.population import build
 
@@ -30,7 +30,7 @@ def test_dashboard_renders_for_a_manager_with_charts(manager):
 
 
 def test_dashboard_prefers_the_latest_stored_report(manager, django_capture_on_commit_callbacks):
-    from loyalty.services.impact import impact_report_request
+    from loyalty.retention.services.impact import impact_report_request
 
     pop = build(n_treatment=60, n_control=60, retention_treatment=0.9, retention_control=0.8)
     with django_capture_on_commit_callbacks(execute=True):

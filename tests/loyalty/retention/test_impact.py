@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from loyalty.models import Customer, CustomerMetrics, ImpactReport, RetentionOutcome, ScoringModel, ScoringRun
-from loyalty.services.impact import impact_report_compute
+from loyalty.retention.services.impact import impact_report_compute
 from tests.factories import CustomerFactory, MembershipFactory, ProgrammeFactory, TierFactory
 from tests.loyalty.retention.population import AS_OF, ENROLLED, add_revenue, build
 
@@ -283,7 +283,7 @@ def test_stored_report_runs_in_celery_and_is_idempotent(manager_api, django_capt
     assert stored["status"] == "succeeded" and stored["progress"] == 100
     assert stored["result"]["horizons"] == [6, 12] and stored["result"]["groups"]["control"] == 200
     # Running the task again changes nothing.
-    from loyalty.tasks import impact_report_run
+    from loyalty.retention.tasks import impact_report_run
 
     impact_report_run(first.json()["id"])
     assert ImpactReport.objects.get().status == "succeeded"

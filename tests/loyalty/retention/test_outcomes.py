@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import CommandError, call_command
 
+from loyalty.ingestion.services.churn import customers_churned
 from loyalty.models import Customer, RetentionOutcome
-from loyalty.services.churn import customers_churned
-from loyalty.services.retention import outcomes_derive_for_churned
+from loyalty.retention.services.outcomes import outcomes_derive_for_churned
 from tests.factories import MembershipFactory
 
 pytestmark = pytest.mark.django_db

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import factory
 
 from loyalty.models import CustomerMetrics, ScoringModel, ScoringRun
-from loyalty.models.scoring import RunStatus
+from loyalty.segmentation.models import RunStatus
 from tests.factories import CustomerFactory
 
 AS_OF = datetime(2026, 6, 30, tzinfo=UTC)

@@ -6,8 +6,8 @@ import math
 from datetime import date
 from decimal import Decimal
 
-from loyalty.services.scoring import CONTACT, engagement_score, weeks_in_window
-from loyalty.services.sql import day_number, week_of
+from core.sql import day_number, week_of
+from loyalty.segmentation.services.scoring import CONTACT, engagement_score, weeks_in_window
 
 
 def percent_rank(values: dict[int, float]) -> dict[int, float]:

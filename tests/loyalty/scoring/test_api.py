@@ -5,9 +5,9 @@ from datetime import date
 import pytest
 
 from loyalty.models import CustomerMetrics, Interaction, ScoringModel, Segment, SegmentMember, SegmentRun
-from loyalty.models.scoring import RunStatus
-from loyalty.services.rollups import rollups_refresh_interactions
-from loyalty.services.segments import segment_create, segment_run_create, segment_run_execute
+from loyalty.segmentation.models import RunStatus
+from loyalty.segmentation.services.rollups import rollups_refresh_interactions
+from loyalty.segmentation.services.segments import segment_create, segment_run_create, segment_run_execute
 from tests.factories import CustomerFactory
 from tests.loyalty.scoring.factories import ScoringRunFactory, metrics_for
 

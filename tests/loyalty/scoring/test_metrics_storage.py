@@ -8,8 +8,8 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 
 from loyalty.models import CustomerMetrics, ScoringRun
-from loyalty.models.scoring import RunStatus
-from loyalty.services.scoring import (
+from loyalty.segmentation.models import RunStatus
+from loyalty.segmentation.services.scoring import (
     scoring_model_create,
     scoring_run_create,
     scoring_run_delete,

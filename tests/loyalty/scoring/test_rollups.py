@@ -5,9 +5,9 @@ from decimal import Decimal
 
 import pytest
 
+from loyalty.ingestion.services.interactions import interaction_record
 from loyalty.models import Interaction, InteractionDayRollup, RevenueDayRollup, RevenueEntry
-from loyalty.services.interactions import interaction_record
-from loyalty.services.rollups import rollups_rebuild, rollups_refresh_interactions, rollups_refresh_revenue
+from loyalty.segmentation.services.rollups import rollups_rebuild, rollups_refresh_interactions, rollups_refresh_revenue
 from tests.factories import CustomerFactory
 
 pytestmark = pytest.mark.django_db

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from loyalty.services.scoring import ALL_CHANNELS, CONTACT, DEFAULT_MODEL, engagement_score
-from loyalty.services.sql import day_number, week_of
+from core.sql import day_number, week_of
+from loyalty.segmentation.services.scoring import ALL_CHANNELS, CONTACT, DEFAULT_MODEL, engagement_score
 from tests.loyalty.scoring.reference import reference_metrics
 
 AS_OF = date(2026, 6, 30)

@@ -9,12 +9,17 @@ from decimal import Decimal
 
 import pytest
 
+from loyalty.ingestion.services.ingest import ingest_rows
+from loyalty.ingestion.services.validation import rows_validate
 from loyalty.models import CustomerMetrics, Interaction, RevenueEntry, ScoringState
-from loyalty.models.scoring import RunStatus
-from loyalty.services.ingest import ingest_rows
-from loyalty.services.ingest_validation import rows_validate
-from loyalty.services.rollups import rollups_rebuild, rollups_refresh_interactions, rollups_refresh_revenue
-from loyalty.services.scoring import ALL_CHANNELS, scoring_model_create, scoring_run_create, scoring_run_execute
+from loyalty.segmentation.models import RunStatus
+from loyalty.segmentation.services.rollups import rollups_rebuild, rollups_refresh_interactions, rollups_refresh_revenue
+from loyalty.segmentation.services.scoring import (
+    ALL_CHANNELS,
+    scoring_model_create,
+    scoring_run_create,
+    scoring_run_execute,
+)
 from tests.factories import CustomerFactory
 from tests.loyalty.scoring.reference import reference_metrics
 

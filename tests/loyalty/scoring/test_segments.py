@@ -6,10 +6,10 @@ import pytest
 
 from core.errors import ValidationFailed
 from loyalty.models import CustomerMetrics, SegmentMember
-from loyalty.models.scoring import RunStatus
-from loyalty.services import segments as segments_service
-from loyalty.services.segment_rules import rule_validate
-from loyalty.services.segments import (
+from loyalty.segmentation.models import RunStatus
+from loyalty.segmentation.services import segments as segments_service
+from loyalty.segmentation.services.segment_rules import rule_validate
+from loyalty.segmentation.services.segments import (
     segment_create,
     segment_preview,
     segment_run_create,

@@ -1,0 +1,111 @@
+"""Reads of customers for programme managers and agents: filtered lists and a detail with history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from django.db.models import Count, Max, Q, QuerySet, Sum
+from django.db.models.functions import TruncMonth
+from django.utils import timezone
+
+from core.errors import NotFound
+from loyalty.customers.models import Customer, Interaction, RevenueEntry
+
+ORDERINGS = {
+    "id": ("id",),
+    "-id": ("-id",),
+    "name": ("name", "id"),
+    "-name": ("-name", "-id"),
+    "joined_at": ("joined_at", "id"),
+    "-joined_at": ("-joined_at", "-id"),
+}
+HISTORY_MONTHS = 12
+CHANNEL_MIX_DAYS = 365
+LAST_INTERACTIONS = 10
+
+
+def customer_list(
+    *,
+    q: str | None = None,
+    status: str | None = None,
+    region: str | None = None,
+    joined_from: date | None = None,
+    joined_to: date | None = None,
+    ordering: str = "id",
+) -> QuerySet[Customer]:
+    """Customers matching the filters. `q` matches the external id or email exactly (case-insensitive for
+    email), an email prefix, or part of the name."""
+    qs = Customer.objects.all()
+    if q:
+        q = q.strip()
+        qs = qs.filter(
+            Q(external_id=q) | Q(email__iexact=q) | Q(email__istartswith=q) | Q(name__icontains=q) | Q(phone=q)
+        )
+    if status:
+        qs = qs.filter(status=status)
+    if region:
+        qs = qs.filter(region=region)
+    if joined_from:
+        qs = qs.filter(joined_at__date__gte=joined_from)
+    if joined_to:
+        qs = qs.filter(joined_at__date__lte=joined_to)
+    return qs.order_by(*ORDERINGS[ordering])
+
+
+@dataclass
+class CustomerDetail:
+    customer: Customer
+    revenue_by_month: list[dict]
+    revenue_total: Decimal
+    channel_mix: list[dict]
+    last_interactions: list[Interaction]
+
+
+def _month_starts(now: datetime, months: int) -> list[date]:
+    year, month = now.year, now.month
+    result = []
+    for _ in range(months):
+        result.append(date(year, month, 1))
+        month -= 1
+        if month == 0:
+            month, year = 12, year - 1
+    return list(reversed(result))
+
+
+def customer_detail(*, customer_id: int, now: datetime | None = None) -> CustomerDetail:
+    """One customer with revenue per month (last 12 months, zero months included), channel mix over the last
+    year and the latest interactions. Four queries."""
+    now = now or timezone.now()
+    customer = Customer.objects.filter(pk=customer_id).first()
+    if customer is None:
+        raise NotFound("No such customer.", code="customer_not_found")
+    months = _month_starts(now, HISTORY_MONTHS)
+    revenue = {
+        row["month"].date() if isinstance(row["month"], datetime) else row["month"]: row["amount"]
+        for row in RevenueEntry.objects.filter(customer_id=customer_id, period__gte=months[0], period__lte=now.date())
+        .annotate(month=TruncMonth("period"))
+        .values("month")
+        .annotate(amount=Sum("amount"))
+        .order_by("month")
+    }
+    by_month = [{"month": m, "amount": revenue.get(m, Decimal("0.00"))} for m in months]
+    mix_rows = list(
+        Interaction.objects.filter(
+            customer_id=customer_id, occurred_at__gte=now - timedelta(days=CHANNEL_MIX_DAYS), occurred_at__lte=now
+        )
+        .values("channel")
+        .annotate(count=Count("id"), last_at=Max("occurred_at"))
+        .order_by("-count", "channel")
+    )
+    total = sum(row["count"] for row in mix_rows)
+    mix = [{**row, "share": round(row["count"] / total, 4)} for row in mix_rows]
+    last = list(Interaction.objects.filter(customer_id=customer_id).order_by("-occurred_at", "-id")[:LAST_INTERACTIONS])
+    return CustomerDetail(
+        customer=customer,
+        revenue_by_month=by_month,
+        revenue_total=sum((m["amount"] for m in by_month), Decimal("0.00")),
+        channel_mix=mix,
+        last_interactions=last,
+    )

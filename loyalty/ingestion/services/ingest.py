@@ -1,0 +1,602 @@
+"""Writing customer data from integrations: API batches and file imports share this service.
+
+`ingest_rows` takes type-checked rows (see ingest_validation), checks them as a whole (duplicates, status and
+churned_at, references to customers) and upserts them by `external_id`, all or nothing, set-based:
+- PostgreSQL: the rows are COPYed into a temporary staging table, unknown customers are found with one
+  anti-join, one `INSERT ... ON CONFLICT (external_id) DO NOTHING` writes the new rows and one
+  `UPDATE ... FROM ... WHERE <changed>` the changed ones; rows neither inserted nor updated are unchanged. The
+  rollups follow by deltas of the written rows (`rollups_apply_deltas`). A CSV file of interactions or
+  revenue can skip Python altogether (`ingest_csv_pg`).
+- Other databases (SQLite): chunks of rows are compared with the stored ones in Python and written with one
+  multi-row upsert per chunk; afterwards the rollups of the touched customers and dates are recomputed.
+Customers that turned from active to churned are handed to `customers_churned`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+
+from django.db import DatabaseError, connection, transaction
+
+from loyalty.customers.models import Channel, Customer, Interaction, RevenueEntry
+from loyalty.ingestion.services import churn
+from loyalty.ingestion.services.validation import MAX_REPORTED_ERRORS, RowError, RowsRejected, rows_check
+from loyalty.segmentation.services import rollups
+
+CHUNK = 5000
+Progress = Callable[[int], None]
+
+
+@dataclass
+class IngestResult:
+    kind: str
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    churned_customer_ids: list[int] = field(default_factory=list)
+    dry_run: bool = False
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("churned_customer_ids")
+        return data
+
+
+class _DryRun(Exception):
+    pass
+
+
+@dataclass
+class _Touched:
+    """What the write touched, for the rollup refresh."""
+
+    customer_ids: set[int] = field(default_factory=set)
+    first: date | None = None
+    last: date | None = None
+
+    def add(self, customer_id: int, day: date | datetime | None) -> None:
+        self.customer_ids.add(customer_id)
+        if day is None:
+            return
+        day = day.astimezone(UTC).date() if isinstance(day, datetime) else day
+        self.first = day if self.first is None or day < self.first else self.first
+        self.last = day if self.last is None or day > self.last else self.last
+
+
+def ingest_rows(
+    *,
+    kind: str,
+    rows: Sequence[dict],
+    positions: Sequence[int] | None = None,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> IngestResult:
+    """Upsert type-checked `rows` of `kind` ("customers", "revenue", "interactions") by external_id.
+
+    All or nothing: any bad row raises RowsRejected naming every bad row (by `positions`: batch index or file
+    line) and nothing is written. `dry_run` does all the checks and counts, then rolls back."""
+    positions = positions if positions is not None else range(len(rows))
+    errors = rows_check(kind, rows, positions)
+    if errors:
+        raise RowsRejected(errors[:MAX_REPORTED_ERRORS], total=len(errors))
+    result = IngestResult(kind=kind, rows=len(rows), dry_run=dry_run)
+    if not rows:
+        return result
+    try:
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                touched = _pg_write(kind, rows, positions, result, progress)
+            else:
+                touched = _generic_write(kind, rows, positions, result, progress)
+            if dry_run:
+                raise _DryRun()
+            _after_write(kind, touched, result)
+    except _DryRun:
+        pass
+    result.unchanged = result.rows - result.created - result.updated
+    return result
+
+
+def _after_write(kind: str, touched: _Touched, result: IngestResult) -> None:
+    if kind == "customers":
+        if result.churned_customer_ids:
+            churn.customers_churned(customer_ids=sorted(result.churned_customer_ids))
+        return
+    if not touched.customer_ids or touched.first is None or touched.last is None:
+        return
+    # Past a hundred thousand customers a full refresh of the date range is cheaper than a huge id list.
+    ids = sorted(touched.customer_ids) if len(touched.customer_ids) <= 100_000 else None
+    refresh = rollups.rollups_refresh_interactions if kind == "interactions" else rollups.rollups_refresh_revenue
+    refresh(customer_ids=ids, date_from=touched.first, date_to=touched.last)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Column layout per kind: (column, default for a missing optional field).
+
+COLUMNS: dict[str, list[tuple[str, object]]] = {
+    "customers": [
+        ("external_id", None),
+        ("name", None),
+        ("email", ""),
+        ("phone", ""),
+        ("birth_year", None),
+        ("region", ""),
+        ("attributes", None),  # {} (a fresh dict each time)
+        ("joined_at", None),
+        ("status", "active"),
+        ("churned_at", None),
+    ],
+    "revenue": [
+        ("external_id", None),
+        ("customer_external_id", None),
+        ("period", None),
+        ("amount", None),
+        ("currency", "EUR"),
+        ("kind", ""),
+    ],
+    "interactions": [
+        ("external_id", None),
+        ("customer_external_id", None),
+        ("channel", None),
+        ("occurred_at", None),
+        ("kind", ""),
+    ],
+}
+# Stored columns compared to decide "updated" versus "unchanged" (customer_id stands for customer_external_id).
+COMPARED = {
+    "customers": [
+        "name",
+        "email",
+        "phone",
+        "birth_year",
+        "region",
+        "attributes",
+        "joined_at",
+        "status",
+        "churned_at",
+    ],
+    "revenue": ["customer_id", "period", "amount", "currency", "kind"],
+    "interactions": ["customer_id", "channel", "occurred_at", "kind"],
+}
+# The rollup cell of a row of `t` (PostgreSQL path).
+ROLLUP_CELL_COLUMNS = {
+    "interactions": "customer_id bigint, day date, channel text",
+    "revenue": "customer_id bigint, day date, amount_minor bigint",
+}
+ROLLUP_CELL = {
+    "interactions": "t.customer_id, (t.occurred_at AT TIME ZONE 'UTC')::date, t.channel",
+    "revenue": "t.customer_id, t.period, CAST(ROUND(t.amount * 100) AS bigint)",
+}
+MODELS = {"customers": Customer, "revenue": RevenueEntry, "interactions": Interaction}
+DAY_FIELD = {"revenue": "period", "interactions": "occurred_at"}
+
+
+def _values(kind: str, row: dict) -> list:
+    values = []
+    for name, default in COLUMNS[kind]:
+        value = row.get(name, default)
+        if name == "attributes" and value is None:
+            value = {}
+        values.append(value)
+    return values
+
+
+def _chunks(seq: Sequence, size: int) -> Iterable[tuple[int, Sequence]]:
+    for start in range(0, len(seq), size):
+        yield start, seq[start : start + size]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# PostgreSQL: COPY into a staging table, one set-based upsert.
+
+STAGE_TYPES = {
+    "external_id": "text",
+    "customer_external_id": "text",
+    "name": "text",
+    "email": "text",
+    "phone": "text",
+    "birth_year": "integer",
+    "region": "text",
+    "attributes": "jsonb",
+    "joined_at": "timestamptz",
+    "status": "text",
+    "churned_at": "timestamptz",
+    "period": "date",
+    "amount": "numeric(14,2)",
+    "currency": "text",
+    "kind": "text",
+    "channel": "text",
+    "occurred_at": "timestamptz",
+}
+
+
+class _CsvStream(io.TextIOBase):
+    """A file-like object producing CSV text for COPY from an iterator of rows, a chunk at a time."""
+
+    def __init__(self, rows: Iterable[list], progress: Progress | None, every: int = CHUNK):
+        self._rows = iter(rows)
+        self._buffer = ""
+        self._progress = progress
+        self._every = every
+        self._done = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self) -> bool:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        count = 0
+        for row in self._rows:
+            writer.writerow(row)
+            count += 1
+            if count >= self._every:
+                break
+        if count and self._progress is not None:
+            self._done += count
+            self._progress(count)
+        self._buffer += out.getvalue()
+        return count > 0
+
+    def read(self, size: int = -1) -> str:
+        while (size < 0 or len(self._buffer) < size) and self._fill():
+            pass
+        if size < 0:
+            data, self._buffer = self._buffer, ""
+        else:
+            data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+    def readline(self, size: int = -1) -> str:  # pragma: no cover - COPY only calls read()
+        return self.read(size)
+
+
+def _csv_value(value) -> object:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"))
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _pg_stage_table(cursor, kind: str) -> None:
+    columns_sql = ", ".join(f"{name} {STAGE_TYPES[name]}" for name, _ in COLUMNS[kind])
+    cursor.execute("DROP TABLE IF EXISTS ingest_stage")
+    cursor.execute(f"CREATE TEMP TABLE ingest_stage (pos bigint NOT NULL, {columns_sql}) ON COMMIT DROP")
+
+
+def _pg_stage(cursor, kind: str, rows: Sequence[dict], positions: Sequence[int], progress: Progress | None) -> None:
+    names = [name for name, _ in COLUMNS[kind]]
+    text_columns = [n for n in names if STAGE_TYPES[n] == "text"]
+    _pg_stage_table(cursor, kind)
+
+    def lines():
+        for position, row in zip(positions, rows, strict=True):
+            yield [position, *(_csv_value(v) if v is not None else None for v in _values(kind, row))]
+
+    # NULL is an unquoted empty field; text columns are never NULL (FORCE_NOT_NULL keeps "" as "").
+    cursor.copy_expert(
+        f"COPY ingest_stage (pos, {', '.join(names)}) FROM STDIN "
+        f"WITH (FORMAT csv, FORCE_NOT_NULL ({', '.join(text_columns)}))",
+        _CsvStream(lines(), progress),
+    )
+    cursor.execute("ANALYZE ingest_stage")
+
+
+def _pg_unknown_customers(cursor) -> None:
+    cursor.execute(
+        """
+        SELECT s.pos, s.customer_external_id, count(*) OVER ()
+        FROM ingest_stage s
+        WHERE NOT EXISTS (SELECT 1 FROM loyalty_customer c WHERE c.external_id = s.customer_external_id)
+        ORDER BY s.pos
+        LIMIT %s
+        """,
+        [MAX_REPORTED_ERRORS],
+    )
+    found = cursor.fetchall()
+    if found:
+        errors = [RowError(pos, "customer_external_id", f"Unknown customer {ext!r}.") for pos, ext, _ in found]
+        raise RowsRejected(errors, total=found[0][2])
+
+
+# PostgreSQL, CSV files of interactions or revenue: the file goes to the database as it is (COPY of the raw
+# text), is checked there set-based and upserted. The checks accept a strict subset of what the row validator
+# accepts (ASCII ids and kinds, ISO 8601 timestamps with seconds and Z or an offset, plain decimals); a file
+# with anything else (a bad row, an unusual but valid spelling, an unknown customer, a repeated external id)
+# takes the validator's way, which reports every bad line or imports the file if it is valid after all.
+
+
+def _ascii(max_length: int) -> str:
+    """1 to max_length ASCII characters, printable ones at both ends (the validator's strip changes nothing)."""
+    return (
+        f"char_length(V) <= {max_length} AND octet_length(V) = char_length(V) "
+        "AND ascii(V) BETWEEN 33 AND 126 AND ascii(right(V, 1)) BETWEEN 33 AND 126"
+    )
+
+
+# Sets of valid spellings (hashed by the planner, so each check is one lookup).
+_CALENDAR = (
+    "(SELECT to_char(d, 'YYYY-MM-DD') FROM generate_series(DATE '1900-01-01', DATE '2100-12-31', "
+    "INTERVAL '1 day') AS d)"
+)
+_CLOCK = (
+    "(SELECT to_char(t, 'HH24:MI:SS') FROM generate_series(TIMESTAMP '2000-01-01', "
+    "TIMESTAMP '2000-01-01 23:59:59', INTERVAL '1 second') AS t)"
+)
+_OFFSETS = (
+    "(SELECT 'Z' UNION ALL SELECT sign || to_char(t, 'HH24:MI') FROM generate_series(TIMESTAMP '2000-01-01', "
+    "TIMESTAMP '2000-01-01 23:59', INTERVAL '1 minute') AS t, (VALUES ('+'), ('-')) AS signs(sign))"
+)
+_AMOUNTS = ", ".join(  # 1-12 digits, optionally a point and 1-2 decimals, after each digit became a 9
+    f"'{'9' * whole}{point}'" for whole in range(1, 13) for point in ("", ".9", ".99")
+)
+_FRACTION_AND_OFFSET = r"^\.\d{1,6}(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$"
+_DIGITS_AS_9 = "translate(V, '0123456789', '9999999999')"
+# Per kind and column: (check of the raw text V, SQL of the value from V, SQL default when absent (None:
+# required)). V stands for the column: a word of its own, it occurs nowhere else in these strings.
+_CSV_COLUMNS: dict[str, dict[str, tuple[str, str, str | None]]] = {
+    "interactions": {
+        "external_id": (_ascii(64), "V", None),
+        "customer_external_id": (_ascii(64), "V", None),
+        "channel": ("V IN (" + ", ".join(f"'{c}'" for c in Channel.values) + ")", "V", None),
+        "occurred_at": (  # YYYY-MM-DDTHH:MM:SS[.ffffff] and Z or +HH:MM
+            f"left(V, 10) IN {_CALENDAR} AND substr(V, 11, 1) = 'T' AND substr(V, 12, 8) IN {_CLOCK} "
+            f"AND (substr(V, 20) IN {_OFFSETS} OR substr(V, 20) ~ '{_FRACTION_AND_OFFSET}')",
+            "CAST(V AS timestamptz)",
+            None,
+        ),
+        "kind": (_ascii(64), "V", "''"),
+    },
+    "revenue": {
+        "external_id": (_ascii(64), "V", None),
+        "customer_external_id": (_ascii(64), "V", None),
+        "period": (f"V IN {_CALENDAR}", "CAST(V AS date)", None),
+        "amount": (f"{_DIGITS_AS_9} IN ({_AMOUNTS})", "CAST(V AS numeric(14, 2))", None),
+        "currency": ("translate(V, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'AAAAAAAAAAAAAAAAAAAAAAAAAA') = 'AAA'", "V", "'EUR'"),
+        "kind": (_ascii(32), "V", "''"),
+    },
+}
+CSV_FAST_KINDS = tuple(_CSV_COLUMNS)
+
+
+class _Fallback(Exception):
+    pass
+
+
+def ingest_csv_pg(
+    *, kind: str, header: Sequence[str], body: bytes, dry_run: bool = False, progress=None
+) -> IngestResult | None:
+    """Import a CSV file of `kind` (interactions or revenue) on PostgreSQL, all or nothing: `header` holds the
+    column names of the first line, `body` the rest of the file (UTF-8). Answers None, having written nothing,
+    when the file needs the row validator (see above). `progress(stage, done, total)` as for file_import."""
+    import psycopg2
+
+    columns = _CSV_COLUMNS[kind]
+    raw = {name: f"c{i}" for i, name in enumerate(header)}
+    if (
+        len(raw) != len(header)  # a repeated column name
+        or len(raw) > 100
+        or any(name not in raw for name, (_, _, default) in columns.items() if default is None)
+    ):
+        return None
+    checks, values = [], []
+    for name, (check, value, default) in columns.items():
+        if name not in raw:
+            values.append(default)
+            continue
+        v = f"NULLIF({raw[name]}, '')"
+        check, value = re.sub(r"\bV\b", v, check), re.sub(r"\bV\b", v, value)
+        checks.append(check if default is None else f"({v} IS NULL OR {check})")
+        values.append(value if default is None else f"COALESCE({value}, {default})")
+    ext, ref = raw["external_id"], raw["customer_external_id"]
+    result = IngestResult(kind=kind, dry_run=dry_run)
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL work_mem = '128MB'")
+            cursor.execute(f"CREATE TEMP TABLE ingest_raw ({', '.join(f'{c} text' for c in raw.values())})")
+            # A wrong number of values, a NUL, ...: the validator reports the line.
+            try:
+                cursor.copy_expert("COPY ingest_raw FROM STDIN WITH (FORMAT csv)", io.BytesIO(body))
+            except (DatabaseError, psycopg2.Error):
+                raise _Fallback() from None
+            result.rows = total = cursor.rowcount
+            cursor.execute("ANALYZE ingest_raw")
+            if progress:
+                progress("parsed", total, total)
+            cursor.execute(
+                f"SELECT EXISTS (SELECT 1 FROM ingest_raw WHERE ({' AND '.join(checks)}) IS NOT TRUE) "
+                f"OR EXISTS (SELECT 1 FROM ingest_raw GROUP BY {ext} HAVING COUNT(*) > 1) "
+                f"OR EXISTS (SELECT 1 FROM ingest_raw r WHERE NOT EXISTS "
+                f"(SELECT 1 FROM {Customer._meta.db_table} c WHERE c.external_id = r.{ref}))"
+            )
+            if cursor.fetchone()[0]:
+                raise _Fallback()
+            _pg_stage_table(cursor, kind)
+            names = [name for name, _ in COLUMNS[kind]]
+            cursor.execute(
+                f"INSERT INTO ingest_stage (pos, {', '.join(names)}) "
+                f"SELECT row_number() OVER (), {', '.join(values)} FROM ingest_raw"
+            )
+            cursor.execute("DROP TABLE ingest_raw")
+            cursor.execute("ANALYZE ingest_stage")
+            if progress:
+                progress("validated", total, total)
+            _pg_upsert(cursor, kind, result, total=total)
+            if dry_run:
+                raise _DryRun()
+    except _Fallback:
+        return None
+    except _DryRun:
+        pass
+    if progress:
+        progress("written", total, total)
+    result.unchanged = result.rows - result.created - result.updated
+    return result
+
+
+def _pg_write(
+    kind: str, rows: Sequence[dict], positions: Sequence[int], result: IngestResult, progress: Progress | None
+) -> _Touched:
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL work_mem = '128MB'")
+        _pg_stage(cursor, kind, rows, positions, progress)
+        if kind != "customers":
+            _pg_unknown_customers(cursor)
+        _pg_upsert(cursor, kind, result, total=len(rows))
+    return _Touched()
+
+
+def _pg_upsert(cursor, kind: str, result: IngestResult, *, total: int) -> None:
+    """Upsert the checked rows of the temporary table ingest_stage (dropped afterwards) into the table of
+    `kind`; counts go to `result`. The rollups of interactions and revenue follow by deltas: the cells of new
+    rows and the new values of changed rows are added, the old values of changed rows subtracted."""
+    table = MODELS[kind]._meta.db_table
+    stored = COMPARED[kind]
+    if kind == "customers":
+        cursor.execute(
+            """
+            SELECT c.id FROM ingest_stage s JOIN loyalty_customer c ON c.external_id = s.external_id
+            WHERE c.status = 'active' AND s.status = 'churned'
+            """
+        )
+        result.churned_customer_ids = [r[0] for r in cursor.fetchall()]
+        new_values = [f"s.{c}" for c in stored]
+        source = "ingest_stage s"
+        extra_cols, extra_values = ["created_at", "updated_at"], ["now()", "now()"]
+        set_extra = ", updated_at = now()"
+        order = "s.pos"
+    else:
+        new_values = ["c.id", *(f"s.{c}" for c in stored[1:])]
+        source = "ingest_stage s JOIN loyalty_customer c ON c.external_id = s.customer_external_id"
+        extra_cols, extra_values = (["created_at"], ["now()"]) if kind == "revenue" else ([], [])
+        set_extra = ""
+        order = f"c.id, s.{DAY_FIELD[kind]}"
+        for delta in ("ingest_added", "ingest_removed"):
+            cursor.execute(f"CREATE TEMP TABLE {delta} ({ROLLUP_CELL_COLUMNS[kind]}) ON COMMIT DROP")
+
+    def run(statement: str, cells_into: str) -> int:
+        """Execute an INSERT or UPDATE of `table`; its rows' rollup cells go to `cells_into`."""
+        if kind != "customers":
+            statement = (
+                f"WITH changed AS ({statement} RETURNING {ROLLUP_CELL[kind]}) "
+                f"INSERT INTO {cells_into} SELECT * FROM changed"
+            )
+        cursor.execute(statement)
+        return cursor.rowcount
+
+    # 1. New rows: one INSERT (in index order of the customer), existing external ids are left alone.
+    result.created = run(
+        f"INSERT INTO {table} AS t (external_id, {', '.join(stored + extra_cols)}) "
+        f"SELECT s.external_id, {', '.join(new_values + extra_values)} FROM {source} ORDER BY {order} "
+        "ON CONFLICT (external_id) DO NOTHING",
+        "ingest_added",
+    )
+    if result.created < total:
+        # 2. Existing rows whose values differ: one UPDATE ... FROM (rows just inserted compare equal). Their
+        # old rollup cells are read first, under row locks, so a concurrent correction cannot slip in between.
+        differs = f"({', '.join('t.' + c for c in stored)}) IS DISTINCT FROM ({', '.join(new_values)})"
+        assignments = ", ".join(f"{c} = {v}" for c, v in zip(stored, new_values, strict=True))
+        if kind == "customers":
+            from_clause, join_condition = "ingest_stage s", ""
+        else:
+            from_clause = "ingest_stage s, loyalty_customer c"
+            join_condition = "c.external_id = s.customer_external_id AND "
+            cursor.execute(
+                f"INSERT INTO ingest_removed SELECT {ROLLUP_CELL[kind]} "
+                f"FROM {source} JOIN {table} t ON t.external_id = s.external_id WHERE {differs} "
+                "ORDER BY t.id FOR UPDATE OF t"
+            )
+        result.updated = run(
+            f"UPDATE {table} AS t SET {assignments}{set_extra} FROM {from_clause} "
+            f"WHERE {join_condition}t.external_id = s.external_id AND {differs}",
+            "ingest_added",
+        )
+    if kind != "customers":
+        rollups.rollups_apply_deltas(cursor, kind=kind, added="ingest_added", removed="ingest_removed")
+        cursor.execute("DROP TABLE ingest_added, ingest_removed")
+    cursor.execute("DROP TABLE ingest_stage")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Other databases (SQLite): compare in Python, one multi-row upsert per chunk.
+
+
+def _customer_ids(refs: Iterable[str]) -> dict[str, int]:
+    ids: dict[str, int] = {}
+    for _, chunk in _chunks(sorted(set(refs)), CHUNK):
+        ids.update(Customer.objects.filter(external_id__in=chunk).values_list("external_id", "id"))
+    return ids
+
+
+def customer_refs_check(rows: Sequence[dict], positions: Sequence[int]) -> list[RowError]:
+    """Errors for rows whose customer_external_id names no customer."""
+    ids = _customer_ids(row["customer_external_id"] for row in rows)
+    return [
+        RowError(position, "customer_external_id", f"Unknown customer {row['customer_external_id']!r}.")
+        for row, position in zip(rows, positions, strict=True)
+        if row["customer_external_id"] not in ids
+    ]
+
+
+def _resolve_customers(rows: Sequence[dict], positions: Sequence[int]) -> dict[str, int]:
+    errors = customer_refs_check(rows, positions)
+    if errors:
+        raise RowsRejected(errors[:MAX_REPORTED_ERRORS], total=len(errors))
+    return _customer_ids(row["customer_external_id"] for row in rows)
+
+
+def _generic_write(
+    kind: str, rows: Sequence[dict], positions: Sequence[int], result: IngestResult, progress: Progress | None
+) -> _Touched:
+    touched = _Touched()
+    model = MODELS[kind]
+    stored = COMPARED[kind]
+    customer_ids = _resolve_customers(rows, positions) if kind != "customers" else {}
+    names = [name for name, _ in COLUMNS[kind]]
+    for _, chunk in _chunks(rows, CHUNK):
+        existing = {
+            values[0]: values[1:]
+            for values in model.objects.filter(external_id__in=[r["external_id"] for r in chunk]).values_list(
+                "external_id", *stored, *(["id"] if kind == "customers" else [])
+            )
+        }
+        objects = []
+        for row in chunk:
+            values = dict(zip(names, _values(kind, row), strict=True))
+            if kind != "customers":
+                values["customer_id"] = customer_ids[values.pop("customer_external_id")]
+            new = tuple(values[name] for name in stored)
+            old = existing.get(values["external_id"])
+            if old is not None and tuple(old[: len(stored)]) == new:
+                continue
+            if old is None:
+                result.created += 1
+            else:
+                result.updated += 1
+            objects.append(model(**values))
+            if kind == "customers":
+                if old is not None and old[stored.index("status")] == "active" and values["status"] == "churned":
+                    result.churned_customer_ids.append(old[-1])
+            else:
+                day = DAY_FIELD[kind]
+                touched.add(values["customer_id"], values[day])
+                if old is not None:
+                    touched.add(old[stored.index("customer_id")], old[stored.index(day)])
+        if objects:
+            update_fields = [*stored] + (["updated_at"] if kind == "customers" else [])
+            model.objects.bulk_create(
+                objects, update_conflicts=True, unique_fields=["external_id"], update_fields=update_fields
+            )
+        if progress is not None:
+            progress(len(chunk))
+    return touched

@@ -1,0 +1,307 @@
+"""Set-based aggregation for the impact report. Every query runs in the database and returns aggregates
+(a few hundred rows at most, whatever the programme size); statistics are computed on those in
+`loyalty.retention.services.impact`. Works on SQLite and PostgreSQL (vendor branches only for date arithmetic).
+
+Per membership (intention to treat: the group it was assigned, whatever it did):
+- the *effective* outcome is the latest (by observed_at) outcome that no other outcome supersedes;
+- churned at its observed_at if that outcome is `churned`; without any outcome, churned at the customer's
+  `churned_at` (if any); otherwise censored: at `as_of` if the customer is still active, else at the last
+  observation;
+- tenure in whole days from enrolment to churn or censoring; `age` in whole days from enrolment to as_of.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection
+
+from loyalty.customers.models import Customer, Interaction, RevenueEntry
+from loyalty.programmes.models import Membership, TierChange
+from loyalty.retention.models import RetentionOutcome
+from loyalty.segmentation.models import CustomerMetrics, RunStatus, ScoringRun
+
+DAYS_PER_MONTH = 365.25 / 12
+PRE_PERIOD_DAYS = 365
+TAKE_UP_CHANNELS = ("concierge", "event")
+ENGAGEMENT_BANDS = ("0-20", "20-40", "40-60", "60-80", "80-100")
+
+
+def horizon_days(months: int) -> int:
+    return round(months * DAYS_PER_MONTH)
+
+
+def _pg() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def _days(later: str, earlier: str) -> str:
+    """Days between two timestamps, as a float."""
+    if _pg():
+        return f"(EXTRACT(EPOCH FROM ({later} - {earlier})) / 86400.0)"
+    return f"(julianday({later}) - julianday({earlier}))"
+
+
+def _date_as_ts(expr: str) -> str:
+    return f"(CAST({expr} AS timestamp) AT TIME ZONE 'UTC')" if _pg() else expr
+
+
+def _floor(expr: str) -> str:
+    # Arguments are never negative where used, so truncation is the floor on SQLite.
+    return f"CAST(FLOOR({expr}) AS integer)" if _pg() else f"CAST({expr} AS INTEGER)"
+
+
+def _month(expr: str) -> str:
+    return f"to_char({expr} AT TIME ZONE 'UTC', 'YYYY-MM')" if _pg() else f"strftime('%%Y-%%m', {expr})"
+
+
+def _float(expr: str) -> str:
+    return f"CAST({expr} AS double precision)" if _pg() else f"CAST({expr} AS REAL)"
+
+
+def _tables() -> dict[str, str]:
+    return {
+        "outcome": RetentionOutcome._meta.db_table,
+        "membership": Membership._meta.db_table,
+        "customer": Customer._meta.db_table,
+        "tierchange": TierChange._meta.db_table,
+        "interaction": Interaction._meta.db_table,
+        "metrics": CustomerMetrics._meta.db_table,
+        "revenue": RevenueEntry._meta.db_table,
+    }
+
+
+def _members_cte() -> str:
+    """CTEs `eff`, `base` and `d`: one row per membership with group, enrolment tier, cohort, event, tenure,
+    age, take-up and engagement band. Parameters (named): p, as_of, run."""
+    t = _tables()
+    placeholders = ", ".join(f"'{c}'" for c in TAKE_UP_CHANNELS)
+    return f"""
+    WITH eff AS (
+        SELECT o.membership_id, o.outcome, o.observed_at,
+               ROW_NUMBER() OVER (PARTITION BY o.membership_id ORDER BY o.observed_at DESC, o.id DESC) AS rn
+        FROM {t["outcome"]} o
+        JOIN {t["membership"]} mm ON mm.id = o.membership_id
+        WHERE mm.programme_id = %(p)s AND o.observed_at <= %(as_of)s
+          AND NOT EXISTS (SELECT 1 FROM {t["outcome"]} s WHERE s.supersedes_id = o.id)
+    ),
+    base AS (
+        SELECT m.id AS mid, m."group" AS grp, m.customer_id AS cid, m.enrolled_at AS enrolled_at,
+            COALESCE(
+                (SELECT tc.to_tier_id FROM {t["tierchange"]} tc
+                 WHERE tc.membership_id = m.id AND tc.reason = 'enrolment' ORDER BY tc.at, tc.id LIMIT 1),
+                m.tier_id, m.shadow_tier_id) AS tier_id,
+            CASE WHEN e.outcome = 'churned' THEN 1
+                 WHEN e.outcome IS NULL AND c.churned_at IS NOT NULL AND c.churned_at <= %(as_of)s THEN 1
+                 ELSE 0 END AS event,
+            CASE WHEN e.outcome = 'churned' THEN e.observed_at
+                 WHEN e.outcome IS NULL AND c.churned_at IS NOT NULL AND c.churned_at <= %(as_of)s THEN c.churned_at
+                 WHEN c.status = 'active' OR c.churned_at > %(as_of)s THEN %(as_of)s
+                 ELSE e.observed_at END AS end_at,
+            CASE WHEN EXISTS (
+                SELECT 1 FROM {t["interaction"]} i
+                WHERE i.customer_id = m.customer_id AND i.channel IN ({placeholders})
+                  AND i.occurred_at >= m.enrolled_at AND i.occurred_at <= %(as_of)s
+            ) THEN 1 ELSE 0 END AS took_up,
+            CASE WHEN cm.engagement_score IS NULL THEN -1
+                 WHEN cm.engagement_score < 20 THEN 0 WHEN cm.engagement_score < 40 THEN 1
+                 WHEN cm.engagement_score < 60 THEN 2 WHEN cm.engagement_score < 80 THEN 3
+                 ELSE 4 END AS band
+        FROM {t["membership"]} m
+        JOIN {t["customer"]} c ON c.id = m.customer_id
+        LEFT JOIN eff e ON e.membership_id = m.id AND e.rn = 1
+        LEFT JOIN {t["metrics"]} cm ON cm.customer_id = m.customer_id AND cm.scoring_run_id = %(run)s
+        WHERE m.programme_id = %(p)s AND m.enrolled_at <= %(as_of)s
+    ),
+    d AS (
+        SELECT mid, grp, cid, enrolled_at, tier_id, event, took_up, band,
+               {_month("enrolled_at")} AS cohort,
+               CASE WHEN end_at < enrolled_at THEN 0 ELSE {_floor(_days("end_at", "enrolled_at"))} END AS dur,
+               {_floor(_days("%(as_of)s", "enrolled_at"))} AS age
+        FROM base
+    )
+    """
+
+
+def _fetch(sql: str, params: dict) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Members of one (group, tier, cohort, took_up, band) combination and, per horizon, how many are
+    evaluable (enrolled at least the horizon ago and observed until it or churned before it) and how many of
+    those churned within the horizon."""
+
+    group: str
+    tier_id: int | None
+    cohort: str
+    took_up: bool
+    band: int
+    members: int
+    evaluable: tuple[int, ...]
+    churned: tuple[int, ...]
+
+
+def latest_scoring_run_id(*, as_of: datetime) -> int | None:
+    return (
+        ScoringRun.objects.filter(status=RunStatus.SUCCEEDED, as_of__lte=as_of)
+        .order_by("-as_of", "-id")
+        .values_list("id", flat=True)
+        .first()
+    )
+
+
+def _params(programme_id: int, as_of: datetime, run_id: int | None) -> dict:
+    return {"p": programme_id, "as_of": connection.ops.adapt_datetimefield_value(as_of), "run": run_id or -1}
+
+
+def impact_cells(*, programme_id: int, as_of: datetime, horizons: Sequence[int], run_id: int | None) -> list[Cell]:
+    columns = []
+    for i, months in enumerate(horizons):
+        h = horizon_days(months)
+        columns.append(
+            f"SUM(CASE WHEN age >= {h} AND (dur >= {h} OR (event = 1 AND dur <= {h})) THEN 1 ELSE 0 END) AS e{i}"
+        )
+        columns.append(f"SUM(CASE WHEN age >= {h} AND event = 1 AND dur <= {h} THEN 1 ELSE 0 END) AS c{i}")
+    sql = (
+        _members_cte()
+        + f"""
+    SELECT grp, tier_id, cohort, took_up, band, COUNT(*), {", ".join(columns)}
+    FROM d GROUP BY grp, tier_id, cohort, took_up, band
+    ORDER BY grp, tier_id, cohort, took_up, band
+    """
+    )
+    rows = _fetch(sql, _params(programme_id, as_of, run_id))
+    k = len(horizons)
+    return [
+        Cell(
+            group=r[0],
+            tier_id=r[1],
+            cohort=r[2],
+            took_up=bool(r[3]),
+            band=int(r[4]),
+            members=int(r[5]),
+            evaluable=tuple(int(r[6 + 2 * i] or 0) for i in range(k)),
+            churned=tuple(int(r[7 + 2 * i] or 0) for i in range(k)),
+        )
+        for r in rows
+    ]
+
+
+def survival_counts(*, programme_id: int, as_of: datetime) -> list[tuple[str, int, int, int]]:
+    """(group, tenure days, event 0/1, members): the whole survival data, aggregated."""
+    sql = _members_cte() + "SELECT grp, dur, event, COUNT(*) FROM d GROUP BY grp, dur, event ORDER BY grp, dur, event"
+    return [(r[0], int(r[1]), int(r[2]), int(r[3])) for r in _fetch(sql, _params(programme_id, as_of, None))]
+
+
+def revenue_by_month(*, programme_id: int, as_of: datetime, months: int = 12) -> list[tuple[str, int, float, int]]:
+    """(group, month since enrolment k, revenue in month k, members enrolled at least k+1 months ago).
+    Only members old enough to have completed month k count, in numerator and denominator alike."""
+    t = _tables()
+    rd = _days(_date_as_ts("r.period"), "d.enrolled_at")
+    params = _params(programme_id, as_of, None)
+    sums_sql = (
+        _members_cte()
+        + f""",
+    rv AS (
+        SELECT d.grp AS grp, d.age AS age, {_float("r.amount")} AS amount, {rd} AS rd
+        FROM d JOIN {t["revenue"]} r ON r.customer_id = d.cid
+        WHERE {rd} >= 0 AND {rd} < {months * DAYS_PER_MONTH}
+    )
+    SELECT grp, {_floor(f"rd / {DAYS_PER_MONTH}")} AS k, SUM(amount)
+    FROM rv WHERE age >= ({_floor(f"rd / {DAYS_PER_MONTH}")} + 1) * {DAYS_PER_MONTH}
+    GROUP BY grp, {_floor(f"rd / {DAYS_PER_MONTH}")}
+    """
+    )
+    sums = {(g, int(k)): float(s or 0) for g, k, s in _fetch(sums_sql, params)}
+    ages_sql = _members_cte() + f"SELECT grp, {_floor(f'age / {DAYS_PER_MONTH}')}, COUNT(*) FROM d GROUP BY 1, 2"
+    by_age: dict[str, dict[int, int]] = {}
+    for g, m, n in _fetch(ages_sql, params):
+        by_age.setdefault(g, {})[int(m)] = int(n)
+    result = []
+    for group in sorted(by_age):
+        for k in range(months):
+            members = sum(n for m, n in by_age[group].items() if m >= k + 1)
+            if members:
+                result.append((group, k, sums.get((group, k), 0.0), members))
+    return result
+
+
+@dataclass(frozen=True)
+class RevenueMoments:
+    """Sums over members of one group evaluable at a horizon: X = revenue in the year before enrolment,
+    Y = revenue in the first `months` after enrolment."""
+
+    group: str
+    months: int
+    n: int
+    sx: float
+    sy: float
+    sxx: float
+    syy: float
+    sxy: float
+
+
+def revenue_moments(*, programme_id: int, as_of: datetime, horizons: Sequence[int]) -> list[RevenueMoments]:
+    t = _tables()
+    rd = _days(_date_as_ts("r.period"), "d.enrolled_at")
+    per_member = [f"SUM(CASE WHEN {rd} < 0 AND {rd} >= -{PRE_PERIOD_DAYS} THEN {_float('r.amount')} ELSE 0 END) AS x"]
+    outer = []
+    for i, months in enumerate(horizons):
+        h = horizon_days(months)
+        per_member.append(f"SUM(CASE WHEN {rd} >= 0 AND {rd} < {h} THEN {_float('r.amount')} ELSE 0 END) AS y{i}")
+        ok = f"age >= {h}"
+        outer += [
+            f"SUM(CASE WHEN {ok} THEN 1 ELSE 0 END)",
+            f"SUM(CASE WHEN {ok} THEN x ELSE 0 END)",
+            f"SUM(CASE WHEN {ok} THEN y{i} ELSE 0 END)",
+            f"SUM(CASE WHEN {ok} THEN x * x ELSE 0 END)",
+            f"SUM(CASE WHEN {ok} THEN y{i} * y{i} ELSE 0 END)",
+            f"SUM(CASE WHEN {ok} THEN x * y{i} ELSE 0 END)",
+        ]
+    sql = (
+        _members_cte()
+        + f""",
+    pm AS (
+        SELECT d.mid, d.grp, d.age, {", ".join(per_member)}
+        FROM d LEFT JOIN {t["revenue"]} r ON r.customer_id = d.cid
+        GROUP BY d.mid, d.grp, d.age
+    )
+    SELECT grp, {", ".join(outer)} FROM pm GROUP BY grp ORDER BY grp
+    """
+    )
+    result = []
+    for row in _fetch(sql, _params(programme_id, as_of, None)):
+        for i, months in enumerate(horizons):
+            v = [float(x or 0) for x in row[1 + 6 * i : 7 + 6 * i]]
+            result.append(RevenueMoments(row[0], months, int(v[0]), v[1], v[2], v[3], v[4], v[5]))
+    return result
+
+
+def outcomes_list(
+    *,
+    programme_id: int | None = None,
+    membership_id: int | None = None,
+    customer_id: int | None = None,
+    include_superseded: bool = True,
+):
+    """Outcomes newest first, with whether a correction superseded each (one query per page)."""
+    from django.db.models import Exists, OuterRef
+
+    qs = RetentionOutcome.objects.annotate(
+        is_superseded=Exists(RetentionOutcome.objects.filter(supersedes_id=OuterRef("pk")))
+    ).order_by("-observed_at", "-id")
+    if programme_id is not None:
+        qs = qs.filter(membership__programme_id=programme_id)
+    if membership_id is not None:
+        qs = qs.filter(membership_id=membership_id)
+    if customer_id is not None:
+        qs = qs.filter(membership__customer_id=customer_id)
+    if not include_superseded:
+        qs = qs.filter(is_superseded=False)
+    return qs

@@ -1,0 +1,670 @@
+"""The programme impact report: does the programme keep customers?
+
+Intention to treat: every membership counts in the group it was randomly assigned (treatment or control),
+whatever it did afterwards. Members who used the programme are never compared with those who did not (that
+comparison is shown once, labelled, to make its bias visible). Aggregates come from set-based SQL
+(`loyalty.retention.selectors`); the statistics run on those aggregates with scipy and lifelines.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from statistics import NormalDist
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from django.db import transaction
+from django.utils import timezone
+
+from core import outbox
+from core.errors import Conflict, ValidationFailed
+from loyalty.programmes.models import Programme, Tier
+from loyalty.retention import selectors as q
+from loyalty.retention.models import ImpactReport
+
+if TYPE_CHECKING:  # scipy and lifelines load on first use: they take seconds to import
+    from lifelines import KaplanMeierFitter
+
+logger = logging.getLogger(__name__)
+ALPHA = 0.05
+Z = NormalDist().inv_cdf(1 - ALPHA / 2)
+DEFAULT_HORIZONS = (3, 6, 12)
+RMST_DAYS = 365
+AT_RISK_DAYS = (0, 30, 91, 183, 274, 365, 548, 730)
+TREATMENT, CONTROL = "treatment", "control"
+
+
+def _f(value: float | None, digits: int = 6) -> float | None:
+    """JSON-safe float: NaN and infinities become null."""
+    if value is None:
+        return None
+    value = float(value)
+    return round(value, digits) if math.isfinite(value) else None
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:.1f}%"
+
+
+def _pts(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:+.1f} points"
+
+
+def _p_text(p: float | None) -> str:
+    if p is None:
+        return "no test possible"
+    verdict = "significant" if p < ALPHA else "not significant"
+    return f"p = {p:.3g}, {verdict} at the 5% level"
+
+
+# --- statistics on aggregates -------------------------------------------------------------------------------
+
+
+def proportion_difference(*, n_t: int, x_t: int, n_c: int, x_c: int) -> dict[str, float | None]:
+    """Difference of two proportions x_t/n_t - x_c/n_c with a 95% Wald interval and a two-sided p-value
+    (Pearson chi-square without continuity correction; Fisher's exact test when an expected count is < 5)."""
+    from scipy import stats
+
+    if n_t == 0 or n_c == 0:
+        return {"difference": None, "ci_low": None, "ci_high": None, "p_value": None}
+    p_t, p_c = x_t / n_t, x_c / n_c
+    diff = p_t - p_c
+    se = math.sqrt(p_t * (1 - p_t) / n_t + p_c * (1 - p_c) / n_c)
+    table = np.array([[x_t, n_t - x_t], [x_c, n_c - x_c]])
+    if table.sum(axis=0).min() == 0:
+        p_value = 1.0  # no variation at all: nothing to test
+    else:
+        expected = stats.contingency.expected_freq(table)
+        if expected.min() < 5:
+            p_value = float(stats.fisher_exact(table).pvalue)
+        else:
+            p_value = float(stats.chi2_contingency(table, correction=False).pvalue)
+    return {"difference": diff, "ci_low": diff - Z * se, "ci_high": diff + Z * se, "p_value": p_value}
+
+
+def compare_retention(*, months: int, n_t: int, churned_t: int, n_c: int, churned_c: int, label: str) -> dict:
+    """Retention at a horizon in both groups, the absolute uplift (treatment minus control, percentage
+    points) with its 95% CI and p-value, and the relative churn reduction."""
+    retained_t, retained_c = n_t - churned_t, n_c - churned_c
+    test = proportion_difference(n_t=n_t, x_t=retained_t, n_c=n_c, x_c=retained_c)
+    rate_t = retained_t / n_t if n_t else None
+    rate_c = retained_c / n_c if n_c else None
+    churn_t = 1 - rate_t if rate_t is not None else None
+    churn_c = 1 - rate_c if rate_c is not None else None
+    reduction = (churn_c - churn_t) / churn_c if churn_c and churn_t is not None else None
+    p = test["p_value"]
+    if test["difference"] is None:
+        explanation = (
+            f"{label}, {months} months: not enough members enrolled at least {months} months ago "
+            f"(treatment n={n_t}, control n={n_c})."
+        )
+    else:
+        explanation = (
+            f"{label}, {months} months after enrolment: {_pct(rate_t)} of {n_t} treatment members were retained "
+            f"against {_pct(rate_c)} of {n_c} control members. Uplift {test['difference'] * 100:+.1f} points "
+            f"(95% CI {test['ci_low'] * 100:+.1f} to {test['ci_high'] * 100:+.1f}), {_p_text(p)}."
+        )
+        if reduction is not None:
+            explanation += f" Churn is {reduction * 100:.0f}% lower in treatment than in control (relative)."
+    return {
+        "months": months,
+        "horizon_days": q.horizon_days(months),
+        "treatment": {"n": n_t, "retained": retained_t, "rate": _f(rate_t)},
+        "control": {"n": n_c, "retained": retained_c, "rate": _f(rate_c)},
+        "uplift": _f(test["difference"]),
+        "ci_low": _f(test["ci_low"]),
+        "ci_high": _f(test["ci_high"]),
+        "p_value": _f(p),
+        "significant": p is not None and p < ALPHA,
+        "relative_churn_reduction": _f(reduction),
+        "explanation": explanation,
+    }
+
+
+def srm_check(*, treatment: int, control: int, holdout_percent: float, label: str) -> dict:
+    """Sample-ratio mismatch: chi-square goodness of fit of the observed split against the programme's
+    holdout share. A p-value below 0.001 means the randomisation or the data feed is broken."""
+    from scipy import stats
+
+    total = treatment + control
+    share = holdout_percent / 100
+    if total == 0 or share in (0, 1):
+        chi2, p = None, None
+    else:
+        result = stats.chisquare([treatment, control], f_exp=[total * (1 - share), total * share])
+        chi2, p = float(result.statistic), float(result.pvalue)
+    mismatch = p is not None and p < 0.001
+    explanation = (
+        f"{label}: {treatment} treatment and {control} control members; the design holds out "
+        f"{holdout_percent:g}% so {total * share:.0f} control members were expected. "
+    )
+    if p is None:
+        explanation += "No test possible."
+    elif mismatch:
+        explanation += f"Chi-square p = {p:.3g} < 0.001: sample-ratio mismatch, the comparison is not trustworthy."
+    else:
+        explanation += f"Chi-square p = {p:.3g}: the split matches the design."
+    return {
+        "label": label,
+        "treatment": treatment,
+        "control": control,
+        "expected_control": _f(total * share, 2),
+        "chi2": _f(chi2),
+        "p_value": _f(p),
+        "mismatch": mismatch,
+        "explanation": explanation,
+    }
+
+
+def kaplan_meier(*, durations: Sequence[float], events: Sequence[int], weights: Sequence[int], label: str):
+    from lifelines import KaplanMeierFitter
+
+    kmf = KaplanMeierFitter(label=label)
+    kmf.fit(np.asarray(durations, dtype=float), np.asarray(events), weights=np.asarray(weights, dtype=float))
+    return kmf
+
+
+def _km_points(kmf: KaplanMeierFitter) -> list[dict]:
+    table = kmf.event_table
+    sf = kmf.survival_function_.iloc[:, 0]
+    ci = kmf.confidence_interval_survival_function_
+    points = []
+    for t in table.index:
+        points.append(
+            {
+                "day": int(t),
+                "at_risk": int(table.loc[t, "at_risk"]),
+                "events": int(table.loc[t, "observed"]),
+                "censored": int(table.loc[t, "censored"]),
+                "survival": _f(sf.loc[t]),
+                "ci_low": _f(ci.loc[t].iloc[0]),
+                "ci_high": _f(ci.loc[t].iloc[1]),
+            }
+        )
+    return points
+
+
+def _at_risk(kmf: KaplanMeierFitter, day: int) -> int:
+    table = kmf.event_table
+    later = table[table.index >= day]
+    return int(later["at_risk"].iloc[0]) if len(later) else 0
+
+
+def rmst_variance(kmf: KaplanMeierFitter, tau: float) -> float:
+    """Variance of the RMST estimate up to tau (Greenwood-type, Klein & Moeschberger 4.5):
+    sum over event times t_j <= tau of A_j^2 d_j / (n_j (n_j - d_j)), A_j = area under the KM curve from t_j
+    to tau. (lifelines' `return_variance` gives the variance of min(T, tau) itself, not of the estimate.)"""
+    sf = kmf.survival_function_.iloc[:, 0]
+    times = [float(t) for t in sf.index if t <= tau]
+    values = [float(sf.loc[t]) for t in sf.index if t <= tau]
+    edges = [*times, float(tau)]
+    areas = [values[k] * (edges[k + 1] - edges[k]) for k in range(len(times))]
+    tail = np.cumsum(areas[::-1])[::-1]  # tail[k] = area from times[k] to tau
+    area_from = dict(zip(times, tail, strict=True))
+    table = kmf.event_table
+    variance = 0.0
+    for t, row in table.iterrows():
+        d, n = float(row["observed"]), float(row["at_risk"])
+        if t > tau or d == 0 or n <= d:
+            continue
+        variance += area_from[float(t)] ** 2 * d / (n * (n - d))
+    return variance
+
+
+def survival_section(counts: list[tuple[str, int, int, int]]) -> dict:
+    from lifelines.statistics import logrank_test
+    from lifelines.utils import restricted_mean_survival_time
+    from scipy import stats
+
+    data: dict[str, tuple[list, list, list]] = {}
+    for group, day, event, n in counts:
+        d, e, w = data.setdefault(group, ([], [], []))
+        d.append(day)
+        e.append(event)
+        w.append(n)
+    curves, fitters = [], {}
+    for group in (TREATMENT, CONTROL):
+        if group not in data:
+            continue
+        d, e, w = data[group]
+        kmf = kaplan_meier(durations=d, events=e, weights=w, label=group)
+        fitters[group] = kmf
+        curves.append(
+            {
+                "group": group,
+                "n": int(sum(w)),
+                "events": int(sum(n for n, ev in zip(w, e, strict=True) if ev)),
+                "points": _km_points(kmf),
+            }
+        )
+    at_risk = [
+        {"day": day, **{g: _at_risk(fitters[g], day) for g in (TREATMENT, CONTROL) if g in fitters}}
+        for day in AT_RISK_DAYS
+    ]
+    section: dict[str, Any] = {
+        "curves": curves,
+        "at_risk": [{"day": r["day"], "treatment": r.get(TREATMENT, 0), "control": r.get(CONTROL, 0)} for r in at_risk],
+        "explanation": (
+            "Kaplan-Meier estimate of the share of members still customers by days since enrolment, per assigned "
+            "group; members who have not churned are censored at their last observation. `at_risk` is the number "
+            "of members still observed (not churned, not censored) at each day."
+        ),
+        "logrank": None,
+        "rmst": None,
+    }
+    if TREATMENT in fitters and CONTROL in fitters:
+        dt, et, wt = data[TREATMENT]
+        dc, ec, wc = data[CONTROL]
+        lr = logrank_test(
+            np.asarray(dt, float),
+            np.asarray(dc, float),
+            np.asarray(et),
+            np.asarray(ec),
+            weights_A=np.asarray(wt, float),
+            weights_B=np.asarray(wc, float),
+        )
+        p = _f(lr.p_value)
+        section["logrank"] = {
+            "chi2": _f(lr.test_statistic),
+            "p_value": p,
+            "significant": p is not None and p < ALPHA,
+            "explanation": (
+                f"Log-rank test of equal survival curves over the whole follow-up "
+                f"(treatment n={sum(wt)}, control n={sum(wc)}): {_p_text(p)}."
+            ),
+        }
+        rm_t, var_t = (
+            restricted_mean_survival_time(fitters[TREATMENT], t=RMST_DAYS),
+            rmst_variance(fitters[TREATMENT], RMST_DAYS),
+        )
+        rm_c, var_c = (
+            restricted_mean_survival_time(fitters[CONTROL], t=RMST_DAYS),
+            rmst_variance(fitters[CONTROL], RMST_DAYS),
+        )
+        diff, se = rm_t - rm_c, math.sqrt(max(var_t, 0) + max(var_c, 0))
+        p_rmst = float(2 * stats.norm.sf(abs(diff / se))) if se > 0 else None
+        follow = max(max(dt), max(dc))
+        note = (
+            ""
+            if follow >= RMST_DAYS
+            else f" Follow-up reaches only {follow} days, so the curves are carried flat to {RMST_DAYS} days."
+        )
+        section["rmst"] = {
+            "horizon_days": RMST_DAYS,
+            "treatment": _f(rm_t, 2),
+            "control": _f(rm_c, 2),
+            "difference_days": _f(diff, 2),
+            "ci_low": _f(diff - Z * se, 2) if se > 0 else None,
+            "ci_high": _f(diff + Z * se, 2) if se > 0 else None,
+            "p_value": _f(p_rmst),
+            "explanation": (
+                f"Restricted mean survival time: of the first {RMST_DAYS} days after enrolment, a treatment member "
+                f"stayed {rm_t:.1f} days on average and a control member {rm_c:.1f}; the programme gains "
+                f"{diff:+.1f} days of tenure per customer ({_p_text(p_rmst)}).{note}"
+            ),
+        }
+    return section
+
+
+def cuped_section(moments: list[q.RevenueMoments], horizons: Sequence[int]) -> list[dict]:
+    """Revenue in the first months after enrolment per group, raw and CUPED-adjusted with the revenue of the
+    year before enrolment as covariate (theta pooled over both groups). Normal-approximation CI and p."""
+    from scipy import stats
+
+    by = {(m.group, m.months): m for m in moments}
+    out = []
+    for months in horizons:
+        t, c = by.get((TREATMENT, months)), by.get((CONTROL, months))
+        if not t or not c or t.n < 2 or c.n < 2:
+            out.append(
+                {
+                    "months": months,
+                    "treatment_n": t.n if t else 0,
+                    "control_n": c.n if c else 0,
+                    "explanation": f"{months} months: too few members enrolled that long ago.",
+                }
+            )
+            continue
+
+        def var(n, s, ss):
+            return (ss - s * s / n) / (n - 1)
+
+        def cov(n, sx, sy, sxy):
+            return (sxy - sx * sy / n) / (n - 1)
+
+        n_all = t.n + c.n
+        sx, sy = t.sx + c.sx, t.sy + c.sy
+        var_x_all = var(n_all, sx, t.sxx + c.sxx)
+        cov_all = cov(n_all, sx, sy, t.sxy + c.sxy)
+        theta = cov_all / var_x_all if var_x_all > 0 else 0.0
+        mean_x_all = sx / n_all
+        res: dict[str, Any] = {"months": months, "treatment_n": t.n, "control_n": c.n, "theta": _f(theta)}
+        raw, adj = {}, {}
+        for g, m in ((TREATMENT, t), (CONTROL, c)):
+            vy, vx, cxy = var(m.n, m.sy, m.syy), var(m.n, m.sx, m.sxx), cov(m.n, m.sx, m.sy, m.sxy)
+            raw[g] = (m.sy / m.n, max(vy, 0) / m.n)
+            adjusted_var = max(vy - 2 * theta * cxy + theta**2 * vx, 0)
+            adj[g] = (m.sy / m.n - theta * (m.sx / m.n - mean_x_all), adjusted_var / m.n)
+        for name, est in (("raw", raw), ("adjusted", adj)):
+            diff = est[TREATMENT][0] - est[CONTROL][0]
+            se = math.sqrt(est[TREATMENT][1] + est[CONTROL][1])
+            p = float(2 * stats.norm.sf(abs(diff / se))) if se > 0 else None
+            res[name] = {
+                "treatment_mean": _f(est[TREATMENT][0], 2),
+                "control_mean": _f(est[CONTROL][0], 2),
+                "difference": _f(diff, 2),
+                "ci_low": _f(diff - Z * se, 2) if se > 0 else None,
+                "ci_high": _f(diff + Z * se, 2) if se > 0 else None,
+                "p_value": _f(p),
+            }
+        v_raw = raw[TREATMENT][1] + raw[CONTROL][1]
+        v_adj = adj[TREATMENT][1] + adj[CONTROL][1]
+        res["variance_reduction"] = _f(1 - v_adj / v_raw) if v_raw > 0 else None
+        a = res["adjusted"]
+        res["explanation"] = (
+            f"Revenue per customer in the first {months} months after enrolment (churned customers count with what "
+            f"they spent), treatment n={t.n}, control n={c.n}. Raw difference {res['raw']['difference']}; adjusted "
+            f"for revenue in the year before enrolment (CUPED, theta={theta:.3f}) {a['difference']} "
+            f"(95% CI {a['ci_low']} to {a['ci_high']}), {_p_text(a['p_value'])}. The adjustment removes "
+            f"{(res['variance_reduction'] or 0) * 100:.0f}% of the variance, so smaller effects show."
+        )
+        out.append(res)
+    return out
+
+
+# --- the report ---------------------------------------------------------------------------------------------
+
+
+def _sum_cells(cells, horizons, key: Callable) -> dict:
+    """Group cells by key(cell) and (group): members and per-horizon evaluable/churned totals."""
+    acc: dict = defaultdict(lambda: {"members": 0, "e": [0] * len(horizons), "c": [0] * len(horizons)})
+    for cell in cells:
+        k = key(cell)
+        if k is None:
+            continue
+        a = acc[(k, cell.group)]
+        a["members"] += cell.members
+        for i in range(len(horizons)):
+            a["e"][i] += cell.evaluable[i]
+            a["c"][i] += cell.churned[i]
+    return acc
+
+
+def _comparisons(acc, key, horizons, label) -> list[dict]:
+    empty = {"members": 0, "e": [0] * len(horizons), "c": [0] * len(horizons)}
+    t, c = acc.get((key, TREATMENT), empty), acc.get((key, CONTROL), empty)
+    return [
+        compare_retention(months=m, n_t=t["e"][i], churned_t=t["c"][i], n_c=c["e"][i], churned_c=c["c"][i], label=label)
+        for i, m in enumerate(horizons)
+    ]
+
+
+def impact_report_compute(
+    *,
+    programme: Programme,
+    as_of: datetime | None = None,
+    horizons: Sequence[int] = DEFAULT_HORIZONS,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
+    """The whole report as a JSON-ready dict. `progress(percent)` is called between steps."""
+    as_of = as_of or timezone.now()
+    horizons = sorted({int(h) for h in horizons})
+    if not horizons or horizons[0] < 1 or horizons[-1] > 60:
+        raise ValidationFailed("Horizons are months between 1 and 60.", fields={"horizons": ["1 to 60 months."]})
+    timings: dict[str, float] = {}
+    step = time.perf_counter()
+
+    def done(name: str, percent: int) -> None:
+        nonlocal step
+        now = time.perf_counter()
+        timings[name] = round(now - step, 3)
+        step = now
+        if progress:
+            progress(percent)
+
+    run_id = q.latest_scoring_run_id(as_of=as_of)
+    cells = q.impact_cells(programme_id=programme.pk, as_of=as_of, horizons=horizons, run_id=run_id)
+    done("cells", 30)
+    tiers = {t.pk: t for t in Tier.objects.filter(programme=programme)}
+    holdout = float(programme.holdout_percent)
+
+    # Groups and sample-ratio mismatch.
+    by_group = _sum_cells(cells, horizons, key=lambda c: "all")
+    n_t = by_group.get(("all", TREATMENT), {"members": 0})["members"]
+    n_c = by_group.get(("all", CONTROL), {"members": 0})["members"]
+    by_tier = _sum_cells(cells, horizons, key=lambda c: c.tier_id)
+    tier_ids = sorted({k for k, _ in by_tier}, key=lambda i: (tiers[i].rank if i in tiers else 10**6, i or 0))
+
+    def tier_name(i):
+        return tiers[i].name if i in tiers else "(no tier)"
+
+    srm = {
+        "overall": srm_check(treatment=n_t, control=n_c, holdout_percent=holdout, label="All members"),
+        "by_tier": [
+            {
+                "tier_id": i,
+                "tier_name": tier_name(i),
+                **srm_check(
+                    treatment=by_tier.get((i, TREATMENT), {"members": 0})["members"],
+                    control=by_tier.get((i, CONTROL), {"members": 0})["members"],
+                    holdout_percent=holdout,
+                    label=f"Tier {tier_name(i)} (shadow tier for control)",
+                ),
+            }
+            for i in tier_ids
+        ],
+    }
+
+    # Retention at horizons, intention to treat.
+    overall = _comparisons(by_group, "all", horizons, "All members")
+    excluded = []
+    for i in range(len(horizons)):
+        evaluable = sum(a["e"][i] for a in by_group.values())
+        excluded.append(n_t + n_c - evaluable)
+    for i, comparison in enumerate(overall):
+        comparison["not_evaluable"] = excluded[i]
+        comparison["explanation"] += (
+            f" {excluded[i]} members are left out of this horizon: enrolled less than {horizons[i]} months ago, or "
+            "their last observation came before it."
+        )
+
+    # Take-up and the effect on those who took it up (CACE = ITT / take-up; control has no access).
+    took = _sum_cells(cells, horizons, key=lambda c: c.took_up)
+    users = took.get((True, TREATMENT), {"members": 0, "e": [0] * len(horizons), "c": [0] * len(horizons)})
+    non_users = took.get((False, TREATMENT), {"members": 0, "e": [0] * len(horizons), "c": [0] * len(horizons)})
+    control_users = took.get((True, CONTROL), {"members": 0})["members"]
+    take_up_rate = users["members"] / n_t if n_t else None
+    per_horizon = []
+    for i, months in enumerate(horizons):
+        itt = overall[i]
+        eligible_t = users["e"][i] + non_users["e"][i]
+        rate = users["e"][i] / eligible_t if eligible_t else None
+        cace = {"estimate": None, "ci_low": None, "ci_high": None}
+        if rate and itt["uplift"] is not None:
+            pairs = (("estimate", "uplift"), ("ci_low", "ci_low"), ("ci_high", "ci_high"))
+            cace = {k: _f(itt[src] / rate) for k, src in pairs}
+        naive = compare_retention(
+            months=months,
+            n_t=users["e"][i],
+            churned_t=users["c"][i],
+            n_c=non_users["e"][i],
+            churned_c=non_users["c"][i],
+            label="Naive users vs non-users (biased)",
+        )
+        per_horizon.append(
+            {
+                "months": months,
+                "take_up": _f(rate),
+                "itt_uplift": itt["uplift"],
+                "cace": cace["estimate"],
+                "cace_ci_low": cace["ci_low"],
+                "cace_ci_high": cace["ci_high"],
+                "naive_users_rate": naive["treatment"]["rate"],
+                "naive_non_users_rate": naive["control"]["rate"],
+                "naive_difference": naive["uplift"],
+                "explanation": (
+                    f"{months} months: {_pct(rate)} of the {eligible_t} evaluable treatment members took up the "
+                    "programme. Effect on those who took it up (CACE = ITT uplift / take-up): "
+                    f"{_pts(cace['estimate'])} "
+                    "(CI scaled from the ITT interval, take-up taken as known). For contrast only, the naive "
+                    f"users-versus-non-users difference is {_pts(naive['uplift'])}: users "
+                    "select themselves (those who would stay anyway use the programme more), so it overstates the "
+                    "effect and must not be reported as the programme's effect."
+                ),
+            }
+        )
+    take_up = {
+        "treatment_members": n_t,
+        "took_up": users["members"],
+        "rate": _f(take_up_rate),
+        "control_with_programme_use": control_users,
+        "channels": list(q.TAKE_UP_CHANNELS),
+        "by_horizon": per_horizon,
+        "explanation": (
+            f"Take-up: {users['members']} of {n_t} treatment members ({_pct(take_up_rate)}) had a concierge or event "
+            f"interaction after enrolment. {control_users} control members show such use (should be 0; more means "
+            "the holdout leaks)."
+        ),
+    }
+    done("groups", 45)
+
+    tier_section = [
+        {
+            "tier_id": i,
+            "tier_name": tier_name(i),
+            "horizons": _comparisons(by_tier, i, horizons, f"Tier {tier_name(i)}"),
+        }
+        for i in tier_ids
+    ]
+    by_cohort = _sum_cells(cells, horizons, key=lambda c: c.cohort)
+    cohort_section = [
+        {"cohort": k, "horizons": _comparisons(by_cohort, k, horizons, f"Cohort {k}")}
+        for k in sorted({k for k, _ in by_cohort})
+    ]
+    by_band = _sum_cells(cells, horizons, key=lambda c: c.band)
+    band_names = {k: q.ENGAGEMENT_BANDS[k] if k >= 0 else "unscored" for k, _ in by_band}
+    band_section = [
+        {"band": band_names[b], "horizons": _comparisons(by_band, b, horizons, f"Engagement {band_names[b]}")}
+        for b in sorted(band_names)
+    ]
+    done("breakdowns", 55)
+
+    survival = survival_section(q.survival_counts(programme_id=programme.pk, as_of=as_of))
+    done("survival", 75)
+
+    over_time = defaultdict(dict)
+    for group, k, total, members in q.revenue_by_month(programme_id=programme.pk, as_of=as_of):
+        over_time[k][group] = (total, members)
+    revenue_rows = [
+        {
+            "month": k + 1,
+            "treatment_per_customer": _f(v[TREATMENT][0] / v[TREATMENT][1], 2) if TREATMENT in v else None,
+            "treatment_n": v[TREATMENT][1] if TREATMENT in v else 0,
+            "control_per_customer": _f(v[CONTROL][0] / v[CONTROL][1], 2) if CONTROL in v else None,
+            "control_n": v[CONTROL][1] if CONTROL in v else 0,
+        }
+        for k, v in sorted(over_time.items())
+    ]
+    cuped = cuped_section(q.revenue_moments(programme_id=programme.pk, as_of=as_of, horizons=horizons), horizons)
+    done("revenue", 95)
+
+    return {
+        "programme": {"id": programme.pk, "name": programme.name, "holdout_percent": holdout},
+        "as_of": as_of.isoformat(),
+        "horizons": horizons,
+        "method": (
+            "Intention to treat: every customer counts in the group it was randomly assigned at enrolment "
+            "(treatment or control), whatever it did afterwards. Only the latest outcome of a membership that no "
+            "correction supersedes counts. A member counts at a horizon only if enrolled at least that long ago "
+            "(months of 30.44 days). Uplift = treatment retention minus control retention, with a 95% Wald "
+            "interval and a chi-square p-value (Fisher's exact test for small counts). Tiers are the tier at "
+            "enrolment (shadow tier for control)."
+        ),
+        "groups": {
+            "treatment": n_t,
+            "control": n_c,
+            "explanation": f"{n_t} treatment and {n_c} control memberships enrolled by {as_of:%Y-%m-%d}.",
+        },
+        "srm": srm,
+        "take_up": take_up,
+        "retention": overall,
+        "by_tier": tier_section,
+        "by_cohort": cohort_section,
+        "engagement": {
+            "scoring_run_id": run_id,
+            "bands": band_section,
+            "explanation": (
+                "Retention by engagement score band (0-100, from the latest succeeded scoring run at the report "
+                "date), per assigned group. Within a band the groups are still randomised, so the uplift there is "
+                "causal; differences between bands are not."
+            ),
+        },
+        "survival": survival,
+        "revenue": {
+            "over_time": revenue_rows,
+            "cuped": cuped,
+            "explanation": (
+                "Revenue per customer in each month since enrolment (members enrolled long enough to complete "
+                "that month; churned customers count with zero), then the CUPED-adjusted comparison."
+            ),
+        },
+        "timings": timings,
+    }
+
+
+# --- stored reports (Celery) --------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def impact_report_request(*, programme: Programme, as_of: datetime | None, horizons: Sequence[int], user=None):
+    """Create a pending stored report and enqueue its computation after commit."""
+    horizons = sorted({int(h) for h in horizons})
+    if not horizons or horizons[0] < 1 or horizons[-1] > 60:
+        raise ValidationFailed("Horizons are months between 1 and 60.", fields={"horizons": ["1 to 60 months."]})
+    report = ImpactReport.objects.create(
+        programme=programme, as_of=as_of or timezone.now(), horizons=horizons, created_by=user
+    )
+    outbox.enqueue("loyalty.tasks.impact_report_run", report.pk)
+    return report
+
+
+def impact_report_run_stored(*, report_id: int) -> ImpactReport:
+    """Compute a stored report. Idempotent: a finished report is left alone; a claimed running one is
+    refused, so two deliveries of the task never compute it twice at once."""
+    claimed = ImpactReport.objects.filter(pk=report_id, status=ImpactReport.Status.PENDING).update(
+        status=ImpactReport.Status.RUNNING, started_at=timezone.now(), progress=1
+    )
+    report = ImpactReport.objects.select_related("programme").get(pk=report_id)
+    if not claimed:
+        if report.status == ImpactReport.Status.RUNNING:
+            raise Conflict("This report is already being computed.", code="report_running")
+        return report
+
+    def progress(percent: int) -> None:
+        ImpactReport.objects.filter(pk=report_id).update(progress=percent)
+
+    try:
+        result = impact_report_compute(
+            programme=report.programme, as_of=report.as_of, horizons=report.horizons, progress=progress
+        )
+    except Exception as exc:  # recorded on the report; the task is not retried with the same input
+        logger.exception("Impact report %s failed", report_id)
+        ImpactReport.objects.filter(pk=report_id).update(
+            status=ImpactReport.Status.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
+        )
+        report.refresh_from_db()
+        return report
+    ImpactReport.objects.filter(pk=report_id).update(
+        status=ImpactReport.Status.SUCCEEDED,
+        progress=100,
+        result=result,
+        timings=result["timings"],
+        finished_at=timezone.now(),
+    )
+    report.refresh_from_db()
+    return report

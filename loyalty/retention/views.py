@@ -1,0 +1,44 @@
+"""Server-rendered pages for programme managers (browser session login)."""
+
+from __future__ import annotations
+
+import base64
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, render
+
+from accounts.models import Role
+from accounts.services import user_has_role
+from loyalty.programmes.models import Programme
+from loyalty.retention.models import ImpactReport
+from loyalty.retention.services.impact import impact_report_compute
+from loyalty.retention.services.impact_output import chart_survival_svg, chart_uplift_by_tier_svg
+
+
+def _data_uri(svg: str) -> str:
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
+
+
+@login_required
+def impact_dashboard(request, programme_id: int):
+    """The impact report with its charts. Managers only: anonymous users go to the login page, others get 403.
+    Uses the latest finished stored report of the programme if there is one, else computes now."""
+    if not user_has_role(request.user, Role.PROGRAMME_MANAGER):
+        raise PermissionDenied("Programme managers only.")
+    programme = get_object_or_404(Programme, pk=programme_id)
+    stored = (
+        ImpactReport.objects.filter(programme=programme, status=ImpactReport.Status.SUCCEEDED)
+        .order_by("-finished_at", "-id")
+        .first()
+    )
+    report = stored.result if stored and request.GET.get("live") != "1" else impact_report_compute(programme=programme)
+    context = {
+        "programme": programme,
+        "report": report,
+        "stored": stored if stored and report is stored.result else None,
+        "survival_chart": _data_uri(chart_survival_svg(report)),
+        "uplift_chart": _data_uri(chart_uplift_by_tier_svg(report)),
+        "csv_tables": ["comparisons", "srm", "take_up", "survival", "revenue", "cuped"],
+    }
+    return render(request, "loyalty/impact_dashboard.html", context)

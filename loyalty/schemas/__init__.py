@@ -1,1 +1,0 @@
-"""Ninja schemas of the loyalty app, one module per area."""
