@@ -1,9 +1,9 @@
 """The layout keeps its rules: imports point one way, nothing imports in a circle, services never import tasks.
 
-Layers, lowest first: core and accounts < loyalty < concierge, events, community < console < demo. Inside loyalty the domains are
-customers < segmentation < programmes < retention < ingestion (ingestion sits on top because a churned
-customer in a feed ends memberships and records retention outcomes). The modules at loyalty's root
-(models, api, admin, urls, apps, management commands) only gather the domains for Django."""
+Layers, lowest first: core and accounts < loyalty < concierge, events, community < console < demo.
+Inside loyalty the domains are customers < segmentation < programmes < retention < ingestion (ingestion
+sits on top because a churned customer in a feed ends memberships and records retention outcomes). The
+modules at loyalty's root (models, api, admin, urls, apps, management commands) only gather the domains."""
 
 from __future__ import annotations
 
@@ -14,7 +14,16 @@ ROOT = Path(__file__).resolve().parent.parent
 SKIP = {"tests", "migrations", "bench", ".venv", "var", ".git"}
 LOYALTY_ORDER = ["customers", "segmentation", "programmes", "retention", "ingestion"]
 # core and accounts form the foundation (auth classes read users and API keys); the apps sit above them.
-APP_ORDER = {"core": 0, "accounts": 0, "loyalty": 1, "concierge": 2, "events": 2, "community": 2, "console": 3, "demo": 4}
+APP_ORDER = {
+    "core": 0,
+    "accounts": 0,
+    "loyalty": 1,
+    "concierge": 2,
+    "events": 2,
+    "community": 2,
+    "console": 3,
+    "demo": 4,
+}
 
 
 def _modules() -> dict[str, Path]:
@@ -129,8 +138,7 @@ def test_apps_import_only_downwards():
         for module, targets in GRAPH.items()
         if module.split(".")[0] in APP_ORDER
         for target in targets
-        if target.split(".")[0] in APP_ORDER
-        and APP_ORDER[target.split(".")[0]] > APP_ORDER[module.split(".")[0]]
+        if target.split(".")[0] in APP_ORDER and APP_ORDER[target.split(".")[0]] > APP_ORDER[module.split(".")[0]]
     )
     assert wrong == []
 
