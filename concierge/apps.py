@@ -6,6 +6,7 @@ class ConciergeConfig(AppConfig):
     verbose_name = "Concierge"
 
     def ready(self):
+        from concierge import tasks  # noqa: F401  (registers the tasks that services enqueue by name)
         from loyalty.retention.timeline import register_timeline_source
 
         register_timeline_source(concierge_timeline)

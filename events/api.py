@@ -16,7 +16,7 @@ from core.errors import BusinessRuleError, Conflict, PermissionDenied, ServiceUn
 from core.idempotency import IdempotencyKeyHeader, run_idempotent
 from core.pagination import Page
 from core.schemas import ErrorOut, responses
-from events import selectors, services
+from events import selectors
 from events.models import Booking
 from events.schemas import (
     BookingCreatedOut,
@@ -32,6 +32,7 @@ from events.schemas import (
     PaymentOut,
     WebhookOut,
 )
+from events.services import bookings, partners, payments
 from loyalty.programmes.selectors.members import NOT_A_MEMBER, effective_tier, member_membership
 
 logger = logging.getLogger("premier.events")
@@ -56,7 +57,7 @@ class BookingFilter(Schema):
 
 def _partner(request):
     user = require_role(request, Role.PARTNER_STAFF)
-    return user, services.partner_for_user(user)
+    return user, partners.partner_for_user(user)
 
 
 def _member(request):
@@ -96,7 +97,7 @@ def partner_create_event(request, payload: EventIn, idempotency_key: str | None 
         request,
         key=idempotency_key,
         payload=payload,
-        action=lambda: services.event_create(partner=partner, created_by=user, data=payload.model_dump()),
+        action=lambda: partners.event_create(partner=partner, created_by=user, data=payload.model_dump()),
         out=PartnerEventOut,
     )
 
@@ -121,7 +122,7 @@ def partner_get_event(request, event_id: int = EventId):
 )
 def partner_update_event(request, payload: EventPatch, event_id: int = EventId):
     _, partner = _partner(request)
-    services.event_update(partner=partner, event_id=event_id, data=payload.changes())
+    partners.event_update(partner=partner, event_id=event_id, data=payload.changes())
     return selectors.partner_event(partner=partner, event_id=event_id)
 
 
@@ -133,7 +134,7 @@ def partner_update_event(request, payload: EventPatch, event_id: int = EventId):
 )
 def partner_publish_event(request, event_id: int = EventId):
     _, partner = _partner(request)
-    services.event_publish(partner=partner, event_id=event_id)
+    partners.event_publish(partner=partner, event_id=event_id)
     return selectors.partner_event(partner=partner, event_id=event_id)
 
 
@@ -146,7 +147,7 @@ def partner_publish_event(request, event_id: int = EventId):
 )
 def partner_cancel_event(request, event_id: int = EventId):
     _, partner = _partner(request)
-    services.event_cancel(partner=partner, event_id=event_id)
+    partners.event_cancel(partner=partner, event_id=event_id)
     return selectors.partner_event(partner=partner, event_id=event_id)
 
 
@@ -173,7 +174,7 @@ def partner_list_bookings(request, event_id: int = EventId, filters: BookingFilt
 )
 def partner_check_in(request, booking_id: int = BookingId):
     user, partner = _partner(request)
-    services.booking_check_in(partner=partner, booking_id=booking_id, by=user)
+    partners.booking_check_in(partner=partner, booking_id=booking_id, by=user)
     return selectors.partner_event_bookings(partner=partner, event_id=Booking.objects.get(pk=booking_id).event_id).get(
         pk=booking_id
     )
@@ -210,7 +211,7 @@ def _with_payment(body: dict, membership) -> dict:
     if body.get("status") != Booking.Status.HELD or body.get("payment_status") not in ("pending", "failed"):
         return {**body, "payment": None}
     try:
-        info = services.booking_payment_start(membership=membership, booking_id=body["id"])
+        info = payments.booking_payment_start(membership=membership, booking_id=body["id"])
     except ServiceUnavailable:
         logger.warning("Stripe unreachable while starting payment of booking %s", body["id"])
         return {**body, "payment": None}
@@ -239,7 +240,7 @@ def member_book(
         request,
         key=idempotency_key,
         payload={"event_id": event_id, **payload.model_dump()},
-        action=lambda: services.booking_create(
+        action=lambda: bookings.booking_create(
             membership=membership, event_id=event_id, guests=payload.guests, join_waitlist=payload.join_waitlist
         ),
         out=BookingOut,
@@ -280,7 +281,7 @@ def member_get_booking(request, booking_id: int = BookingId):
 )
 def member_cancel_booking(request, booking_id: int = BookingId):
     membership, _ = _member(request)
-    services.booking_cancel(membership=membership, booking_id=booking_id)
+    bookings.booking_cancel(membership=membership, booking_id=booking_id)
     return selectors.member_booking(membership=membership, booking_id=booking_id)
 
 
@@ -293,7 +294,7 @@ def member_cancel_booking(request, booking_id: int = BookingId):
 )
 def member_pay_booking(request, booking_id: int = BookingId):
     membership, _ = _member(request)
-    info = services.booking_payment_start(membership=membership, booking_id=booking_id)
+    info = payments.booking_payment_start(membership=membership, booking_id=booking_id)
     return PaymentOut(payment_intent_id=info.id, client_secret=info.client_secret, status=info.status)
 
 
@@ -329,7 +330,7 @@ def stripe_webhook(request):
         raise BusinessRuleError("The Stripe signature is missing or invalid.", code="invalid_signature") from exc
     except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
         raise BusinessRuleError("The body is not a Stripe event.", code="invalid_event") from exc
-    outcome = services.stripe_event_apply(event_id=event_id, event_type=event_type, data_object=data_object)
+    outcome = payments.stripe_event_apply(event_id=event_id, event_type=event_type, data_object=data_object)
     return {"received": True, "outcome": outcome}
 
 

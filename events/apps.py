@@ -6,6 +6,7 @@ class EventsConfig(AppConfig):
     verbose_name = "Events"
 
     def ready(self):
+        from events import tasks  # noqa: F401  (registers the tasks that services enqueue by name)
         from loyalty.retention.timeline import register_timeline_source
 
         register_timeline_source(events_timeline)

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from core.errors import NotFound
 from events.models import Booking, Event, Partner
-from loyalty.models import Membership, Tier
+from loyalty.programmes.models import Membership, Tier
 
 
 def _with_counts(queryset: QuerySet[Event]) -> QuerySet[Event]:

@@ -20,7 +20,7 @@ logger = logging.getLogger("premier.events")
 @shared_task
 def expire_holds() -> int:
     """Periodic: expire unpaid holds, free their seats, promote the waitlist."""
-    from events.services import holds_expire
+    from events.services.waitlist import holds_expire
 
     return holds_expire()
 
@@ -29,7 +29,7 @@ def expire_holds() -> int:
 def complete_ended_events() -> dict[str, int]:
     """Periodic: complete published events past their end plus the check-in grace; mark no-shows, close
     leftover holds and waitlists. Set-based and idempotent."""
-    from events.services import events_complete
+    from events.services.completion import events_complete
 
     totals = events_complete()
     if totals["events"]:

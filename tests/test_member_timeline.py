@@ -2,7 +2,7 @@
 
 import pytest
 
-from events.services import booking_create
+from events.services.bookings import booking_create
 from tests.concierge.factories import NOW, make_member, make_request
 from tests.events.factories import EventFactory
 

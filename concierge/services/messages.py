@@ -13,6 +13,7 @@ from concierge.models import OPEN_STATUSES, ConciergeRequest, RequestEvent, Requ
 from concierge.services.audit import event_write
 from concierge.services.requests import member_request_locked, request_locked, status_apply
 from core.errors import Conflict, ValidationFailed
+from core.outbox import enqueue
 
 
 def _require_open(request: ConciergeRequest) -> None:
@@ -80,9 +81,7 @@ def message_agent_reply(*, request_id: int, agent: User, body: str, now: datetim
             at=now,
         )
     request.save(update_fields=fields)
-    from concierge.tasks import notify_member
-
-    notify_member.delay_on_commit(event.pk)
+    enqueue("concierge.tasks.notify_member", event.pk)
     return message
 
 

@@ -19,6 +19,7 @@ from concierge.models import (
 )
 from concierge.services.audit import event_write
 from core.errors import BusinessRuleError, Conflict, NotFound, PermissionDenied, ValidationFailed
+from core.outbox import enqueue
 from loyalty.ingestion.services.interactions import interaction_record
 from loyalty.programmes.selectors.members import effective_tier, member_membership
 
@@ -175,9 +176,7 @@ def status_apply(*, request: ConciergeRequest, actor, to_status: str, now: datet
         at=now,
     )
     if to_status in NOTIFY_ON_STATUS:
-        from concierge.tasks import notify_member
-
-        notify_member.delay_on_commit(event.pk)
+        enqueue("concierge.tasks.notify_member", event.pk)
 
 
 @transaction.atomic

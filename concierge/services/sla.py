@@ -13,6 +13,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from concierge.models import OPEN_STATUSES, ConciergeRequest, RequestEvent
+from core.outbox import enqueue
 
 BATCH = 500
 
@@ -28,8 +29,6 @@ def _candidates(kind: str, now: datetime):
 
 
 def _mark_batch(kind: str, now: datetime) -> int:
-    from concierge.tasks import notify_escalation
-
     flag = f"{kind}_breached"
     with transaction.atomic():
         rows = list(
@@ -68,7 +67,7 @@ def _mark_batch(kind: str, now: datetime) -> int:
                     at=now,
                 )
             )
-            notify_escalation.delay_on_commit(request_id, kind)
+            enqueue("concierge.tasks.notify_escalation", request_id, kind)
         RequestEvent.objects.bulk_create(events)
     return len(rows)
 

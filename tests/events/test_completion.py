@@ -14,13 +14,10 @@ from django.utils import timezone
 from core.errors import Conflict
 from events.models import Booking, Event
 from events.schedule import BEAT
-from events.services import (
-    booking_check_in,
-    booking_create,
-    booking_payment_start,
-    events_complete,
-    stripe_event_apply,
-)
+from events.services.bookings import booking_create
+from events.services.completion import events_complete
+from events.services.partners import booking_check_in
+from events.services.payments import booking_payment_start, stripe_event_apply
 from events.tasks import complete_ended_events
 from loyalty.models import Interaction
 from tests.conftest import api_as

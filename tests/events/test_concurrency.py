@@ -9,7 +9,8 @@ from django.db import connection
 
 from core.errors import Conflict
 from events.models import Booking
-from events.services import booking_create, stripe_event_apply
+from events.services.bookings import booking_create
+from events.services.payments import stripe_event_apply
 from tests.events.factories import EventFactory
 from tests.factories import CustomerFactory, MembershipFactory, TierFactory
 

@@ -6,7 +6,7 @@ from django.core import mail
 from django.utils import timezone
 
 from events.models import Booking, Event
-from events.services import booking_create
+from events.services.bookings import booking_create
 from loyalty.models import Membership
 from tests.conftest import api_as
 from tests.events.factories import NOW, EventFactory, control_member, member

@@ -5,7 +5,8 @@ import pytest
 from django.core import mail
 
 from events.models import Booking, Event
-from events.services import booking_create, stripe_event_apply
+from events.services.bookings import booking_create
+from events.services.payments import stripe_event_apply
 from loyalty.models import Interaction
 from tests.conftest import api_as
 from tests.events.factories import NOW, EventFactory, PartnerFactory, member, partner_staff

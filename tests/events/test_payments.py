@@ -5,7 +5,8 @@ import pytest
 from django.test import Client
 
 from events.models import Booking, Event, StripeEvent
-from events.services import booking_create, holds_expire
+from events.services.bookings import booking_create
+from events.services.waitlist import holds_expire
 from tests.conftest import api_as
 from tests.events.conftest import sign
 from tests.events.factories import NOW, EventFactory, member
@@ -174,7 +175,7 @@ def test_hold_expiry_frees_seats_cancels_intent_and_promotes_waitlist(fake_strip
     event = EventFactory(price=Decimal("30.00"), capacity=1)
     _, holder = member()
     booking = booking_create(membership=holder, event_id=event.pk, now=NOW)
-    from events.services import booking_payment_start
+    from events.services.payments import booking_payment_start
 
     booking_payment_start(membership=holder, booking_id=booking.pk)
     _, waiting = member()
@@ -197,7 +198,7 @@ def _expired_paid_booking(fake_stripe, capacity=1):
     event = EventFactory(price=Decimal("30.00"), capacity=capacity)
     _, holder = member()
     booking = booking_create(membership=holder, event_id=event.pk, now=NOW)
-    from events.services import booking_payment_start
+    from events.services.payments import booking_payment_start
 
     booking_payment_start(membership=holder, booking_id=booking.pk)
     holds_expire(now=NOW + timedelta(minutes=20))

@@ -126,7 +126,7 @@ class Command(BaseCommand):
 
     def _events(self) -> None:
         from events.models import Partner
-        from events.services import event_create, event_publish, partner_staff_link
+        from events.services.partners import event_create, event_publish, partner_staff_link
 
         partner = Partner.objects.create(name="Grand Hotel Riviera", contact_email="events@grandhotel.example")
         staff = User.objects.filter(email="partner@premier.example").first()

@@ -1,0 +1,64 @@
+"""Helpers the events services share: the clock, seat accounting, the booking lock and the work handed to
+tasks after commit (emails, refunds, PaymentIntent cancellations)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from django.db.models import F
+from django.utils import timezone
+
+from core.errors import NotFound
+from core.outbox import enqueue
+from events.models import Booking, Event
+
+
+def _now(now: datetime | None) -> datetime:
+    return now or timezone.now()
+
+
+def _seats_reserve(event_id: int, seats: int) -> bool:
+    """Take `seats` if they are free. One conditional UPDATE: safe under any concurrency."""
+    return bool(
+        Event.objects.filter(pk=event_id, seats_booked__lte=F("capacity") - seats).update(
+            seats_booked=F("seats_booked") + seats
+        )
+    )
+
+
+def _seats_release(event_id: int, seats: int) -> None:
+    updated = Event.objects.filter(pk=event_id, seats_booked__gte=seats).update(seats_booked=F("seats_booked") - seats)
+    if not updated:  # pragma: no cover - would mean the seat accounting is broken
+        raise RuntimeError(f"Event {event_id}: releasing {seats} seats would go below zero.")
+
+
+def _lock_booking(booking_id: int) -> tuple[Event, Booking]:
+    """Lock the booking's event, then the booking (the one locking order)."""
+    event_id = Booking.objects.filter(pk=booking_id).values_list("event_id", flat=True).first()
+    if event_id is None:
+        raise NotFound(code="booking_not_found")
+    event = Event.objects.select_for_update().get(pk=event_id)
+    booking = Booking.objects.select_for_update().get(pk=booking_id)
+    return event, booking
+
+
+def _notify(booking_id: int, kind: str) -> None:
+    enqueue("events.tasks.booking_notify", booking_id, kind)
+
+
+def _request_refund(booking: Booking, amount: Decimal) -> None:
+    """Decide a refund of `amount` for a paid booking; a task asks Stripe after commit."""
+    if amount <= 0 or booking.payment_status != Booking.PaymentStatus.PAID:
+        return
+    booking.refund_amount = min(amount, booking.amount)
+    booking.payment_status = Booking.PaymentStatus.REFUND_PENDING
+    enqueue("events.tasks.booking_refund", booking.pk)
+
+
+def _cancel_unpaid_intent(booking: Booking) -> None:
+    if booking.payment_intent_id and booking.payment_status in (
+        Booking.PaymentStatus.PENDING,
+        Booking.PaymentStatus.FAILED,
+    ):
+        enqueue("events.tasks.booking_cancel_payment_intent", booking.pk)
