@@ -32,3 +32,12 @@ def responses(ok: dict[int, Any], *extra_errors: int) -> dict[int, Any]:
 
 class MessageOut(Schema):
     detail: str
+
+
+def file_response(media_type: str, description: str) -> dict[str, Any]:
+    """`openapi_extra` for an operation that answers a file (CSV, SVG) with `response={200: None, ...}`.
+
+    The status key is the int 200, like ninja's own keys, so it merges into ninja's 200 response. A string
+    "200" would sit beside the int 200 and serialise as the same key twice, which Swagger UI refuses.
+    """
+    return {"responses": {200: {"description": description, "content": {media_type: {"schema": {"type": "string"}}}}}}

@@ -20,7 +20,7 @@ from core.auth import ingest_auth, require_role, user_auth
 from core.errors import Conflict
 from core.idempotency import IdempotencyKeyHeader, run_idempotent
 from core.pagination import Page
-from core.schemas import responses
+from core.schemas import file_response, responses
 from loyalty.customers.models import Customer
 from loyalty.programmes.models import Programme
 from loyalty.retention.models import ImpactReport, RetentionOutcome
@@ -213,17 +213,8 @@ def get_impact_report(request, report_id: int):
     return get_object_or_404(ImpactReport, pk=report_id)
 
 
-SVG_RESPONSE = {
-    "responses": {
-        "200": {
-            "description": "An SVG image.",
-            "content": {"image/svg+xml": {"schema": {"type": "string"}}},
-        }
-    }
-}
-CSV_RESPONSE = {
-    "responses": {"200": {"description": "A CSV table.", "content": {"text/csv": {"schema": {"type": "string"}}}}}
-}
+SVG_RESPONSE = file_response("image/svg+xml", "An SVG image.")
+CSV_RESPONSE = file_response("text/csv", "A CSV table.")
 
 
 @router.get(

@@ -11,7 +11,7 @@ from accounts.models import Role
 from core.auth import require_role, user_auth
 from core.idempotency import IdempotencyKeyHeader, run_idempotent
 from core.pagination import Page
-from core.schemas import responses
+from core.schemas import file_response, responses
 from loyalty.segmentation.models import ScoringRun, Segment, SegmentRun
 from loyalty.segmentation.schemas.segments import (
     SegmentDiffOut,
@@ -64,12 +64,10 @@ def list_members(request, run_id: int = ID):
 
 @router.get(
     "/runs/{run_id}/members.csv",
-    response=responses({200: str}),
+    response=responses({200: None}),
     summary="Members of a segment run as CSV",
     description="Columns: rank, customer_id, external_id, then the values that qualified each member.",
-    openapi_extra={
-        "responses": {"200": {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}}}
-    },
+    openapi_extra=file_response("text/csv", "A CSV table, one row per member."),
 )
 def export_members(request, run_id: int = ID):
     require_role(request, MANAGER)
