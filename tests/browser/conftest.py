@@ -32,9 +32,17 @@ def _find(name: str, *fallbacks: str) -> str | None:
     return next((path for path in fallbacks if os.access(path, os.X_OK)), None)
 
 
+def _executable(env_name: str, name: str, *fallbacks: str) -> str | None:
+    """`$env_name` if set (and executable), else `name` on PATH, else a fallback path."""
+    chosen = os.environ.get(env_name)
+    if chosen:
+        return chosen if os.access(chosen, os.X_OK) else None
+    return _find(name, *fallbacks)
+
+
 def chromium_paths() -> tuple[str | None, str | None]:
-    binary = os.environ.get("CHROMIUM_BIN") or _find("chromium", "/usr/bin/chromium", "/usr/bin/chromium-browser")
-    driver = os.environ.get("CHROMEDRIVER_BIN") or _find("chromedriver", "/usr/bin/chromedriver")
+    binary = _executable("CHROMIUM_BIN", "chromium", "/usr/bin/chromium", "/usr/bin/chromium-browser")
+    driver = _executable("CHROMEDRIVER_BIN", "chromedriver", "/usr/bin/chromedriver")
     return binary, driver
 
 
