@@ -8,6 +8,7 @@ real validator (openapi-spec-validator) reads it.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 
 import pytest
@@ -68,3 +69,62 @@ def test_file_downloads_document_their_media_type(openapi_text):
     }
     for path, media_type in media.items():
         assert list(paths[path]["get"]["responses"]["200"]["content"]) == [media_type], path
+
+
+# --- every operation documents who may call it and what its errors mean -----------------------------------
+
+METHODS = ("get", "put", "post", "delete", "patch")
+WHO = re.compile(r"^\*\*Who may call:\*\* \S")
+ERROR_LINE = re.compile(r"^- \*\*(\d{3})\*\* (.*)$", re.MULTILINE)
+CODE = re.compile(r"`[a-z_]+`")
+
+
+def operations(schema: dict):
+    for path, item in schema["paths"].items():
+        for method in METHODS:
+            if method in item:
+                yield f"{method.upper()} {path}", item[method]
+
+
+def error_lines(description: str) -> dict[int, list[str]]:
+    section = description.partition("**Errors:**")[2]
+    lines: dict[int, list[str]] = {}
+    for status, text in ERROR_LINE.findall(section):
+        lines.setdefault(int(status), []).append(text)
+    return lines
+
+
+def test_every_operation_has_a_summary_and_says_who_may_call_it(openapi_text):
+    schema = strict_loads(openapi_text)
+    missing = [
+        name
+        for name, op in operations(schema)
+        if not op.get("summary", "").strip() or not WHO.match(op.get("description", ""))
+    ]
+    assert len(list(operations(schema))) > 80
+    assert missing == []
+
+
+def test_every_operation_declares_and_explains_its_error_responses(openapi_text):
+    problems = []
+    for name, op in operations(strict_loads(openapi_text)):
+        declared = {int(status) for status in op["responses"] if int(status) >= 400}
+        params = op.get("parameters", [])
+        required = {429}
+        if op.get("security"):
+            required |= {401, 403}
+        if params or "requestBody" in op:
+            required |= {422}
+        if any(p["in"] == "path" for p in params):
+            required |= {404}
+        if required - declared:
+            problems.append(f"{name}: does not declare {sorted(required - declared)}")
+        explained = error_lines(op.get("description", ""))
+        for status in sorted(declared):
+            if not any(CODE.search(text) for text in explained.get(status, [])):
+                problems.append(f"{name}: the description names no code for {status}")
+            if not CODE.search(op["responses"][str(status)]["description"]):
+                problems.append(f"{name}: response {status} names no code")
+        for status in sorted(set(explained) - declared):
+            problems.append(f"{name}: explains {status} but does not declare it")
+    assert problems == []
