@@ -38,7 +38,6 @@ first answer and creates nothing twice; the same key with another body is a 409.
 THROTTLES = [AnonRateThrottle(settings.API_THROTTLE_ANON), AuthRateThrottle(settings.API_THROTTLE_AUTH)]
 
 
-
 class PremierAPI(NinjaAPI):
     """NinjaAPI whose OpenAPI document explains every operation's credentials and errors (core.openapi)."""
 

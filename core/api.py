@@ -60,7 +60,9 @@ def _database_status() -> str:
         "anyone, without credentials (load balancers, monitoring).",
         "Checks that the database answers and the Celery broker is reachable ('eager' when Celery runs "
         "in-process). 200 when both are usable, 503 otherwise.",
-        errors={503: '`status: "degraded"`: the database or the broker does not answer; the body says which.'},
+        errors={
+            503: '`degraded`: the database or the broker does not answer; the body (`status: "degraded"`) says which.'
+        },
     ),
 )
 def health(request):

@@ -35,8 +35,10 @@ def _generic_errors(status: int, operation: dict[str, Any], method: str) -> list
     writes = method not in {"get", "head", "options"}
     needs_role = bool(ROLE_IN_WHO.search(operation.get("description", "")))
     if status == 400:
-        if "requestBody" in operation:
+        if _parsed_body(operation):
             return ["`malformed_request`: the body is not valid JSON (or not the declared content type)."]
+        if "requestBody" in operation:
+            return []  # a body the view reads raw (a webhook): the operation names its own codes
         return ["`malformed_request`: the request could not be read."]
     if status == 401:
         return ["`not_authenticated`: credentials are missing, invalid, expired or revoked."]
@@ -66,6 +68,12 @@ def _generic_errors(status: int, operation: dict[str, Any], method: str) -> list
     if status == 503:
         return ["`service_unavailable`: a service this operation depends on does not answer."]
     return []
+
+
+def _parsed_body(operation: dict[str, Any]) -> bool:
+    """The body is a declared schema that ninja parses and validates (not a raw body a view reads itself)."""
+    content = operation.get("requestBody", {}).get("content", {})
+    return any("$ref" in media.get("schema", {}) for media in content.values())
 
 
 def _is_error_body(response: dict[str, Any]) -> bool:

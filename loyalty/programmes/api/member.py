@@ -18,9 +18,7 @@ router = Router(tags=["member"], auth=user_auth)
         "members: users with the member role linked to an enrolled customer; anyone else gets the 404.",
         "Programme, tier and benefits, concierge allowance left this month, progress towards the next tier, next "
         "evaluation and any pending downgrade warning.",
-        errors={
-            404: "`no_membership`: the user is not an active member (no member role, no linked customer, control group)."
-        },
+        errors={404: "`no_membership`: not an active member (no member role, no linked customer, or control group)."},
     ),
 )
 def my_membership(request):
