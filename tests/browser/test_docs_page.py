@@ -51,3 +51,33 @@ def test_docs_page_shows_every_operation_and_no_error(browser, live_server, clie
     scripts = [s.get_attribute("src") for s in browser.find_elements("css selector", "script[src]")]
     assert scripts and all(src.startswith(f"{live_server.url}/static/ninja/") for src in scripts), scripts
     assert path.stat().st_size > 10_000
+
+
+def test_an_opened_operation_shows_who_may_call_it_and_its_errors(browser, live_server):
+    browser.get(f"{live_server.url}/api/v1/docs")
+    path = "/api/v1/concierge/agent/requests/{request_id}/transition"
+    block = wait_until(
+        browser,
+        lambda d: d.find_elements("css selector", f'#swagger-ui .opblock-post [data-path="{path}"]'),
+        "the transition operation was not rendered",
+    )[0]
+    browser.execute_script("arguments[0].scrollIntoView({block: 'start'});", block)
+    block.click()
+    opened = wait_until(
+        browser,
+        lambda d: d.find_elements("css selector", "#swagger-ui .opblock.is-open .opblock-description-wrapper"),
+        "the operation did not open",
+    )[0]
+    screenshot(browser, "api-docs-operation")
+
+    description = opened.text
+    assert description.startswith("Who may call: concierge agents (role concierge_agent).")
+    assert "409 invalid_transition: the move is not allowed from the current status." in description
+    assert "Credentials: the X-Session-Token header" in description
+    statuses = [  # the header row first
+        cell.text
+        for cell in browser.find_elements(
+            "css selector", "#swagger-ui .opblock.is-open .responses-table .response-col_status"
+        )
+    ]
+    assert statuses[1:] == ["200", "400", "401", "403", "404", "409", "422", "429"]
