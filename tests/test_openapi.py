@@ -31,17 +31,6 @@ def strict_loads(text: str) -> dict:
     return json.loads(text, object_pairs_hook=reject_duplicate_keys)
 
 
-def test_strict_loads_rejects_duplicate_keys():
-    with pytest.raises(DuplicateKeyError, match=r"duplicate keys \['200'\]"):
-        strict_loads('{"responses": {"200": {}, "400": {}, "200": {}}}')
-    assert strict_loads('{"a": {"b": 1}, "b": 2}') == {"a": {"b": 1}, "b": 2}
-
-
-def test_validator_rejects_an_invalid_document():
-    with pytest.raises(OpenAPIValidationError):
-        validate({"openapi": "3.1.0", "info": {"title": "x"}, "paths": {}})
-
-
 @pytest.fixture
 def openapi_text(client) -> str:
     response = client.get("/api/v1/openapi.json")
@@ -51,10 +40,14 @@ def openapi_text(client) -> str:
 
 
 def test_openapi_json_has_no_duplicate_keys(openapi_text):
+    with pytest.raises(DuplicateKeyError, match=r"duplicate keys \['200'\]"):  # the check itself works
+        strict_loads('{"responses": {"200": {}, "400": {}, "200": {}}}')
     strict_loads(openapi_text)
 
 
 def test_openapi_json_is_valid_openapi_3_1(openapi_text):
+    with pytest.raises(OpenAPIValidationError):  # the validator itself refuses a broken document
+        validate({"openapi": "3.1.0", "info": {"title": "no version"}, "paths": {}})
     schema = strict_loads(openapi_text)
     assert schema["openapi"] == "3.1.0"
     validate(schema)

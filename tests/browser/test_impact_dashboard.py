@@ -44,12 +44,3 @@ def test_impact_dashboard_in_a_browser(browser, live_server):
     for chart in charts:
         assert chart["complete"] and chart["width"] > 300 and chart["height"] > 200, chart
     assert path.stat().st_size > 20_000
-
-
-def test_impact_dashboard_sends_a_browser_without_session_to_the_login_page(browser, live_server):
-    pop = build(n_treatment=5, n_control=5, retention_treatment=0.9, retention_control=0.8)
-
-    browser.get(f"{live_server.url}/manager/programmes/{pop.programme.pk}/impact/")
-
-    assert browser.current_url.startswith(f"{live_server.url}/admin/login/?next=/manager/programmes/")
-    assert browser.find_element("css selector", "input[name=username]").is_displayed()
