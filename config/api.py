@@ -14,6 +14,7 @@ from ninja.errors import Throttled as NinjaThrottled
 from ninja.throttling import AnonRateThrottle, AuthRateThrottle
 
 from core.errors import PremierError
+from core.openapi import document_errors
 from core.parser import NulCharacterError, SafeJsonParser
 
 logger = logging.getLogger("premier.api")
@@ -36,7 +37,15 @@ first answer and creates nothing twice; the same key with another body is a 409.
 # Anonymous callers by IP, authenticated callers by credential (AuthRateThrottle reads request.auth).
 THROTTLES = [AnonRateThrottle(settings.API_THROTTLE_ANON), AuthRateThrottle(settings.API_THROTTLE_AUTH)]
 
-api = NinjaAPI(
+
+class PremierAPI(NinjaAPI):
+    """NinjaAPI whose OpenAPI document explains every operation's credentials and errors (core.openapi)."""
+
+    def get_openapi_schema(self, *, path_prefix=None, path_params=None):
+        return document_errors(super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params))
+
+
+api = PremierAPI(
     title="Premier API",
     version="1",
     description=DESCRIPTION,

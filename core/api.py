@@ -8,7 +8,7 @@ from ninja import Router, Schema, Status
 
 from accounts.services import user_roles
 from core.auth import request_user, user_auth
-from core.schemas import ErrorOut, responses
+from core.schemas import ErrorOut, describe, responses
 
 logger = logging.getLogger("premier.health")
 router = Router(tags=["system"])
@@ -56,8 +56,14 @@ def _database_status() -> str:
     auth=None,
     response={200: HealthOut, 503: HealthOut, 429: ErrorOut},
     summary="Service health",
-    description="Checks that the database answers and the Celery broker is reachable ('eager' when Celery runs "
-    "in-process). 200 when both are usable, 503 otherwise. No authentication.",
+    description=describe(
+        "anyone, without credentials (load balancers, monitoring).",
+        "Checks that the database answers and the Celery broker is reachable ('eager' when Celery runs "
+        "in-process). 200 when both are usable, 503 otherwise.",
+        errors={
+            503: '`degraded`: the database or the broker does not answer; the body (`status: "degraded"`) says which.'
+        },
+    ),
 )
 def health(request):
     body = {"database": _database_status(), "broker": _broker_status()}
@@ -71,7 +77,10 @@ def health(request):
     auth=user_auth,
     response=responses({200: MeOut}),
     summary="Who am I",
-    description="The logged-in user and their roles (member, concierge_agent, programme_manager, partner_staff).",
+    description=describe(
+        "any logged-in user.",
+        "The user and their roles (`member`, `concierge_agent`, `programme_manager`, `partner_staff`).",
+    ),
 )
 def me(request):
     user = request_user(request)

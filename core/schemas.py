@@ -30,5 +30,37 @@ def responses(ok: dict[int, Any], *extra_errors: int) -> dict[int, Any]:
     return result
 
 
+def describe(who: str, text: str = "", *, errors: dict[int, str | list[str]] | None = None) -> str:
+    """An operation's description: who may call it, what it does, and the error codes of its own.
+
+    `errors` maps a status to this operation's codes and what they mean, as markdown, one string or a list:
+    `{409: "`invalid_transition`: the request cannot move from its status to the one asked."}`.
+    The API (core.openapi.document_errors) adds the credentials it accepts and a line for every declared error
+    status with the codes every operation shares (`not_authenticated`, `role_required`, `validation_error`...).
+    """
+    parts = [f"**Who may call:** {who}"]
+    if text:
+        parts.append(text)
+    lines = []
+    for status, meanings in sorted((errors or {}).items()):
+        for meaning in [meanings] if isinstance(meanings, str) else meanings:
+            lines.append(f"- **{status}** {meaning}")
+    if lines:
+        parts.append(ERRORS_HEADING + "\n" + "\n".join(lines))
+    return "\n\n".join(parts)
+
+
+ERRORS_HEADING = "**Errors:**"
+
+
 class MessageOut(Schema):
     detail: str
+
+
+def file_response(media_type: str, description: str) -> dict[str, Any]:
+    """`openapi_extra` for an operation that answers a file (CSV, SVG) with `response={200: None, ...}`.
+
+    The status key is the int 200, like ninja's own keys, so it merges into ninja's 200 response. A string
+    "200" would sit beside the int 200 and serialise as the same key twice, which Swagger UI refuses.
+    """
+    return {"responses": {200: {"description": description, "content": {media_type: {"schema": {"type": "string"}}}}}}

@@ -4,21 +4,25 @@ from ninja.pagination import paginate
 from accounts.models import Role
 from core.auth import require_role, user_auth
 from core.pagination import Page
-from core.schemas import responses
+from core.schemas import describe, responses
 from loyalty.customers.schemas import CustomerDetailOut, CustomerFilters, CustomerOut, InteractionOut
 from loyalty.customers.selectors import customer_detail, customer_list
 
 router = Router(tags=["customers"], auth=user_auth)
 
 READERS = (Role.PROGRAMME_MANAGER, Role.CONCIERGE_AGENT)
+READERS_WHO = "programme managers and concierge agents (role `programme_manager` or `concierge_agent`)."
 
 
 @router.get(
     "",
     response=responses({200: list[CustomerOut]}),
     summary="List customers",
-    description="Programme managers and concierge agents. Filter by status, region and joining date; search by "
-    "external id, email, name or phone. Paginated (limit/offset).",
+    description=describe(
+        READERS_WHO,
+        "Filter by status, region and joining date; search by external id, email, name or phone. Paginated "
+        "(limit/offset).",
+    ),
 )
 @paginate(Page)
 def list_customers(request, filters: Query[CustomerFilters]):
@@ -30,8 +34,12 @@ def list_customers(request, filters: Query[CustomerFilters]):
     "/{customer_id}",
     response=responses({200: CustomerDetailOut}),
     summary="Customer detail",
-    description="Programme managers and concierge agents. The customer with revenue per month (last 12 months), "
-    "channel mix over the last year and the 10 latest interactions.",
+    description=describe(
+        READERS_WHO,
+        "The customer with revenue per month (last 12 months), channel mix over the last year and the 10 latest "
+        "interactions.",
+        errors={404: "`customer_not_found`: no customer with this id."},
+    ),
 )
 def get_customer(request, customer_id: int):
     require_role(request, *READERS)
