@@ -11,6 +11,8 @@ FRESH_PROCESS = """
 import json, sys
 import django
 django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)  # the outbox records the message in the database
 from unittest import mock
 from celery import Task, current_app
 from core.outbox import enqueue
