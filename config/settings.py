@@ -238,6 +238,9 @@ RUN_PENDING_TIMEOUT = int(env("RUN_PENDING_TIMEOUT", "300"))
 RUN_HEARTBEAT_TIMEOUT = int(env("RUN_HEARTBEAT_TIMEOUT", "600"))
 RUN_MAX_ATTEMPTS = int(env("RUN_MAX_ATTEMPTS", "3"))
 RUN_RECONCILE_INTERVAL = int(env("RUN_RECONCILE_INTERVAL", "60"))
+RUN_HEARTBEAT_INTERVAL = float(env("RUN_HEARTBEAT_INTERVAL", "15"))
+# Fault drills only (kill a worker mid-run): seconds a run pauses between its steps. Leave at 0.
+RUN_STEP_DELAY_SECONDS = float(env("RUN_STEP_DELAY_SECONDS", "0"))
 
 CELERY_BEAT_SCHEDULE: dict = {
     "purge-idempotency-records": {"task": "core.tasks.purge_idempotency_records", "schedule": 3600},
