@@ -227,8 +227,25 @@ from concierge.schedule import BEAT as CONCIERGE_BEAT  # noqa: E402
 from events.schedule import BEAT as EVENTS_BEAT  # noqa: E402
 from loyalty.schedule import BEAT as LOYALTY_BEAT  # noqa: E402
 
+# Task outbox (core.outbox): the in-request publication attempt is bounded; the relay publishes the rest.
+OUTBOX_PUBLISH_TIMEOUT = float(env("OUTBOX_PUBLISH_TIMEOUT", "1"))
+OUTBOX_PUBLISH_BACKOFF_SECONDS = float(env("OUTBOX_PUBLISH_BACKOFF_SECONDS", "5"))
+OUTBOX_RELAY_INTERVAL = int(env("OUTBOX_RELAY_INTERVAL", "15"))
+OUTBOX_RELAY_MIN_AGE = float(env("OUTBOX_RELAY_MIN_AGE", "5"))
+OUTBOX_RETENTION_HOURS = float(env("OUTBOX_RETENTION_HOURS", "72"))
+# Runs (scoring, segment, enrolment, impact report): heartbeat and the reconciler (loyalty.runs).
+RUN_PENDING_TIMEOUT = int(env("RUN_PENDING_TIMEOUT", "300"))
+RUN_HEARTBEAT_TIMEOUT = int(env("RUN_HEARTBEAT_TIMEOUT", "600"))
+RUN_MAX_ATTEMPTS = int(env("RUN_MAX_ATTEMPTS", "3"))
+RUN_RECONCILE_INTERVAL = int(env("RUN_RECONCILE_INTERVAL", "60"))
+RUN_HEARTBEAT_INTERVAL = float(env("RUN_HEARTBEAT_INTERVAL", "15"))
+# Fault drills only (kill a worker mid-run): seconds a run pauses between its steps. Leave at 0.
+RUN_STEP_DELAY_SECONDS = float(env("RUN_STEP_DELAY_SECONDS", "0"))
+
 CELERY_BEAT_SCHEDULE: dict = {
     "purge-idempotency-records": {"task": "core.tasks.purge_idempotency_records", "schedule": 3600},
+    "outbox-relay": {"task": "core.tasks.outbox_relay", "schedule": OUTBOX_RELAY_INTERVAL},
+    "outbox-purge": {"task": "core.tasks.outbox_purge", "schedule": 3600},
     **LOYALTY_BEAT,
     **CONCIERGE_BEAT,
     **EVENTS_BEAT,

@@ -16,3 +16,29 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.owner} {self.key}"
+
+
+class OutboxMessage(models.Model):
+    """A task that a transaction decided, recorded in that same transaction (core.outbox.enqueue) and published
+    to the broker by the relay: right after commit, and by the periodic relay for whatever is still unpublished
+    (broker down, process died between commit and publish). Published rows are purged after a retention."""
+
+    task_name = models.CharField(max_length=200)
+    args = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="Failed publication attempts.")
+    last_error = models.TextField(blank=True, default="")
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # The relay's scan: unpublished rows, oldest first (a partial index stays tiny).
+            models.Index(fields=["id"], name="outbox_unpublished_idx", condition=models.Q(published_at__isnull=True)),
+            models.Index(fields=["published_at"], name="outbox_published_at_idx"),
+        ]
+
+    def __str__(self) -> str:
+        state = "published" if self.published_at else "unpublished"
+        return f"{self.task_name}{tuple(self.args)} ({state})"

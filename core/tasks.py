@@ -12,3 +12,19 @@ def purge_idempotency_records() -> int:
 @shared_task
 def ping() -> str:
     return "pong"
+
+
+@shared_task(name="core.tasks.outbox_relay")
+def outbox_relay() -> int:
+    """Beat (every OUTBOX_RELAY_INTERVAL seconds): publish outbox messages still unpublished after commit."""
+    from core.outbox import outbox_relay as relay
+
+    return relay()
+
+
+@shared_task(name="core.tasks.outbox_purge")
+def outbox_purge() -> int:
+    """Beat (hourly): delete published outbox messages past their retention (OUTBOX_RETENTION_HOURS)."""
+    from core.outbox import outbox_purge as purge
+
+    return purge()

@@ -12,7 +12,7 @@ from typing import Literal
 
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
-from ninja import Query, Router
+from ninja import Query, Router, Status
 from ninja.pagination import paginate
 
 from accounts.models import Role
@@ -20,6 +20,7 @@ from core.auth import ingest_auth, require_role, user_auth
 from core.errors import Conflict
 from core.idempotency import IdempotencyKeyHeader, run_idempotent
 from core.pagination import Page
+from core.runs import RETRY_DESCRIPTION, RETRY_ERRORS
 from core.schemas import describe, file_response, responses
 from loyalty.customers.models import Customer
 from loyalty.programmes.models import Programme
@@ -35,7 +36,12 @@ from loyalty.retention.schemas import (
     TimelineEntryOut,
 )
 from loyalty.retention.selectors import outcomes_list
-from loyalty.retention.services.impact import DEFAULT_HORIZONS, impact_report_compute, impact_report_request
+from loyalty.retention.services.impact import (
+    DEFAULT_HORIZONS,
+    impact_report_compute,
+    impact_report_request,
+    impact_report_retry,
+)
 from loyalty.retention.services.impact_output import chart_svg, report_csv
 from loyalty.retention.services.outcomes import OutcomeRow, outcome_record_manual, outcomes_record
 from loyalty.retention.timeline import timeline_for_customer
@@ -233,6 +239,17 @@ def request_impact_report(
 def get_impact_report(request, report_id: int):
     require_role(request, Role.PROGRAMME_MANAGER)
     return get_object_or_404(ImpactReport, pk=report_id)
+
+
+@router.post(
+    "/impact-reports/{report_id}/retry",
+    response=responses({202: ImpactReportOut}, 409),
+    summary="Retry a failed stored impact report",
+    description=describe("programme managers (role `programme_manager`).", RETRY_DESCRIPTION, errors=RETRY_ERRORS),
+)
+def retry_impact_report(request, report_id: int):
+    require_role(request, Role.PROGRAMME_MANAGER)
+    return Status(202, impact_report_retry(report=get_object_or_404(ImpactReport, pk=report_id)))
 
 
 SVG_RESPONSE = file_response("image/svg+xml", "An SVG image.")

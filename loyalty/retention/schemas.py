@@ -280,6 +280,8 @@ class ImpactReportOut(Schema):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    attempts: int
+    heartbeat_at: datetime
     result: ImpactReportBodyOut | None
 
 

@@ -11,6 +11,7 @@ from core.auth import require_role, user_auth
 from core.errors import NotFound
 from core.idempotency import IdempotencyKeyHeader, run_idempotent
 from core.pagination import Page
+from core.runs import RETRY_DESCRIPTION
 from core.schemas import describe, responses
 from loyalty.programmes.models import Enrolment, Programme, Tier
 from loyalty.programmes.schemas import (
@@ -36,7 +37,7 @@ from loyalty.programmes.selectors.programmes import (
     tier_get,
 )
 from loyalty.programmes.services.assignment import retention_mde_for_holdout
-from loyalty.programmes.services.enrolment import enrolment_start
+from loyalty.programmes.services.enrolment import enrolment_retry, enrolment_start
 from loyalty.programmes.services.programmes import (
     programme_create,
     programme_update,
@@ -317,6 +318,20 @@ def get_enrolment(request, programme_id: int, enrolment_id: int):
     if enrolment is None:
         raise NotFound("No such enrolment.", code="enrolment_not_found")
     return enrolment
+
+
+@router.post(
+    "/{programme_id}/enrolments/{enrolment_id}/retry",
+    response=responses({202: EnrolmentOut}, 409),
+    summary="Retry a failed enrolment",
+    description=f"{MANAGER} {RETRY_DESCRIPTION} It writes only the memberships still missing.",
+)
+def retry_enrolment(request, programme_id: int, enrolment_id: int):
+    _manager(request)
+    enrolment = Enrolment.objects.filter(programme=programme_get(programme_id), pk=enrolment_id).first()
+    if enrolment is None:
+        raise NotFound("No such enrolment.", code="enrolment_not_found")
+    return Status(202, enrolment_retry(enrolment=enrolment))
 
 
 @router.post(

@@ -21,7 +21,7 @@ import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
-from core import outbox
+from core import outbox, runs
 from core.errors import Conflict, ValidationFailed
 from loyalty.programmes.models import Programme, Tier
 from loyalty.retention import selectors as q
@@ -635,10 +635,9 @@ def impact_report_request(*, programme: Programme, as_of: datetime | None, horiz
 
 def impact_report_run_stored(*, report_id: int) -> ImpactReport:
     """Compute a stored report. Idempotent: a finished report is left alone; a claimed running one is
-    refused, so two deliveries of the task never compute it twice at once."""
-    claimed = ImpactReport.objects.filter(pk=report_id, status=ImpactReport.Status.PENDING).update(
-        status=ImpactReport.Status.RUNNING, started_at=timezone.now(), progress=1
-    )
+    refused, so two deliveries of the task never compute it twice at once (one whose worker died is requeued
+    by the reconciler, core.runs)."""
+    claimed = runs.run_claim(ImpactReport, report_id, progress=1)
     report = ImpactReport.objects.select_related("programme").get(pk=report_id)
     if not claimed:
         if report.status == ImpactReport.Status.RUNNING:
@@ -646,12 +645,13 @@ def impact_report_run_stored(*, report_id: int) -> ImpactReport:
         return report
 
     def progress(percent: int) -> None:
-        ImpactReport.objects.filter(pk=report_id).update(progress=percent)
+        runs.run_progress(ImpactReport, report_id, percent)
 
     try:
-        result = impact_report_compute(
-            programme=report.programme, as_of=report.as_of, horizons=report.horizons, progress=progress
-        )
+        with runs.heartbeat(ImpactReport, report_id):
+            result = impact_report_compute(
+                programme=report.programme, as_of=report.as_of, horizons=report.horizons, progress=progress
+            )
     except Exception as exc:  # recorded on the report; the task is not retried with the same input
         logger.exception("Impact report %s failed", report_id)
         ImpactReport.objects.filter(pk=report_id).update(
@@ -664,7 +664,18 @@ def impact_report_run_stored(*, report_id: int) -> ImpactReport:
         progress=100,
         result=result,
         timings=result["timings"],
+        heartbeat_at=timezone.now(),
         finished_at=timezone.now(),
     )
     report.refresh_from_db()
     return report
+
+
+def impact_report_retry(*, report: ImpactReport) -> ImpactReport:
+    """A failed stored report is computed again (409 `run_not_failed` otherwise)."""
+    return runs.run_retry(ImpactReport, report.pk, task_name="loyalty.tasks.impact_report_run", result=None)
+
+
+def impact_reports_reconcile() -> dict[str, list[int]]:
+    """Requeue or fail stored reports that never started or whose worker died (beat, core.runs)."""
+    return runs.runs_reconcile(ImpactReport, task_name="loyalty.tasks.impact_report_run")

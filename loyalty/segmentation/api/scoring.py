@@ -1,13 +1,14 @@
 """Manager API: scoring models and scoring runs (role programme_manager)."""
 
 from django.shortcuts import get_object_or_404
-from ninja import Path, Router
+from ninja import Path, Router, Status
 from ninja.pagination import paginate
 
 from accounts.models import Role
 from core.auth import require_role, user_auth
 from core.idempotency import IdempotencyKeyHeader, run_idempotent
 from core.pagination import Page
+from core.runs import RETRY_DESCRIPTION, RETRY_ERRORS
 from core.schemas import describe, responses
 from loyalty.segmentation.models import CustomerMetrics, ScoringModel, ScoringRun
 from loyalty.segmentation.schemas.scoring import (
@@ -24,6 +25,7 @@ from loyalty.segmentation.services.scoring import (
     scoring_model_default,
     scoring_model_update,
     scoring_run_create,
+    scoring_run_retry,
 )
 
 ID = Path(..., ge=1, le=2**62)
@@ -141,6 +143,17 @@ def create_run(request, payload: ScoringRunIn, idempotency_key: str | None = Ide
 def get_run(request, run_id: int = ID):
     require_role(request, MANAGER)
     return get_object_or_404(ScoringRun, pk=run_id)
+
+
+@router.post(
+    "/runs/{run_id}/retry",
+    response=responses({202: ScoringRunOut}, 409),
+    summary="Retry a failed scoring run",
+    description=describe("programme managers (role `programme_manager`).", RETRY_DESCRIPTION, errors=RETRY_ERRORS),
+)
+def retry_run(request, run_id: int = ID):
+    require_role(request, MANAGER)
+    return Status(202, scoring_run_retry(run=get_object_or_404(ScoringRun, pk=run_id)))
 
 
 @router.get(

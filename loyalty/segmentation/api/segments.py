@@ -4,13 +4,14 @@ import csv
 
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
-from ninja import Path, Query, Router
+from ninja import Path, Query, Router, Status
 from ninja.pagination import paginate
 
 from accounts.models import Role
 from core.auth import require_role, user_auth
 from core.idempotency import IdempotencyKeyHeader, run_idempotent
 from core.pagination import Page
+from core.runs import RETRY_DESCRIPTION, RETRY_ERRORS
 from core.schemas import describe, file_response, responses
 from loyalty.segmentation.models import ScoringRun, Segment, SegmentRun
 from loyalty.segmentation.schemas.segments import (
@@ -32,6 +33,7 @@ from loyalty.segmentation.services.segments import (
     segment_run_create,
     segment_run_diff,
     segment_run_explain,
+    segment_run_retry,
     segment_update,
 )
 
@@ -55,6 +57,17 @@ def _scoring_run(scoring_run_id: int | None) -> ScoringRun | None:
 def get_run(request, run_id: int = ID):
     require_role(request, MANAGER)
     return get_object_or_404(SegmentRun, pk=run_id)
+
+
+@router.post(
+    "/runs/{run_id}/retry",
+    response=responses({202: SegmentRunOut}, 409),
+    summary="Retry a failed segment run",
+    description=describe("programme managers (role `programme_manager`).", RETRY_DESCRIPTION, errors=RETRY_ERRORS),
+)
+def retry_run(request, run_id: int = ID):
+    require_role(request, MANAGER)
+    return Status(202, segment_run_retry(run=get_object_or_404(SegmentRun, pk=run_id)))
 
 
 @router.get(
