@@ -11,7 +11,7 @@ from core.auth import require_role, user_auth
 from core.errors import NotFound
 from core.idempotency import IdempotencyKeyHeader, run_idempotent
 from core.pagination import Page
-from core.runs import RETRY_DESCRIPTION
+from core.runs import RETRY_DESCRIPTION, RETRY_ERRORS
 from core.schemas import describe, responses
 from loyalty.programmes.models import Enrolment, Programme, Tier
 from loyalty.programmes.schemas import (
@@ -324,7 +324,11 @@ def get_enrolment(request, programme_id: int, enrolment_id: int):
     "/{programme_id}/enrolments/{enrolment_id}/retry",
     response=responses({202: EnrolmentOut}, 409),
     summary="Retry a failed enrolment",
-    description=f"{MANAGER} {RETRY_DESCRIPTION} It writes only the memberships still missing.",
+    description=describe(
+        MANAGER,
+        f"{RETRY_DESCRIPTION} It writes only the memberships still missing.",
+        errors={**RETRY_ERRORS, 404: "`programme_not_found`, `enrolment_not_found`: no such programme or enrolment."},
+    ),
 )
 def retry_enrolment(request, programme_id: int, enrolment_id: int):
     _manager(request)

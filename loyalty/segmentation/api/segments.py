@@ -63,7 +63,7 @@ def get_run(request, run_id: int = ID):
     "/runs/{run_id}/retry",
     response=responses({202: SegmentRunOut}, 409),
     summary="Retry a failed segment run",
-    description=describe("programme managers (role `programme_manager`).", RETRY_DESCRIPTION, errors=RETRY_ERRORS),
+    description=describe(WHO, RETRY_DESCRIPTION, errors=RETRY_ERRORS),
 )
 def retry_run(request, run_id: int = ID):
     require_role(request, MANAGER)
