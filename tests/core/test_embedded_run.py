@@ -1,0 +1,180 @@
+"""The embedded default (`make run`): a real Celery worker and beat on a broker that needs nothing installed
+(kombu's SQLAlchemy transport on a SQLite file), not eager execution.
+
+The end-to-end test starts the worker and beat of the Procfile as real processes on a throwaway SQLite
+database and broker file, whatever DATABASE_URL / CELERY_BROKER_URL say, so it runs in both CI legs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import ExitStack, closing
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+BEAT_INTERVAL = 3  # seconds between two hold-expiry runs in the end-to-end test
+EXPIRY_RUN = re.compile(r"Task events\.tasks\.expire_holds\[[0-9a-f-]+\] succeeded in [0-9.]+s: (\d+)$", re.M)
+
+CREATE_EXPIRING_HOLD = """
+import json
+from datetime import timedelta
+from decimal import Decimal
+
+import django
+
+django.setup()
+from django.utils import timezone
+
+from events.models import Booking, Event
+from events.services.bookings import booking_create
+from tests.events.factories import EventFactory, member
+
+event = EventFactory(price=Decimal("30.00"), capacity=4)
+_, membership = member(guests=1)
+booking = booking_create(membership=membership, event_id=event.pk, guests=1)
+expires = timezone.now() + timedelta(seconds=1)
+Booking.objects.filter(pk=booking.pk).update(hold_expires_at=expires)
+event = Event.objects.get(pk=event.pk)
+print(json.dumps({"booking": booking.pk, "event": event.pk, "status": booking.status, "seats": event.seats_booked,
+                  "expires": expires.timestamp()}))
+"""
+
+
+def procfile() -> dict[str, str]:
+    """The process types of the Procfile that `make run` starts with honcho."""
+    entries = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, sep, command = line.partition(":")
+        if sep and not line.startswith("#"):
+            entries[name.strip()] = command.strip()
+    return entries
+
+
+def embedded_env(var_dir: Path) -> dict[str, str]:
+    """The environment of `make run` with nothing configured, in a throwaway var dir."""
+    unset = {
+        "DATABASE_URL",
+        "SQLITE_PATH",
+        "CELERY_BROKER_URL",
+        "CELERY_TASK_ALWAYS_EAGER",
+        "REDIS_URL",
+    }
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    env.update(
+        PREMIER_VAR_DIR=str(var_dir),
+        HOLD_EXPIRY_INTERVAL_SECONDS=str(BEAT_INTERVAL),
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=str(ROOT),
+        DJANGO_SETTINGS_MODULE="config.settings",
+    )
+    return env
+
+
+def start(command: str, env: dict[str, str], log: Path) -> subprocess.Popen:
+    """Start a Procfile command as honcho does: through the shell, in its own process group."""
+    return subprocess.Popen(  # noqa: S602 - the Procfile's own command line
+        command, shell=True, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM the process group (warm shutdown), then SIGKILL whatever is left."""
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+            # The group may outlive its leader (the worker's pool processes): make sure it is gone.
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def wait_for(predicate, timeout: float, what: str, logs: list[Path]):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    tails = "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}" for log in logs)
+    pytest.fail(f"{what} did not happen within {timeout}s\n{tails}")
+
+
+def test_hold_expires_and_frees_its_seats_on_the_real_worker_and_beat_within_two_intervals(tmp_path):
+    var = tmp_path / "var"
+    env = embedded_env(var)
+    run = {"cwd": ROOT, "env": env, "capture_output": True, "text": True, "timeout": 300, "check": True}
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], **run)  # noqa: S603
+    processes = procfile()
+    worker_log, beat_log = tmp_path / "worker.log", tmp_path / "beat.log"
+    logs = [worker_log, beat_log]
+    with ExitStack() as cleanup:
+        worker = start(processes["worker"], env, worker_log)
+        cleanup.callback(stop, worker)
+        beat = start(processes["beat"], env, beat_log)
+        cleanup.callback(stop, beat)
+
+        # Both up: the worker has run a hold-expiry pass that beat sent.
+        wait_for(lambda: EXPIRY_RUN.search(worker_log.read_text(errors="replace")), 120, "a first expiry run", logs)
+        hold = json.loads(
+            subprocess.run([sys.executable, "-c", CREATE_EXPIRING_HOLD], **run).stdout.strip().splitlines()[-1]  # noqa: S603
+        )
+        assert (hold["status"], hold["seats"]) == ("held", 2)
+
+        def expired():
+            with closing(sqlite3.connect(var / "premier.sqlite3", timeout=30)) as db:
+                status = db.execute("SELECT status FROM events_booking WHERE id = ?", [hold["booking"]]).fetchone()[0]
+                seats = db.execute("SELECT seats_booked FROM events_event WHERE id = ?", [hold["event"]]).fetchone()[0]
+            return (time.time(), status, seats) if status != "held" else None
+
+        observed_at, status, seats = wait_for(expired, 2 * BEAT_INTERVAL + 60, "the hold's expiry", logs)
+        assert (status, seats) == ("expired", 0)
+        print(f"hold expired {observed_at - hold['expires']:.2f}s after its expiry time (interval {BEAT_INTERVAL}s)")
+        # Within two beat intervals of the hold's expiry time.
+        assert observed_at - hold["expires"] <= 2 * BEAT_INTERVAL, (observed_at - hold["expires"], logs)
+        # The worker's run expired exactly this hold (its log line follows the commit).
+        wait_for(lambda: "1" in EXPIRY_RUN.findall(worker_log.read_text(errors="replace")), 10, "the log line", logs)
+        assert EXPIRY_RUN.findall(worker_log.read_text(errors="replace")).count("1") == 1
+    for log in logs:
+        assert "database is locked" not in log.read_text(errors="replace")
+        assert "Traceback" not in log.read_text(errors="replace")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_setup_demo_builds_the_demo_in_process_when_no_worker_runs_yet(settings, tmp_path):
+    """`make run` prepares the demo before the worker starts: its tasks (the enrolment invitations, written to
+    files) run in the command, and nothing is left waiting in the broker."""
+    from config.celery import app
+    from loyalty.programmes.models import Membership
+
+    settings.VAR_DIR = tmp_path
+    app.conf.task_always_eager = False  # as outside the tests: a real broker, and no worker yet
+    try:
+        call_command("seed_users")
+        call_command("setup_demo", customers=400)
+    finally:
+        with app.connection_for_write() as connection:
+            _, waiting, _ = connection.default_channel.queue_declare(queue="celery")
+            connection.default_channel.queue_purge("celery")
+    treatment = Membership.objects.filter(group="treatment", status="active")
+    assert treatment.count() > 0
+    assert treatment.filter(invited_at=None).count() == 0
+    sent = sum(path.read_text().count("Subject: Welcome to Premier Circle") for path in (tmp_path / "demo-mail").iterdir())
+    assert sent == treatment.exclude(customer__email="").count()
+    assert waiting == 0
