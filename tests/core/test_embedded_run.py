@@ -175,6 +175,7 @@ def test_setup_demo_builds_the_demo_in_process_when_no_worker_runs_yet(settings,
     treatment = Membership.objects.filter(group="treatment", status="active")
     assert treatment.count() > 0
     assert treatment.filter(invited_at=None).count() == 0
-    sent = sum(path.read_text().count("Subject: Welcome to Premier Circle") for path in (tmp_path / "demo-mail").iterdir())
+    mails = (tmp_path / "demo-mail").iterdir()
+    sent = sum(path.read_text().count("Subject: Welcome to Premier Circle") for path in mails)
     assert sent == treatment.exclude(customer__email="").count()
     assert waiting == 0
