@@ -170,8 +170,9 @@ def test_setup_demo_builds_the_demo_in_process_when_no_worker_runs_yet(settings,
         call_command("setup_demo", customers=400)
     finally:
         with app.connection_for_write() as connection:
-            _, waiting, _ = connection.default_channel.queue_declare(queue="celery")
-            connection.default_channel.queue_purge("celery")
+            queue = app.amqp.queues[app.conf.task_default_queue](connection.default_channel)
+            waiting = queue.queue_declare().message_count
+            queue.purge()
     treatment = Membership.objects.filter(group="treatment", status="active")
     assert treatment.count() > 0
     assert treatment.filter(invited_at=None).count() == 0
@@ -179,3 +180,17 @@ def test_setup_demo_builds_the_demo_in_process_when_no_worker_runs_yet(settings,
     sent = sum(path.read_text().count("Subject: Welcome to Premier Circle") for path in mails)
     assert sent == treatment.exclude(customer__email="").count()
     assert waiting == 0
+
+
+def test_outside_the_tests_celery_is_not_eager_and_uses_the_embedded_broker(tmp_path):
+    script = (
+        "import json, django; django.setup(); from celery import current_app as app; "
+        "print(json.dumps([app.conf.task_always_eager, app.conf.broker_url]))"
+    )
+    out = subprocess.run(  # noqa: S603 - a fixed script
+        [sys.executable, "-c", script], cwd=ROOT, env=embedded_env(tmp_path), capture_output=True, text=True, check=True
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [
+        False,
+        f"sqla+sqlite:///{tmp_path}/celery-broker.sqlite3",
+    ]
