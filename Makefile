@@ -33,7 +33,7 @@ demo: migrate
 run: $(if $(filter 1,$(RESET)),reset-demo,demo)
 	@echo "Serving on http://$(HOST):$(PORT)/  API docs: http://$(HOST):$(PORT)/api/v1/docs"
 	@echo "With a Celery worker and beat on $${CELERY_BROKER_URL:-the embedded broker ($(VAR)/celery-broker.sqlite3)}; Ctrl-C stops all three."
-	PATH="$(abspath $(BIN)):$$PATH" HOST=$(HOST) PORT=$(PORT) $(BIN)/honcho start -f Procfile
+	PATH="$(abspath $(BIN)):$$PATH" HOST=$(HOST) PORT=$(PORT) $(BIN)/python -m config.procfile
 
 # Stop `make run` first. Removes the SQLite database, the broker file and the demo's mail, then rebuilds.
 reset-demo: install

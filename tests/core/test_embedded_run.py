@@ -23,6 +23,7 @@ from django.core.management import call_command
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 BEAT_INTERVAL = 3  # seconds between two hold-expiry runs in the end-to-end test
+STOP_GRACE_SECONDS = 30  # config.procfile's
 EXPIRY_RUN = re.compile(r"Task events\.tasks\.expire_holds\[[0-9a-f-]+\] succeeded in [0-9.]+s: (\d+)$", re.M)
 
 CREATE_EXPIRING_HOLD = """
@@ -50,16 +51,6 @@ print(json.dumps({"booking": booking.pk, "event": event.pk, "status": booking.st
 """
 
 
-def procfile() -> dict[str, str]:
-    """The process types of the Procfile that `make run` starts with honcho."""
-    entries = {}
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        name, sep, command = line.partition(":")
-        if sep and not line.startswith("#"):
-            entries[name.strip()] = command.strip()
-    return entries
-
-
 def embedded_env(var_dir: Path) -> dict[str, str]:
     """The environment of `make run` with nothing configured, in a throwaway var dir."""
     unset = {
@@ -81,39 +72,41 @@ def embedded_env(var_dir: Path) -> dict[str, str]:
     return env
 
 
-def start(command: str, env: dict[str, str], log: Path) -> subprocess.Popen:
-    """Start a Procfile command as honcho does: through the shell, in its own process group."""
-    return subprocess.Popen(  # noqa: S602 - the Procfile's own command line
-        command, shell=True, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
-    )
+def started_pids(log: Path) -> list[int]:
+    """The processes honcho started (each leads its own process group)."""
+    return [int(pid) for pid in re.findall(r"started \(pid=(\d+)\)", log.read_text(errors="replace"))]
 
 
-def stop(process: subprocess.Popen) -> None:
-    """SIGTERM the process group (warm shutdown), then SIGKILL whatever is left."""
-    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+def alive(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def kill_leftovers(runner: subprocess.Popen, log: Path) -> None:
+    """Whatever happened in the test: Ctrl-C the runner, then SIGKILL every process group still there."""
+    if runner.poll() is None:
+        os.killpg(runner.pid, signal.SIGINT)
         try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=wait)
-            # The group may outlive its leader (the worker's pool processes): make sure it is gone.
-            os.killpg(process.pid, 0)
-        except ProcessLookupError:
-            return
+            runner.wait(timeout=STOP_GRACE_SECONDS + 15)
         except subprocess.TimeoutExpired:
-            continue
+            os.killpg(runner.pid, signal.SIGKILL)
+            runner.wait(timeout=10)
+    for pid in started_pids(log):
+        if alive(pid):
+            os.killpg(pid, signal.SIGKILL)
 
 
-def wait_for(predicate, timeout: float, what: str, logs: list[Path]):
+def wait_for(predicate, timeout: float, what: str, log: Path):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(0.1)
-    tails = "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}" for log in logs)
-    pytest.fail(f"{what} did not happen within {timeout}s\n{tails}")
+    pytest.fail(f"{what} did not happen within {timeout}s\n{log.read_text(errors='replace')[-5000:]}")
 
 
 def test_hold_expires_and_frees_its_seats_on_the_real_worker_and_beat_within_two_intervals(tmp_path):
@@ -121,17 +114,22 @@ def test_hold_expires_and_frees_its_seats_on_the_real_worker_and_beat_within_two
     env = embedded_env(var)
     run = {"cwd": ROOT, "env": env, "capture_output": True, "text": True, "timeout": 300, "check": True}
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], **run)  # noqa: S603
-    processes = procfile()
-    worker_log, beat_log = tmp_path / "worker.log", tmp_path / "beat.log"
-    logs = [worker_log, beat_log]
+    log = tmp_path / "procfile.log"
     with ExitStack() as cleanup:
-        worker = start(processes["worker"], env, worker_log)
-        cleanup.callback(stop, worker)
-        beat = start(processes["beat"], env, beat_log)
-        cleanup.callback(stop, beat)
+        # What `make run` runs, without the web process (no port needed): worker and beat of the Procfile.
+        runner = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "config.procfile", "worker", "beat"],
+            cwd=ROOT,
+            env=env,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        cleanup.callback(kill_leftovers, runner, log)
+        output = lambda: log.read_text(errors="replace")  # noqa: E731
 
         # Both up: the worker has run a hold-expiry pass that beat sent.
-        wait_for(lambda: EXPIRY_RUN.search(worker_log.read_text(errors="replace")), 120, "a first expiry run", logs)
+        wait_for(lambda: EXPIRY_RUN.search(output()), 120, "a first expiry run", log)
         hold = json.loads(
             subprocess.run([sys.executable, "-c", CREATE_EXPIRING_HOLD], **run).stdout.strip().splitlines()[-1]  # noqa: S603
         )
@@ -143,17 +141,28 @@ def test_hold_expires_and_frees_its_seats_on_the_real_worker_and_beat_within_two
                 seats = db.execute("SELECT seats_booked FROM events_event WHERE id = ?", [hold["event"]]).fetchone()[0]
             return (time.time(), status, seats) if status != "held" else None
 
-        observed_at, status, seats = wait_for(expired, 2 * BEAT_INTERVAL + 60, "the hold's expiry", logs)
+        observed_at, status, seats = wait_for(expired, 2 * BEAT_INTERVAL + 60, "the hold's expiry", log)
         assert (status, seats) == ("expired", 0)
         print(f"hold expired {observed_at - hold['expires']:.2f}s after its expiry time (interval {BEAT_INTERVAL}s)")
         # Within two beat intervals of the hold's expiry time.
-        assert observed_at - hold["expires"] <= 2 * BEAT_INTERVAL, (observed_at - hold["expires"], logs)
+        assert observed_at - hold["expires"] <= 2 * BEAT_INTERVAL, observed_at - hold["expires"]
         # The worker's run expired exactly this hold (its log line follows the commit).
-        wait_for(lambda: "1" in EXPIRY_RUN.findall(worker_log.read_text(errors="replace")), 10, "the log line", logs)
-        assert EXPIRY_RUN.findall(worker_log.read_text(errors="replace")).count("1") == 1
-    for log in logs:
-        assert "database is locked" not in log.read_text(errors="replace")
-        assert "Traceback" not in log.read_text(errors="replace")
+        wait_for(lambda: "1" in EXPIRY_RUN.findall(output()), 10, "the log line", log)
+        assert EXPIRY_RUN.findall(output()).count("1") == 1
+
+        # Ctrl-C stops both together, within the grace period and without a SIGKILL.
+        pids = started_pids(log)
+        assert len(pids) == 2
+        stopping = time.monotonic()
+        os.killpg(runner.pid, signal.SIGINT)
+        runner.wait(timeout=STOP_GRACE_SECONDS + 15)
+        print(f"stopped after {time.monotonic() - stopping:.1f}s")
+        assert [pid for pid in pids if alive(pid)] == []
+    text = output()
+    assert "worker.1 stopped" in text and "beat.1 stopped" in text
+    assert "SIGKILL" not in text
+    assert "database is locked" not in text
+    assert "Traceback" not in text
 
 
 @pytest.mark.django_db(transaction=True)
