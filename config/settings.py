@@ -1,5 +1,6 @@
 """Premier settings. Every value comes from an environment variable with a default that runs on one
-machine with nothing installed (SQLite in ./var, Celery eager). See README "Configuration"."""
+machine with nothing installed (SQLite in ./var, a Celery broker in a local SQLite file). See README
+"Configuration"."""
 
 import os
 from pathlib import Path
@@ -204,9 +205,12 @@ CACHES = {
     )
 }
 
-# Celery: eager by default (no broker needed); CELERY_BROKER_URL switches to a real broker.
-CELERY_BROKER_URL = env("CELERY_BROKER_URL")
-CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+# Celery. Default: a real worker and beat (`make run`) on an embedded broker, kombu's SQLAlchemy transport on
+# a SQLite file in VAR_DIR: nothing to install. CELERY_BROKER_URL (redis://...) for production. Eager
+# (in-process) execution only when asked for: the tests force it per test.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL") or f"sqla+sqlite:///{VAR_DIR / 'celery-broker.sqlite3'}"
+EMBEDDED_BROKER = CELERY_BROKER_URL.startswith("sqla+sqlite")
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_ACKS_LATE = True
@@ -217,8 +221,14 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_TIME_LIMIT = int(env("CELERY_TASK_TIME_LIMIT", "3600"))
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
-# Longer than the longest task and the longest countdown, or Redis redelivers a running task.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(env("CELERY_VISIBILITY_TIMEOUT", "7200"))}
+if EMBEDDED_BROKER:
+    # The SQLAlchemy transport hands these to create_engine: wait for the file's lock instead of failing.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"connect_args": {"timeout": 30}}
+    # No fanout on this transport: no remote control, mingle or gossip (nothing to talk to but itself).
+    CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
+else:
+    # Longer than the longest task and the longest countdown, or Redis redelivers a running task.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(env("CELERY_VISIBILITY_TIMEOUT", "7200"))}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Periodic work: one entry per task, `schedule` in seconds (loaded into django-celery-beat by

@@ -21,6 +21,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_broker)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _test_broker(tmp_path_factory):
+    """The embedded broker of the tests is a temporary file, never the one in var/ that `make run` uses."""
+    from config.celery import app
+
+    if settings.EMBEDDED_BROKER:
+        app.conf.broker_url = f"sqla+sqlite:///{tmp_path_factory.mktemp('broker') / 'celery-broker.sqlite3'}"
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _test_settings(request, settings):
     from config.celery import app

@@ -14,6 +14,7 @@ from django.test.utils import override_settings
 from django.utils import timezone
 
 from accounts.models import User
+from config.celery import tasks_in_process
 
 PROGRAMME = "Premier Circle"
 DEMO_MEMBER = "member@premier.example"
@@ -32,6 +33,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--customers", type=int, default=3000)
 
+    # `make run` builds the demo before its worker starts: the demo's tasks (enrolment invitations, written to
+    # files below) run here, in this process, instead of waiting in the broker.
+    @tasks_in_process()
     def handle(self, *args, customers: int, **options):
         call_command("sync_beat")
         from loyalty.customers.models import Customer
