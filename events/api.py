@@ -168,7 +168,9 @@ def partner_list_bookings(request, event_id: int = EventId, filters: BookingFilt
     response=responses({200: PartnerBookingOut}, 409),
     summary="Check an attendee in",
     description="Partner staff only. Confirmed -> attended (records an engagement interaction). Checking in "
-    "twice is a no-op; other states are 409 `booking_not_checkable`. Possible until the check-in grace "
+    "twice is a no-op; other states are 409 `booking_not_checkable`. Check-in opens "
+    "`EVENT_CHECKIN_OPENS_HOURS` (default 2) before the event's start: earlier it is 409 `check_in_not_open`, "
+    "whose message and `fields.opens_at` say when it opens. It stays open until the check-in grace "
     "(`EVENT_COMPLETION_GRACE_HOURS`, default 2) after the event's end: later it is 409 `check_in_closed`, and "
     "409 `event_completed` once the event is completed (remaining confirmed bookings become `no_show`).",
 )
