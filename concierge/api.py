@@ -264,7 +264,9 @@ def agent_transition(request, payload: TransitionIn, request_id: int = RequestId
     response=responses({201: AgentMessageOut}, 409),
     tags=["concierge: agent"],
     summary="Reply to the member",
-    description="The first public reply is the request's first response. Closed requests: 409 `request_closed`.",
+    description="The first public reply is the request's first response; a reply to a `new` request also "
+    "acknowledges it (new -> acknowledged, audited; the member gets the reply's email). Closed requests: 409 "
+    "`request_closed`.",
 )
 def agent_reply(request, payload: ReplyIn, request_id: int = RequestId):
     user = require_role(request, Role.CONCIERGE_AGENT)

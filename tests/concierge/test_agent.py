@@ -2,11 +2,12 @@ import threading
 from datetime import timedelta
 
 import pytest
+from django.core import mail
 from django.db import connection
 
 from concierge.models import ConciergeRequest, RequestEvent
 from concierge.services.assignment import request_assign
-from concierge.services.messages import message_agent_reply
+from concierge.services.messages import message_agent_reply, note_add
 from concierge.services.requests import request_transition
 from core.errors import Conflict
 from tests.concierge.factories import NOW, make_member, make_request
@@ -171,6 +172,41 @@ def test_first_public_reply_is_the_first_response_notes_are_not(agent, agent_api
     assert sla["resolution"]["due_at"] == "2026-03-11T12:00:00Z"
 
 
+def test_first_public_reply_acknowledges_a_new_request(agent, agent_api, django_capture_on_commit_callbacks):
+    user, _ = make_member(first_response_sla_hours=2, resolution_sla_hours=24)
+    request = make_request(user)
+    note_add(request_id=request.pk, agent=agent, body="call the restaurant", now=NOW + timedelta(minutes=5))
+    request.refresh_from_db()
+    assert request.status == "new"
+    with django_capture_on_commit_callbacks(execute=True):
+        message_agent_reply(request_id=request.pk, agent=agent, body="On it!", now=NOW + timedelta(hours=1))
+    request.refresh_from_db()
+    assert (request.status, request.first_response_at) == ("acknowledged", NOW + timedelta(hours=1))
+    events = list(
+        RequestEvent.objects.filter(request=request)
+        .order_by("id")
+        .values_list("actor", "action", "old_value", "new_value", "note")
+    )
+    assert events == [
+        (user.pk, "created", "", "new", ""),
+        (agent.pk, "note_added", "", events[1][3], ""),
+        (agent.pk, "agent_replied", "", events[2][3], ""),
+        (agent.pk, "first_response", "", (NOW + timedelta(hours=1)).isoformat(), ""),
+        (agent.pk, "status_changed", "new", "acknowledged", "Acknowledged by the agent's first reply."),
+    ]
+    # One email to the member: the reply (it is the acknowledgement).
+    assert [(m.to, m.subject) for m in mail.outbox] == [
+        ([user.email], f"New reply on your request #{request.pk} A table for two"),
+    ]
+    detail = agent_api.get(f"concierge/agent/requests/{request.pk}").json()
+    assert detail["status"] == "acknowledged"
+    # Later replies change no status.
+    request_transition(request_id=request.pk, actor=agent, to_status="in_progress", now=NOW + timedelta(hours=2))
+    message_agent_reply(request_id=request.pk, agent=agent, body="Booked", now=NOW + timedelta(hours=3))
+    request.refresh_from_db()
+    assert (request.status, request.first_response_at) == ("in_progress", NOW + timedelta(hours=1))
+
+
 def test_late_first_reply_marks_the_breach(agent):
     user, _ = make_member(first_response_sla_hours=1, resolution_sla_hours=24)
     request = make_request(user)
@@ -241,4 +277,4 @@ def test_events_list_query_count(agent, agent_api, django_assert_num_queries, n)
     # 3 auth + 1 roles + 1 existence check + page + count
     with django_assert_num_queries(7):
         body = agent_api.get(f"concierge/agent/requests/{request.pk}/events").json()
-    assert body["count"] == 1 + n + 1  # created, n replies, first response
+    assert body["count"] == 1 + n + 2  # created, n replies, first response, acknowledged by the first reply
