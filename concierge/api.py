@@ -11,6 +11,7 @@ from concierge import selectors
 from concierge.models import Category, RequestStatus
 from concierge.schemas import (
     AgentMessageOut,
+    AgentOut,
     AgentRequestDetailOut,
     AgentRequestOut,
     AssignIn,
@@ -219,16 +220,38 @@ def agent_request_sla(request, request_id: int = RequestId):
     return selectors.sla_status(request=selectors.agent_request_get(request_id=request_id))
 
 
+class DirectoryFilters(Schema):
+    q: str | None = Field(None, max_length=200, pattern=r"^[^\x00]*$", description="Part of a name or email.")
+
+
+@router.get(
+    "/concierge/agent/agents",
+    response=responses({200: list[AgentOut]}),
+    tags=["concierge: agent"],
+    summary="The agent directory",
+    description="Concierge agents. Active agents (id, name, email and how many open requests each has assigned), "
+    "by name; `q` searches name and email. Assign a request to one of them with its `id` (or `email`).",
+)
+@paginate(Page)
+def agent_directory(request, filters: Query[DirectoryFilters]):
+    require_role(request, Role.CONCIERGE_AGENT)
+    return selectors.agent_directory(q=filters.q)
+
+
 @router.post(
     "/concierge/agent/requests/{request_id}/assign",
     response=responses({200: AgentRequestOut}, 409),
     tags=["concierge: agent"],
     summary="Assign a request",
-    description="To the caller, or to `assignee_id`. Already assigned to someone else: 409 `already_assigned`.",
+    description="To the caller, or to a colleague from GET /concierge/agent/agents by `assignee_id` or "
+    "`assignee_email` (not both: 422). Not an active agent: 400 `assignee_not_agent`. Already assigned to "
+    "someone else: 409 `already_assigned`.",
 )
 def agent_assign(request, payload: AssignIn, request_id: int = RequestId):
     user = require_role(request, Role.CONCIERGE_AGENT)
-    assignment.request_assign(request_id=request_id, actor=user, assignee_id=payload.assignee_id)
+    assignment.request_assign(
+        request_id=request_id, actor=user, assignee_id=payload.assignee_id, assignee_email=payload.assignee_email
+    )
     return selectors.agent_request_get(request_id=request_id)
 
 

@@ -278,3 +278,72 @@ def test_events_list_query_count(agent, agent_api, django_assert_num_queries, n)
     with django_assert_num_queries(7):
         body = agent_api.get(f"concierge/agent/requests/{request.pk}/events").json()
     assert body["count"] == 1 + n + 2  # created, n replies, first response, acknowledged by the first reply
+
+
+def test_agent_directory_lists_active_agents_with_their_open_assigned_requests(agent, agent_api):
+    agent.first_name, agent.last_name = "Zoe", "Zimmer"
+    agent.save()
+    busy = UserFactory(roles=["concierge_agent"], first_name="Amir", last_name="Haddad", email="amir@example.test")
+    idle = UserFactory(roles=["concierge_agent"], first_name="Bea", last_name="Lund", email="bea@example.test")
+    UserFactory(roles=["concierge_agent"], first_name="Gone", is_active=False)
+    UserFactory(roles=["programme_manager"], first_name="Mona")
+    user, _ = make_member(monthly_request_allowance=10)
+    first, second, done = (make_request(user, subject=s) for s in ("one", "two", "done"))
+    for request in (first, second, done):
+        request_assign(request_id=request.pk, actor=busy, now=NOW)
+    request_transition(request_id=done.pk, actor=busy, to_status="declined", now=NOW)
+
+    response = agent_api.get("concierge/agent/agents")
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "items": [
+            {"id": busy.pk, "name": "Amir Haddad", "email": "amir@example.test", "open_assigned": 2},
+            {"id": idle.pk, "name": "Bea Lund", "email": "bea@example.test", "open_assigned": 0},
+            {"id": agent.pk, "name": "Zoe Zimmer", "email": agent.email, "open_assigned": 0},
+        ],
+        "count": 3,
+    }
+    assert [a["id"] for a in agent_api.get("concierge/agent/agents?q=LUND").json()["items"]] == [idle.pk]
+    assert [a["id"] for a in agent_api.get("concierge/agent/agents?q=amir@").json()["items"]] == [busy.pk]
+    for role in ("member", "programme_manager", "partner_staff"):
+        denied = api_as(UserFactory(roles=[role])).get("concierge/agent/agents")
+        assert (denied.status_code, denied.json()["code"]) == (403, "role_required")
+
+
+@pytest.mark.parametrize("n", [1, 8])
+def test_agent_directory_query_count_does_not_grow(agent_api, django_assert_num_queries, n):
+    user, _ = make_member(monthly_request_allowance=20)
+    for _ in range(n):
+        colleague = UserFactory(roles=["concierge_agent"])
+        request_assign(request_id=make_request(user).pk, actor=colleague, now=NOW)
+    # 3 auth + 1 roles + page + count
+    with django_assert_num_queries(6):
+        body = agent_api.get("concierge/agent/agents").json()
+    assert body["count"] == n + 1
+
+
+def test_assign_to_a_colleague_chosen_from_the_directory_by_id_or_email(agent, agent_api):
+    colleague = UserFactory(roles=["concierge_agent"], email="kim@example.test")
+    user, _ = make_member(monthly_request_allowance=10)
+    by_id, by_email, both, stranger = (make_request(user, subject=s) for s in ("id", "email", "both", "stranger"))
+    chosen = agent_api.get("concierge/agent/agents?q=kim").json()["items"][0]
+
+    response = agent_api.post(f"concierge/agent/requests/{by_id.pk}/assign", {"assignee_id": chosen["id"]})
+    assert (response.status_code, response.json()["assignee_id"]) == (200, colleague.pk)
+    response = agent_api.post(f"concierge/agent/requests/{by_email.pk}/assign", {"assignee_email": "KIM@example.test"})
+    assert (response.status_code, response.json()["assignee_email"]) == (200, "kim@example.test")
+    assert RequestEvent.objects.filter(action="assigned", new_value=str(colleague.pk)).count() == 2
+
+    response = agent_api.post(
+        f"concierge/agent/requests/{both.pk}/assign", {"assignee_id": colleague.pk, "assignee_email": colleague.email}
+    )
+    assert (response.status_code, response.json()["code"]) == (422, "validation_error")
+    response = agent_api.post(f"concierge/agent/requests/{stranger.pk}/assign", {"assignee_email": user.email})
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "The assignee must be an active concierge agent.",
+        "code": "assignee_not_agent",
+        "fields": {"assignee_email": ["Not an active concierge agent."]},
+    }
+    assert ConciergeRequest.objects.filter(pk__in=[both.pk, stranger.pk], assignee__isnull=False).count() == 0
