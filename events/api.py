@@ -202,7 +202,8 @@ def member_list_events(request):
     "/events/{event_id}",
     response=responses({200: MemberEventOut}),
     summary="An event, with seats left",
-    description="Members only. Events my tier is not eligible for, and unpublished ones, are 404.",
+    description="Members only. A published event above my tier is 403 `tier_too_low` (`detail` and "
+    "`fields.required_tier` name the tier it needs); unpublished and unknown events are 404.",
 )
 def member_get_event(request, event_id: int = EventId):
     _, tier = _member(request)
@@ -229,7 +230,8 @@ def _with_payment(body: dict, membership) -> dict:
     "/events/{event_id}/bookings",
     response=responses({201: BookingCreatedOut}, 409),
     summary="Book an event",
-    description="Members only (control-group customers get 403). Seats = me + `guests` (up to my tier's "
+    description="Members only (control-group customers get 403). An event above my tier is 403 `tier_too_low`. "
+    "Seats = me + `guests` (up to my tier's "
     "allowance). Free events confirm at once; paid events are held for 15 minutes and answer the Stripe "
     "PaymentIntent to confirm. Full: 409 `event_full`, or a waitlisted booking with `join_waitlist`. One live "
     "booking per member per event (409 `already_booked`). Send `Idempotency-Key` to retry safely.",

@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 
 from core.errors import BusinessRuleError, Conflict, NotFound, PermissionDenied
 from events.models import Booking, Event
+from events.selectors import member_event_tier_check
 from events.services.common import (
     _cancel_unpaid_intent,
     _lock_booking,
@@ -49,9 +50,10 @@ def booking_create(
     else 409 `event_full`."""
     now = _now(now)
     tier = _member_tier(membership, now)
-    event = Event.objects.filter(pk=event_id, status=Event.Status.PUBLISHED, min_tier_rank__lte=tier.rank).first()
+    event = Event.objects.filter(pk=event_id, status=Event.Status.PUBLISHED).first()
     if event is None:
         raise NotFound(code="event_not_found")
+    member_event_tier_check(tier=tier, event=event)
     opens, closes = booking_window(event, early_access_hours=tier.early_access_hours)
     if now < opens:
         raise BusinessRuleError(
