@@ -30,7 +30,8 @@ def list_customers(request, filters: Query[CustomerFilters]):
     "/{customer_id}",
     response=responses({200: CustomerDetailOut}),
     summary="Customer detail",
-    description="Programme managers and concierge agents. The customer with revenue per month (last 12 months), "
+    description="Programme managers and concierge agents. The customer with revenue per month (last 12 months; "
+    "money as plain decimals with 2 places and the currency beside them), "
     "channel mix over the last year and the 10 latest interactions.",
 )
 def get_customer(request, customer_id: int):
@@ -53,6 +54,7 @@ def get_customer(request, customer_id: int):
         updated_at=c.updated_at,
         revenue_by_month=detail.revenue_by_month,
         revenue_total=detail.revenue_total,
+        revenue_currency=detail.revenue_currency,
         channel_mix=detail.channel_mix,
         last_interactions=[InteractionOut.from_orm(i) for i in detail.last_interactions],
     )

@@ -213,3 +213,25 @@ def test_event_cancellation_cancels_bookings_refunds_paid_and_notifies(fake_stri
         assert api_as(staff).post(f"partner/events/{event.pk}/cancel").status_code == 200
     assert len(fake_stripe.calls_to("POST", "/v1/refunds")) == 1
     assert len(mail.outbox) == 3
+
+
+def test_money_is_a_plain_two_place_decimal_with_its_currency_for_partners_and_members():
+    staff = partner_staff()
+    api = api_as(staff)
+    payload = event_payload(price="12.5", currency="usd", min_tier_rank=1, booking_opens_at="2020-01-01T00:00:00Z")
+    created = api.post("partner/events", payload, headers={"Idempotency-Key": "money"})
+    replay = api.post("partner/events", payload, headers={"Idempotency-Key": "money"})
+    edited = api.patch(f"partner/events/{created.json()['id']}", {"price": "7"})
+    for response, price in ((created, "12.50"), (replay, "12.50"), (edited, "7.00")):
+        assert (response.json()["price"], response.json()["currency"]) == (price, "USD")
+    api.post(f"partner/events/{created.json()['id']}/publish")
+    user, _ = member()
+    detail = api_as(user).get(f"events/{created.json()['id']}").json()
+    assert (detail["price"], detail["currency"]) == ("7.00", "USD")
+    booking = api_as(user).post(f"events/{created.json()['id']}/bookings", {}).json()
+    assert (booking["amount"], booking["refund_amount"], booking["refunded_amount"], booking["currency"]) == (
+        "7.00",
+        "0.00",
+        "0.00",
+        "USD",
+    )
