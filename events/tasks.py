@@ -13,6 +13,7 @@ from django.db import transaction
 
 from events import gateway
 from events.models import Booking
+from loyalty.customers.contact import contact_email
 
 logger = logging.getLogger("premier.events")
 
@@ -115,11 +116,10 @@ MESSAGES = {
 
 @shared_task
 def booking_notify(booking_id: int, kind: str) -> bool:
-    booking = Booking.objects.select_related("event", "membership__customer__user").filter(pk=booking_id).first()
+    booking = Booking.objects.select_related("event", "membership").filter(pk=booking_id).first()
     if booking is None or kind not in MESSAGES:
         return False
-    customer = booking.membership.customer
-    recipient = customer.email or (customer.user.email if customer.user_id else "")
+    recipient = contact_email(booking.membership.customer_id)
     if not recipient:
         return False
     subject, body = MESSAGES[kind]

@@ -235,7 +235,7 @@ def test_waitlist_promotion_emails_the_member(django_capture_on_commit_callbacks
         api_as(holder_user).post(f"bookings/{booking.pk}/cancel")
     promoted.refresh_from_db()
     assert promoted.status == Booking.Status.CONFIRMED
-    assert [m.to for m in mail.outbox] == [[waiting.customer.email]]
+    assert [m.to for m in mail.outbox] == [[waiting.customer.user.email]]  # the verified login
     assert mail.outbox[0].subject == f"You're in: {event.title}"
 
 

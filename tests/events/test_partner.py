@@ -206,7 +206,7 @@ def test_event_cancellation_cancels_bookings_refunds_paid_and_notifies(fake_stri
     assert paid_booking.refunded_amount == Decimal("15.00")
     (refund_call,) = fake_stripe.calls_to("POST", "/v1/refunds")
     assert refund_call[2]["amount"] == "1500"
-    assert sorted(m.to[0] for m in mail.outbox) == sorted(m.customer.email for m in (paid, unpaid, waiting))
+    assert sorted(m.to[0] for m in mail.outbox) == sorted(m.customer.user.email for m in (paid, unpaid, waiting))
     assert all(m.subject == f"Event cancelled: {event.title}" for m in mail.outbox)
     # Cancelling again changes nothing.
     with django_capture_on_commit_callbacks(execute=True):
