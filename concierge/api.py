@@ -11,6 +11,7 @@ from concierge import selectors
 from concierge.models import Category, RequestStatus
 from concierge.schemas import (
     AgentMessageOut,
+    AgentOut,
     AgentRequestDetailOut,
     AgentRequestOut,
     AssignIn,
@@ -273,6 +274,27 @@ def agent_request_sla(request, request_id: int = RequestId):
     return selectors.sla_status(request=selectors.agent_request_get(request_id=request_id))
 
 
+class DirectoryFilters(Schema):
+    q: str | None = Field(None, max_length=200, pattern=r"^[^\x00]*$", description="Part of a name or email.")
+
+
+@router.get(
+    "/concierge/agent/agents",
+    response=responses({200: list[AgentOut]}),
+    tags=["concierge: agent"],
+    summary="The agent directory",
+    description=describe(
+        AGENTS,
+        "Active agents (id, name, email and how many open requests each has assigned), by name; `q` searches name "
+        "and email. Assign a request to one of them with its `id` (or `email`).",
+    ),
+)
+@paginate(Page)
+def agent_directory(request, filters: Query[DirectoryFilters]):
+    require_role(request, Role.CONCIERGE_AGENT)
+    return selectors.agent_directory(q=filters.q)
+
+
 @router.post(
     "/concierge/agent/requests/{request_id}/assign",
     response=responses({200: AgentRequestOut}, 409),
@@ -280,9 +302,10 @@ def agent_request_sla(request, request_id: int = RequestId):
     summary="Assign a request",
     description=describe(
         AGENTS,
-        "To the caller, or to `assignee_id`. Assigning to the current assignee again changes nothing.",
+        "To the caller, or to a colleague from `GET /concierge/agent/agents` by `assignee_id` or `assignee_email` "
+        "(not both: 422). Assigning to the current assignee again changes nothing.",
         errors={
-            400: "`assignee_not_agent`: `assignee_id` is not an active concierge agent.",
+            400: "`assignee_not_agent`: the assignee is not an active concierge agent.",
             404: REQUEST_404,
             409: ["`already_assigned`: someone else has the request; unassign it first.", CLOSED_409],
         },
@@ -290,7 +313,9 @@ def agent_request_sla(request, request_id: int = RequestId):
 )
 def agent_assign(request, payload: AssignIn, request_id: int = RequestId):
     user = require_role(request, Role.CONCIERGE_AGENT)
-    assignment.request_assign(request_id=request_id, actor=user, assignee_id=payload.assignee_id)
+    assignment.request_assign(
+        request_id=request_id, actor=user, assignee_id=payload.assignee_id, assignee_email=payload.assignee_email
+    )
     return selectors.agent_request_get(request_id=request_id)
 
 
@@ -334,7 +359,8 @@ def agent_transition(request, payload: TransitionIn, request_id: int = RequestId
     summary="Reply to the member",
     description=describe(
         AGENTS,
-        "The first public reply is the request's first response.",
+        "The first public reply is the request's first response; a reply to a `new` request also acknowledges it "
+        "(new -> acknowledged, audited; the member gets the reply's email).",
         errors={404: REQUEST_404, 409: CLOSED_409, 422: "`validation_error`: also a blank body."},
     ),
 )

@@ -266,6 +266,8 @@ STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", "sk_test_placeholder")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", "whsec_placeholder")
 # Events: hours after an event ends during which partners may still check attendees in; then it is completed.
 EVENT_COMPLETION_GRACE_HOURS = float(env("EVENT_COMPLETION_GRACE_HOURS", "2"))
+# Events: hours before an event starts from which partners may check attendees in.
+EVENT_CHECKIN_OPENS_HOURS = float(env("EVENT_CHECKIN_OPENS_HOURS", "2"))
 
 # API
 API_PAGE_MAX_LIMIT = 500

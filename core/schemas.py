@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from typing import Any
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Annotated, Any
 
 from ninja import Schema
-from pydantic import Field
+from pydantic import Field, PlainSerializer, WithJsonSchema
 
 
 class ErrorOut(Schema):
@@ -64,3 +65,20 @@ def file_response(media_type: str, description: str) -> dict[str, Any]:
     "200" would sit beside the int 200 and serialise as the same key twice, which Swagger UI refuses.
     """
     return {"responses": {200: {"description": description, "content": {media_type: {"schema": {"type": "string"}}}}}}
+
+
+def money_str(value: Decimal | int | float | str) -> str:
+    """A money amount as a plain decimal string with two places ("1017.35", "-3.10"), never an exponent or the
+    long tail a database aggregate may carry ("1017.35000000000")."""
+    return f"{Decimal(str(value)).quantize(CENTS, rounding=ROUND_HALF_UP):f}"
+
+
+CENTS = Decimal("0.01")
+
+# Money in API output: a plain decimal string with two places; the schema that carries it has a `currency`
+# (ISO 4217) beside it. Input keeps accepting numbers or strings.
+Money = Annotated[
+    Decimal,
+    PlainSerializer(money_str, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": r"^-?\d+\.\d{2}$", "examples": ["1017.35"]}, mode="serialization"),
+]

@@ -51,7 +51,7 @@ NO_PARTNER = "`no_partner`: the account is not linked to a partner."
 PARTNER_EVENT_404 = "`event_not_found`: no such event, or another partner's (the same answer for both)."
 MEMBER = "members (role `member`) with an active treatment membership, on their own bookings."
 NOT_A_MEMBER_403 = "`not_a_member`: no active treatment membership (control group and ended memberships included)."
-MEMBER_EVENT_404 = "`event_not_found`: no such event, not published, or above the member's tier."
+MEMBER_EVENT_404 = "`event_not_found`: no such event, not published, or for tiers my programme does not have."
 MEMBER_BOOKING_404 = "`booking_not_found`: no such booking, or someone else's (the same answer for both)."
 
 
@@ -223,13 +223,15 @@ def partner_list_bookings(request, event_id: int = EventId, filters: BookingFilt
     summary="Check an attendee in",
     description=describe(
         PARTNER,
-        "Confirmed -> attended (records an engagement interaction). Checking in twice is a no-op. Possible until "
-        "the check-in grace (`EVENT_COMPLETION_GRACE_HOURS`, default 2) after the event's end.",
+        "Confirmed -> attended (records an engagement interaction). Checking in twice is a no-op. Check-in opens "
+        "`EVENT_CHECKIN_OPENS_HOURS` (default 2) before the start and stays open until the check-in grace "
+        "(`EVENT_COMPLETION_GRACE_HOURS`, default 2) after the end.",
         errors={
             403: NO_PARTNER,
             404: "`booking_not_found`: no such booking, or one of another partner's events.",
             409: [
                 "`booking_not_checkable`: the booking is not confirmed (held, waitlisted, cancelled...).",
+                "`check_in_not_open`: too early; the message and `fields.opens_at` say when check-in opens.",
                 "`check_in_closed`: the check-in grace after the event's end has passed.",
                 "`event_completed`: the event is completed; remaining confirmed bookings became `no_show`.",
             ],
@@ -269,7 +271,15 @@ def member_list_events(request):
     response=responses({200: MemberEventOut}),
     summary="An event, with seats left",
     description=describe(
-        MEMBER, "The event with the seats left.", errors={403: NOT_A_MEMBER_403, 404: MEMBER_EVENT_404}
+        MEMBER,
+        "The event with the seats left.",
+        errors={
+            403: [
+                NOT_A_MEMBER_403,
+                "`tier_too_low`: a published event above my tier; `detail` and `fields.required_tier` name the tier it needs.",
+            ],
+            404: MEMBER_EVENT_404,
+        },
     ),
 )
 def member_get_event(request, event_id: int = EventId):
@@ -308,7 +318,10 @@ def _with_payment(body: dict, membership) -> dict:
                 "`booking_closed`: the booking window has closed.",
                 "`too_many_guests`: more guests than my tier allows.",
             ],
-            403: NOT_A_MEMBER_403,
+            403: [
+                NOT_A_MEMBER_403,
+                "`tier_too_low`: a published event above my tier; `detail` and `fields.required_tier` name the tier it needs.",
+            ],
             404: MEMBER_EVENT_404,
             409: [
                 "`event_full`: no seats left (send `join_waitlist` to queue).",

@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from core.errors import Conflict, NotFound
 from events import gateway
 from events.models import Booking, Event, StripeEvent
-from events.services.common import _lock_booking, _now, _request_refund, _seats_release, _seats_reserve
+from events.services.common import _lock_booking, _notify, _now, _request_refund, _seats_release, _seats_reserve
 from events.services.waitlist import _waitlist_promote
 from loyalty.programmes.models import Membership
 
@@ -72,6 +72,7 @@ def _on_succeeded(event: Event, booking: Booking, obj: dict, now: datetime) -> s
         booking.status = Booking.Status.CONFIRMED
         booking.confirmed_at = now
         booking.save()
+        _notify(booking.pk, "confirmed")
         return "confirmed"
     late = (
         booking.status == Booking.Status.EXPIRED
@@ -87,6 +88,7 @@ def _on_succeeded(event: Event, booking: Booking, obj: dict, now: datetime) -> s
                     booking.cancelled_at = None
                     booking.cancel_reason = ""
                     booking.save()
+                    _notify(booking.pk, "confirmed")
                     return "late_confirmed"
         except IntegrityError:
             # The member booked the event again meanwhile: this payment is refunded instead.

@@ -36,7 +36,8 @@ def list_customers(request, filters: Query[CustomerFilters]):
     summary="Customer detail",
     description=describe(
         READERS_WHO,
-        "The customer with revenue per month (last 12 months), channel mix over the last year and the 10 latest "
+        "The customer with revenue per month (last 12 months; money as plain decimals with 2 places and the "
+        "currency beside them), channel mix over the last year and the 10 latest "
         "interactions.",
         errors={404: "`customer_not_found`: no customer with this id."},
     ),
@@ -61,6 +62,7 @@ def get_customer(request, customer_id: int):
         updated_at=c.updated_at,
         revenue_by_month=detail.revenue_by_month,
         revenue_total=detail.revenue_total,
+        revenue_currency=detail.revenue_currency,
         channel_mix=detail.channel_mix,
         last_interactions=[InteractionOut.from_orm(i) for i in detail.last_interactions],
     )

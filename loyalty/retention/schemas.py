@@ -8,6 +8,8 @@ from typing import Literal
 
 from ninja import Field, Schema
 
+from core.schemas import Money
+
 OutcomeValue = Literal["retained", "churned", "downgraded_plan", "upgraded_plan"]
 
 
@@ -34,7 +36,7 @@ class OutcomeOut(Schema):
     observed_at: datetime
     outcome: str
     source: str
-    revenue_change: Decimal | None
+    revenue_change: Money | None = Field(description="Plain decimal with 2 places, in the programme's currency.")
     intends_to_stay: bool | None
     external_id: str | None
     supersedes_id: int | None

@@ -1,4 +1,5 @@
-"""Member emails from the notification outbox (written set-based by enrolment and re-evaluation)."""
+"""Member emails from the notification outbox (written set-based by enrolment and re-evaluation). They go to the
+member's one contact address (`loyalty.customers.contact`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from django.core.mail import get_connection, send_mail
 from django.db import transaction
 from django.utils import timezone
 
+from loyalty.customers.contact import contact_emails
 from loyalty.programmes.models import Enrolment, MemberNotification, Membership
 from loyalty.programmes.services.tier_policy import programme_next_evaluation
 
@@ -86,11 +88,16 @@ def invitations_send(*, enrolment_id: int) -> int:
             if not batch:
                 return sent
             connection = get_connection()
+            addresses = contact_emails(m.customer_id for m in batch)
             for membership in batch:
-                if membership.customer.email:
+                if addresses[membership.customer_id]:
                     subject, body = _invitation(membership)
                     send_mail(
-                        subject, body, settings.DEFAULT_FROM_EMAIL, [membership.customer.email], connection=connection
+                        subject,
+                        body,
+                        settings.DEFAULT_FROM_EMAIL,
+                        [addresses[membership.customer_id]],
+                        connection=connection,
                     )
             Membership.objects.filter(pk__in=[m.pk for m in batch]).update(invited_at=timezone.now())
             sent += len(batch)
@@ -117,8 +124,9 @@ def notifications_send(*, limit: int = 10_000) -> int:
             if not batch:
                 break
             connection = get_connection()
+            addresses = contact_emails(n.membership.customer_id for n in batch)
             for notification in batch:
-                email = notification.membership.customer.email
+                email = addresses[notification.membership.customer_id]
                 if email:
                     subject, body = _render(notification)
                     send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [email], connection=connection)
