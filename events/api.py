@@ -52,6 +52,9 @@ PARTNER_EVENT_404 = "`event_not_found`: no such event, or another partner's (the
 MEMBER = "members (role `member`) with an active treatment membership, on their own bookings."
 NOT_A_MEMBER_403 = "`not_a_member`: no active treatment membership (control group and ended memberships included)."
 MEMBER_EVENT_404 = "`event_not_found`: no such event, not published, or for tiers my programme does not have."
+TIER_TOO_LOW_403 = (
+    "`tier_too_low`: a published event above my tier; `detail` and `fields.required_tier` name the tier it needs."
+)
 MEMBER_BOOKING_404 = "`booking_not_found`: no such booking, or someone else's (the same answer for both)."
 
 
@@ -274,10 +277,7 @@ def member_list_events(request):
         MEMBER,
         "The event with the seats left.",
         errors={
-            403: [
-                NOT_A_MEMBER_403,
-                "`tier_too_low`: a published event above my tier; `detail` and `fields.required_tier` name the tier it needs.",
-            ],
+            403: [NOT_A_MEMBER_403, TIER_TOO_LOW_403],
             404: MEMBER_EVENT_404,
         },
     ),
@@ -318,10 +318,7 @@ def _with_payment(body: dict, membership) -> dict:
                 "`booking_closed`: the booking window has closed.",
                 "`too_many_guests`: more guests than my tier allows.",
             ],
-            403: [
-                NOT_A_MEMBER_403,
-                "`tier_too_low`: a published event above my tier; `detail` and `fields.required_tier` name the tier it needs.",
-            ],
+            403: [NOT_A_MEMBER_403, TIER_TOO_LOW_403],
             404: MEMBER_EVENT_404,
             409: [
                 "`event_full`: no seats left (send `join_waitlist` to queue).",
