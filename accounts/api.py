@@ -29,7 +29,9 @@ def list_api_keys(request):
     "/api-keys",
     response=responses({201: ApiKeyCreatedOut}, 409),
     summary="Create an integration API key",
-    description="Programme managers only. The answer holds the secret once (send it as `X-API-Key`).",
+    description="Programme managers only. The answer holds the secret once (send it as `X-API-Key`). The "
+    "secret is never stored: a retry with the same Idempotency-Key answers 409 "
+    "`idempotency_secret_not_replayable` with `fields.id`, the key created (revoke it if its secret was lost).",
 )
 def create_api_key(request, payload: ApiKeyIn, idempotency_key: str | None = IdempotencyKeyHeader):
     user = require_role(request, Role.PROGRAMME_MANAGER)
@@ -38,7 +40,9 @@ def create_api_key(request, payload: ApiKeyIn, idempotency_key: str | None = Ide
         key, secret = api_key_create(name=payload.name, scopes=list(payload.scopes), created_by=user)
         return {**ApiKeyOut.from_orm(key).model_dump(mode="json"), "secret": secret}
 
-    return run_idempotent(request, key=idempotency_key, payload=payload, action=action)
+    # The secret is shown once and never stored, not even in the Idempotency-Key record: a replay is refused
+    # with 409 `idempotency_secret_not_replayable` naming the key created.
+    return run_idempotent(request, key=idempotency_key, payload=payload, action=action, secret_fields=("secret",))
 
 
 @router.post(

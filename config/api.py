@@ -67,7 +67,10 @@ def _validation_fields(errors: list[dict]) -> dict[str, list[str]]:
 
 @api.exception_handler(PremierError)
 def premier_error(request, exc: PremierError):
-    return _error(request, exc.status_code, exc.detail, exc.code, exc.fields)
+    response = _error(request, exc.status_code, exc.detail, exc.code, exc.fields)
+    if exc.retry_after is not None:
+        response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 @api.exception_handler(ValidationError)

@@ -208,15 +208,24 @@ def member_get_event(request, event_id: int = EventId):
 
 
 def _with_payment(body: dict, membership) -> dict:
+    """The first answer to a booking: a held (paid) booking gets its PaymentIntent. Runs after the booking and
+    its Idempotency-Key record committed, on the first execution only: a replay answers the stored booking with
+    `payment: null` and never calls Stripe (the client secret is never stored)."""
     if body.get("status") != Booking.Status.HELD or body.get("payment_status") not in ("pending", "failed"):
-        return {**body, "payment": None}
+        return body
     try:
         info = payments.booking_payment_start(membership=membership, booking_id=body["id"])
-    except ServiceUnavailable:
-        logger.warning("Stripe unreachable while starting payment of booking %s", body["id"])
-        return {**body, "payment": None}
-    except Conflict:  # an Idempotency-Key replay after the booking was paid, expired or cancelled
-        return {**body, "payment": None}
+    except ServiceUnavailable as exc:
+        raise ServiceUnavailable(
+            f"Your booking {body['id']} is held until {body['hold_expires_at']}, but the payment provider did not "
+            f"answer in time. Pay it with POST /api/v1/bookings/{body['id']}/payment (retry shortly); a retry of "
+            "this request with the same Idempotency-Key answers the booking without payment details.",
+            code=exc.code,
+            fields={"booking_id": [str(body["id"])], "hold_expires_at": [str(body["hold_expires_at"])]},
+            retry_after=exc.retry_after,
+        ) from exc
+    except Conflict:  # paid, expired or cancelled meanwhile
+        return body
     return {
         **body,
         "payment": {"payment_intent_id": info.id, "client_secret": info.client_secret, "status": info.status},
@@ -225,28 +234,36 @@ def _with_payment(body: dict, membership) -> dict:
 
 @member_router.post(
     "/events/{event_id}/bookings",
-    response=responses({201: BookingCreatedOut}, 409),
+    response=responses({201: BookingCreatedOut}, 409, 503),
     summary="Book an event",
     description="Members only (control-group customers get 403). Seats = me + `guests` (up to my tier's "
     "allowance). Free events confirm at once; paid events are held for 15 minutes and answer the Stripe "
     "PaymentIntent to confirm. Full: 409 `event_full`, or a waitlisted booking with `join_waitlist`. One live "
-    "booking per member per event (409 `already_booked`). Send `Idempotency-Key` to retry safely.",
+    "booking per member per event (409 `already_booked`). Send `Idempotency-Key` to retry safely: a retry "
+    "answers the booking as first created, with `payment: null` (get the PaymentIntent with POST "
+    "/bookings/{id}/payment), and never calls Stripe; a duplicate sent while the first is running waits for "
+    "it, or gets 409 `idempotency_key_in_use` with `Retry-After`. If Stripe does not answer within its time "
+    "budget: 503 `payment_provider_unavailable` with `Retry-After` and `fields.booking_id`; the booking stays "
+    "held and can be paid with POST /bookings/{id}/payment.",
 )
 def member_book(
     request, payload: BookingIn, event_id: int = EventId, idempotency_key: str | None = IdempotencyKeyHeader
 ):
     membership, _ = _member(request)
-    result = run_idempotent(
+
+    def action() -> dict:
+        booking = bookings.booking_create(
+            membership=membership, event_id=event_id, guests=payload.guests, join_waitlist=payload.join_waitlist
+        )
+        return {**BookingOut.from_orm(booking).model_dump(mode="json"), "payment": None}
+
+    return run_idempotent(
         request,
         key=idempotency_key,
         payload={"event_id": event_id, **payload.model_dump()},
-        action=lambda: bookings.booking_create(
-            membership=membership, event_id=event_id, guests=payload.guests, join_waitlist=payload.join_waitlist
-        ),
-        out=BookingOut,
+        action=action,
+        then=lambda body: _with_payment(body, membership),
     )
-    result.value = _with_payment(result.value, membership)
-    return result
 
 
 @member_router.get(
@@ -304,11 +321,12 @@ def member_pay_booking(request, booking_id: int = BookingId):
 @webhook_router.post(
     "/stripe/webhook",
     auth=None,
-    response={200: WebhookOut, 400: ErrorOut, 429: ErrorOut},
+    response={200: WebhookOut, 400: ErrorOut, 429: ErrorOut, 503: ErrorOut},
     summary="Stripe webhook",
     description="Called by Stripe. The `Stripe-Signature` header is verified against the raw body; a missing or "
     "bad signature, or a body that is not a Stripe event, is a 400 that changes nothing. Each event id is "
-    "applied once (duplicates answer 200 with outcome `duplicate`).",
+    "applied once (duplicates answer 200 with outcome `duplicate`). Without a signing secret configured "
+    "(`STRIPE_WEBHOOK_SECRET`, required in production) the webhook is disabled: 503 `webhook_not_configured`.",
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -318,6 +336,11 @@ def member_pay_booking(request, booking_id: int = BookingId):
 )
 @csrf_exempt
 def stripe_webhook(request):
+    if not settings.STRIPE_WEBHOOK_SECRET:
+        raise ServiceUnavailable(
+            "The Stripe webhook is disabled: no signing secret is configured (STRIPE_WEBHOOK_SECRET).",
+            code="webhook_not_configured",
+        )
     try:
         event = stripe.Webhook.construct_event(
             request.body, request.headers.get("Stripe-Signature", ""), settings.STRIPE_WEBHOOK_SECRET
