@@ -36,4 +36,3 @@ def test_without_a_signing_secret_the_webhook_answers_503_and_changes_nothing(se
     booking.refresh_from_db()
     assert (booking.status, booking.payment_status) == ("held", "pending")
     assert StripeEvent.objects.count() == 0
-
