@@ -235,7 +235,8 @@ CELERY_BEAT_SCHEDULE: dict = {
 }
 
 # Stripe
-STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", "sk_test_placeholder")
+# Unset outside production: a local payment stand-in answers instead of Stripe (demos; events.stripe_standin).
+STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", "")
 # The webhook signing secret: no default. Unset outside production, the webhook answers 503 (disabled); in
 # production it must be set to the endpoint's real secret.
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", "")

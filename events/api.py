@@ -315,6 +315,21 @@ def member_pay_booking(request, booking_id: int = BookingId):
     return PaymentOut(payment_intent_id=info.id, client_secret=info.client_secret, status=info.status)
 
 
+@member_router.post(
+    "/bookings/{booking_id}/standin-payment",
+    response=responses({200: BookingOut}, 409, 503),
+    summary="Pay my held booking with the local payment stand-in (demos only)",
+    description="Only when the server runs without Stripe credentials (no `STRIPE_SECRET_KEY`) and not in "
+    "production: the local stand-in (not Stripe; nothing is charged) completes the payment of my held booking, "
+    "as if Stripe's webhook reported `payment_intent.succeeded`. Otherwise 404 `payment_standin_disabled`. "
+    "409 `booking_not_payable` if nothing is due.",
+)
+def member_standin_pay_booking(request, booking_id: int = BookingId):
+    membership, _ = _member(request)
+    payments.booking_standin_pay(membership=membership, booking_id=booking_id)
+    return selectors.member_booking(membership=membership, booking_id=booking_id)
+
+
 # ----------------------------------------------------------------------------------------------------- stripe
 
 

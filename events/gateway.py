@@ -8,7 +8,9 @@ Every call has a time budget well under the web worker's timeout: connect and re
 the log, never to the client. Calls made by tasks (cancel, refund) retry (STRIPE_TASK_MAX_NETWORK_RETRIES).
 
 Tests replace Stripe's HTTP transport (`set_http_client`) with a fake that answers real-shaped JSON; the
-SDK itself still builds the requests and parses the answers. STRIPE_API_BASE points the SDK elsewhere."""
+SDK itself still builds the requests and parses the answers. STRIPE_API_BASE points the SDK elsewhere.
+Without STRIPE_SECRET_KEY (demos; never in production) a local stand-in answers instead of Stripe
+(events.stripe_standin); in production a missing key is a 503 `payment_provider_not_configured`."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import stripe
 from django.conf import settings
 
 from core.errors import ServiceUnavailable
+from events.stripe_standin import StripeStandIn
 
 logger = logging.getLogger("premier.events.stripe")
 
@@ -38,9 +41,27 @@ def set_http_client(client: stripe.HTTPClient | None) -> None:
 _requests_clients: dict[tuple[float, float], stripe.HTTPClient] = {}
 
 
+_standin = StripeStandIn()
+STANDIN_API_KEY = "sk_test_premier_local_standin"
+
+
+def standin_active() -> bool:
+    """The local payment stand-in (events.stripe_standin) replaces Stripe when no STRIPE_SECRET_KEY is set,
+    outside production only."""
+    return not settings.STRIPE_SECRET_KEY and not settings.PRODUCTION
+
+
 def _transport() -> stripe.HTTPClient:
     if _http_client is not None:
         return _http_client
+    if not settings.STRIPE_SECRET_KEY:
+        if settings.PRODUCTION:  # never the stand-in in production
+            raise ServiceUnavailable(
+                "Payments are not configured.",
+                code="payment_provider_not_configured",
+                retry_after=settings.STRIPE_RETRY_AFTER_SECONDS,
+            )
+        return _standin
     timeouts = (settings.STRIPE_CONNECT_TIMEOUT_SECONDS, settings.STRIPE_REQUEST_TIMEOUT_SECONDS)
     if timeouts not in _requests_clients:  # one per timeout pair; its sessions are per thread
         _requests_clients[timeouts] = stripe.RequestsClient(timeout=timeouts)
@@ -49,9 +70,10 @@ def _transport() -> stripe.HTTPClient:
 
 def _client(*, retries: int = 0) -> stripe.StripeClient:
     """A client with the time budget. `retries` stays 0 inside a request: retries belong in tasks."""
+    transport = _transport()
     extra = {"base_addresses": {"api": settings.STRIPE_API_BASE}} if settings.STRIPE_API_BASE else {}
     return stripe.StripeClient(
-        settings.STRIPE_SECRET_KEY, http_client=_transport(), max_network_retries=retries, **extra
+        settings.STRIPE_SECRET_KEY or STANDIN_API_KEY, http_client=transport, max_network_retries=retries, **extra
     )
 
 
