@@ -34,8 +34,10 @@ def list_api_keys(request):
     summary="Create an integration API key",
     description=describe(
         "programme managers (role `programme_manager`).",
-        "The answer holds the secret once (send it as `X-API-Key`). An unknown scope is a 422. Accepts an "
-        "`Idempotency-Key`.",
+        "The answer holds the secret once (send it as `X-API-Key`). An unknown scope is a 422. The secret is never "
+        "stored: a retry with the same `Idempotency-Key` answers 409 `idempotency_secret_not_replayable` with "
+        "`fields.id`, the key created (revoke it if its secret was lost).",
+        errors={409: "`idempotency_secret_not_replayable`: a retry of a creation whose secret is not kept."},
     ),
 )
 def create_api_key(request, payload: ApiKeyIn, idempotency_key: str | None = IdempotencyKeyHeader):
@@ -45,7 +47,9 @@ def create_api_key(request, payload: ApiKeyIn, idempotency_key: str | None = Ide
         key, secret = api_key_create(name=payload.name, scopes=list(payload.scopes), created_by=user)
         return {**ApiKeyOut.from_orm(key).model_dump(mode="json"), "secret": secret}
 
-    return run_idempotent(request, key=idempotency_key, payload=payload, action=action)
+    # The secret is shown once and never stored, not even in the Idempotency-Key record: a replay is refused
+    # with 409 `idempotency_secret_not_replayable` naming the key created.
+    return run_idempotent(request, key=idempotency_key, payload=payload, action=action, secret_fields=("secret",))
 
 
 @router.post(

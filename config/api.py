@@ -31,7 +31,12 @@ writes). Integrations send `X-API-Key`. Each operation says which it accepts and
 Idempotency-Key reuse, 422 invalid input (`fields` names every bad field), 429 throttled.
 
 **Idempotency.** Creating POSTs accept `Idempotency-Key`: a retry with the same key and body returns the
-first answer and creates nothing twice; the same key with another body is a 409.
+first answer (a business error included) and creates nothing twice; the same key with another body is a 409
+`idempotency_key_reused`. A duplicate sent while the first request is still running waits for its answer (up to
+5 s), else gets 409 `idempotency_key_in_use` with `Retry-After`. An answer that carries a secret (a new API key)
+is never stored: its replay is a 409 `idempotency_secret_not_replayable`.
+
+**Dependencies.** A dependency that does not answer in time (Stripe) is a 503 with `Retry-After`.
 """
 
 # Anonymous callers by IP, authenticated callers by credential (AuthRateThrottle reads request.auth).
@@ -76,7 +81,10 @@ def _validation_fields(errors: list[dict]) -> dict[str, list[str]]:
 
 @api.exception_handler(PremierError)
 def premier_error(request, exc: PremierError):
-    return _error(request, exc.status_code, exc.detail, exc.code, exc.fields)
+    response = _error(request, exc.status_code, exc.detail, exc.code, exc.fields)
+    if exc.retry_after is not None:
+        response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 @api.exception_handler(ValidationError)

@@ -262,8 +262,25 @@ CELERY_BEAT_SCHEDULE: dict = {
 }
 
 # Stripe
-STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", "sk_test_placeholder")
-STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", "whsec_placeholder")
+# Unset outside production: a local payment stand-in answers instead of Stripe (demos; events.stripe_standin).
+STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", "")
+# The webhook signing secret: no default. Unset outside production, the webhook answers 503 (disabled); in
+# production it must be set to the endpoint's real secret.
+STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", "")
+if PRODUCTION and (not STRIPE_WEBHOOK_SECRET or "placeholder" in STRIPE_WEBHOOK_SECRET):
+    raise ImproperlyConfigured(
+        "PREMIER_PRODUCTION is set but STRIPE_WEBHOOK_SECRET is empty or a placeholder. Set it to the signing "
+        "secret of the Stripe webhook endpoint (whsec_...)."
+    )
+# Every Stripe call has a time budget well under the web worker's timeout (gunicorn: 60 s): connect and read
+# timeouts, and no SDK retries inside a request (tasks retry, STRIPE_TASK_MAX_NETWORK_RETRIES).
+STRIPE_CONNECT_TIMEOUT_SECONDS = float(env("STRIPE_CONNECT_TIMEOUT_SECONDS", "3"))
+STRIPE_REQUEST_TIMEOUT_SECONDS = float(env("STRIPE_REQUEST_TIMEOUT_SECONDS", "10"))
+STRIPE_TASK_MAX_NETWORK_RETRIES = int(env("STRIPE_TASK_MAX_NETWORK_RETRIES", "2"))
+# `Retry-After` (seconds) of a 503 when Stripe did not answer in time.
+STRIPE_RETRY_AFTER_SECONDS = int(env("STRIPE_RETRY_AFTER_SECONDS", "30"))
+# Another API base for Stripe (a proxy, or a local stand-in in tests); empty: Stripe's own.
+STRIPE_API_BASE = env("STRIPE_API_BASE", "")
 # Events: hours after an event ends during which partners may still check attendees in; then it is completed.
 EVENT_COMPLETION_GRACE_HOURS = float(env("EVENT_COMPLETION_GRACE_HOURS", "2"))
 # Events: hours before an event starts from which partners may check attendees in.
@@ -273,6 +290,11 @@ EVENT_CHECKIN_OPENS_HOURS = float(env("EVENT_CHECKIN_OPENS_HOURS", "2"))
 API_PAGE_MAX_LIMIT = 500
 API_PAGE_MAX_OFFSET = 1_000_000
 IDEMPOTENCY_KEY_TTL_HOURS = 24
+# A concurrent duplicate waits this long for the first request with its key, then answers 409 with Retry-After.
+IDEMPOTENCY_WAIT_SECONDS = float(env("IDEMPOTENCY_WAIT_SECONDS", "5"))
+IDEMPOTENCY_RETRY_AFTER_SECONDS = 2
+# A claim of a request that died expires after this (longer than any request may run: gunicorn kills at 60 s).
+IDEMPOTENCY_CLAIM_SECONDS = int(env("IDEMPOTENCY_CLAIM_SECONDS", "120"))
 # Ingestion batches hold up to 10,000 rows (a few MB of JSON); Django's default body limit is 2.5 MB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(env("DATA_UPLOAD_MAX_MEMORY_SIZE", str(32 * 1024 * 1024)))
 

@@ -288,15 +288,24 @@ def member_get_event(request, event_id: int = EventId):
 
 
 def _with_payment(body: dict, membership) -> dict:
+    """The first answer to a booking: a held (paid) booking gets its PaymentIntent. Runs after the booking and
+    its Idempotency-Key record committed, on the first execution only: a replay answers the stored booking with
+    `payment: null` and never calls Stripe (the client secret is never stored)."""
     if body.get("status") != Booking.Status.HELD or body.get("payment_status") not in ("pending", "failed"):
-        return {**body, "payment": None}
+        return body
     try:
         info = payments.booking_payment_start(membership=membership, booking_id=body["id"])
-    except ServiceUnavailable:
-        logger.warning("Stripe unreachable while starting payment of booking %s", body["id"])
-        return {**body, "payment": None}
-    except Conflict:  # an Idempotency-Key replay after the booking was paid, expired or cancelled
-        return {**body, "payment": None}
+    except ServiceUnavailable as exc:
+        raise ServiceUnavailable(
+            f"Your booking {body['id']} is held until {body['hold_expires_at']}, but the payment provider did not "
+            f"answer in time. Pay it with POST /api/v1/bookings/{body['id']}/payment (retry shortly); a retry of "
+            "this request with the same Idempotency-Key answers the booking without payment details.",
+            code=exc.code,
+            fields={"booking_id": [str(body["id"])], "hold_expires_at": [str(body["hold_expires_at"])]},
+            retry_after=exc.retry_after,
+        ) from exc
+    except Conflict:  # paid, expired or cancelled meanwhile
+        return body
     return {
         **body,
         "payment": {"payment_intent_id": info.id, "client_secret": info.client_secret, "status": info.status},
@@ -305,13 +314,16 @@ def _with_payment(body: dict, membership) -> dict:
 
 @member_router.post(
     "/events/{event_id}/bookings",
-    response=responses({201: BookingCreatedOut}, 409),
+    response=responses({201: BookingCreatedOut}, 409, 503),
     summary="Book an event",
     description=describe(
         MEMBER,
         "Seats = me + `guests` (up to my tier's allowance). Free events confirm at once; paid events are held for "
         "15 minutes and answer the Stripe PaymentIntent to confirm. When full, `join_waitlist` gives a "
-        "waitlisted booking. One live booking per member per event. Send `Idempotency-Key` to retry safely.",
+        "waitlisted booking. One live booking per member per event. Send `Idempotency-Key` to retry safely: a "
+        "retry answers the booking as first created, with `payment: null` (get the PaymentIntent with POST "
+        "/bookings/{id}/payment), and never calls Stripe; a duplicate sent while the first is running waits for it, "
+        "or gets 409 `idempotency_key_in_use` with `Retry-After`.",
         errors={
             400: [
                 "`booking_not_open`: the booking window has not opened for my tier yet.",
@@ -324,6 +336,8 @@ def _with_payment(body: dict, membership) -> dict:
                 "`event_full`: no seats left (send `join_waitlist` to queue).",
                 "`already_booked`: I already have a live booking for this event.",
             ],
+            503: "`payment_provider_unavailable`: Stripe did not answer within its time budget (`Retry-After`, "
+            "`fields.booking_id`); the booking stays held and can be paid with POST /bookings/{id}/payment.",
         },
     ),
 )
@@ -331,17 +345,20 @@ def member_book(
     request, payload: BookingIn, event_id: int = EventId, idempotency_key: str | None = IdempotencyKeyHeader
 ):
     membership, _ = _member(request)
-    result = run_idempotent(
+
+    def action() -> dict:
+        booking = bookings.booking_create(
+            membership=membership, event_id=event_id, guests=payload.guests, join_waitlist=payload.join_waitlist
+        )
+        return {**BookingOut.from_orm(booking).model_dump(mode="json"), "payment": None}
+
+    return run_idempotent(
         request,
         key=idempotency_key,
         payload={"event_id": event_id, **payload.model_dump()},
-        action=lambda: bookings.booking_create(
-            membership=membership, event_id=event_id, guests=payload.guests, join_waitlist=payload.join_waitlist
-        ),
-        out=BookingOut,
+        action=action,
+        then=lambda body: _with_payment(body, membership),
     )
-    result.value = _with_payment(result.value, membership)
-    return result
 
 
 @member_router.get(
@@ -414,13 +431,28 @@ def member_pay_booking(request, booking_id: int = BookingId):
     return PaymentOut(payment_intent_id=info.id, client_secret=info.client_secret, status=info.status)
 
 
+@member_router.post(
+    "/bookings/{booking_id}/standin-payment",
+    response=responses({200: BookingOut}, 409, 503),
+    summary="Pay my held booking with the local payment stand-in (demos only)",
+    description="Only when the server runs without Stripe credentials (no `STRIPE_SECRET_KEY`) and not in "
+    "production: the local stand-in (not Stripe; nothing is charged) completes the payment of my held booking, "
+    "as if Stripe's webhook reported `payment_intent.succeeded`. Otherwise 404 `payment_standin_disabled`. "
+    "409 `booking_not_payable` if nothing is due.",
+)
+def member_standin_pay_booking(request, booking_id: int = BookingId):
+    membership, _ = _member(request)
+    payments.booking_standin_pay(membership=membership, booking_id=booking_id)
+    return selectors.member_booking(membership=membership, booking_id=booking_id)
+
+
 # ----------------------------------------------------------------------------------------------------- stripe
 
 
 @webhook_router.post(
     "/stripe/webhook",
     auth=None,
-    response={200: WebhookOut, 400: ErrorOut, 429: ErrorOut},
+    response={200: WebhookOut, 400: ErrorOut, 429: ErrorOut, 503: ErrorOut},
     summary="Stripe webhook",
     description=describe(
         "Stripe, signing with the webhook secret (no other credentials).",
@@ -430,7 +462,8 @@ def member_pay_booking(request, booking_id: int = BookingId):
             400: [
                 "`invalid_signature`: the `Stripe-Signature` header is missing or does not match the body.",
                 "`invalid_event`: the body is not a Stripe event.",
-            ]
+            ],
+            503: "`webhook_not_configured`: no signing secret (`STRIPE_WEBHOOK_SECRET`; required in production).",
         },
     ),
     openapi_extra={
@@ -442,6 +475,11 @@ def member_pay_booking(request, booking_id: int = BookingId):
 )
 @csrf_exempt
 def stripe_webhook(request):
+    if not settings.STRIPE_WEBHOOK_SECRET:
+        raise ServiceUnavailable(
+            "The Stripe webhook is disabled: no signing secret is configured (STRIPE_WEBHOOK_SECRET).",
+            code="webhook_not_configured",
+        )
     try:
         event = stripe.Webhook.construct_event(
             request.body, request.headers.get("Stripe-Signature", ""), settings.STRIPE_WEBHOOK_SECRET

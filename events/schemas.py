@@ -174,7 +174,8 @@ class BookingCreatedOut(BookingOut):
     payment: PaymentOut | None = Field(
         None,
         description="For a held (paid) booking: the PaymentIntent to confirm. Null for free or waitlisted "
-        "bookings, or when Stripe could not be reached (then call POST /bookings/{id}/payment).",
+        "bookings, and in the replay of a retry with the same Idempotency-Key (the client secret is never "
+        "stored; call POST /bookings/{id}/payment).",
     )
 
 
