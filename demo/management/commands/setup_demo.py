@@ -13,7 +13,7 @@ Everything runs synchronously (no worker needed). A second run leaves an existin
 from __future__ import annotations
 
 import time
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -29,7 +29,7 @@ PROGRAMME = "Premier Circle"
 DEMO_MEMBER = "member@premier.example"
 AGENT = "agent@premier.example"
 SEGMENT = "Top customers: top 10% by revenue, engaged"
-PAST_DAYS = 426  # the programme started 14 months ago
+PAST_MONTHS = 14  # the programme started 14 months ago, on the 15th (monthly bills fall mid-month of tenure)
 HOLDOUT_PERCENT = Decimal("20")  # a control group large enough to read in a 3,000-customer demo
 SEED = 42
 TIERS = [
@@ -55,7 +55,8 @@ class Command(BaseCommand):
             return
         started = time.monotonic()
         self.now = timezone.now().astimezone(UTC).replace(microsecond=0)
-        self.start = (self.now - timedelta(days=PAST_DAYS)).replace(hour=9, minute=0, second=0)
+        months = self.now.year * 12 + self.now.month - 1 - PAST_MONTHS
+        self.start = datetime(months // 12, months % 12 + 1, 15, 9, tzinfo=UTC)
         call_command("seed_demo", customers=customers, seed=SEED, as_of=self.start.date(), no_progress=True)
         mail_dir = settings.VAR_DIR / "demo-mail"
         # Hundreds of invitations and notifications: written to files instead of flooding the console.

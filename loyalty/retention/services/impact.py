@@ -144,11 +144,12 @@ def compare_retention(
     label: str,
     minimums: Minimums = MINIMUMS,
     ready_on: str | None = None,
+    enrolled: tuple[int, int] | None = None,
 ) -> dict:
     """Retention at a horizon in both groups, the absolute uplift (treatment minus control, percentage
     points) with its 95% CI and p-value, and the relative churn reduction. Below `minimums` the uplift, its
     interval and p are null, `available` is false and `reason` says what is missing (and `ready_on`, the day
-    follow-up will suffice, if known)."""
+    follow-up will suffice, if known; `enrolled`: members of each group, evaluable or not)."""
     retained_t, retained_c = n_t - churned_t, n_c - churned_c
     test = proportion_difference(n_t=n_t, x_t=retained_t, n_c=n_c, x_c=retained_c)
     rate_t = retained_t / n_t if n_t else None
@@ -184,7 +185,12 @@ def compare_retention(
     if missing:
         reason = f"{label}, {months} months: no uplift shown yet; it needs at least {' and '.join(missing)}."
         if min(n_t, n_c) < minimums.members_per_group:
-            reason += f" Enough members will have been followed {months} months on {ready_on}." if ready_on else ""
+            if ready_on:
+                reason += f" Enough members will have been followed {months} months on {ready_on}."
+            elif enrolled is not None and min(enrolled) < minimums.members_per_group:
+                reason += " Not before more members are enrolled in both groups."
+            else:
+                reason += f" It will show as more members reach {months} months."
         else:
             reason += " It will show once enough members have churned or stayed that long."
         explanation, test, reduction, p = reason, dict.fromkeys(test), None, None
@@ -591,6 +597,7 @@ def _comparisons(acc, key, horizons, label, minimums: Minimums = MINIMUMS, ready
             label=label,
             minimums=minimums,
             ready_on=ready_on.get(m),
+            enrolled=(t["members"], c["members"]),
         )
         for i, m in enumerate(horizons)
     ]
