@@ -710,7 +710,9 @@ def impact_report_compute(
             "select themselves (those who would stay anyway use the programme more), so it overstates the "
             "effect and must not be reported as the programme's effect."
         )
-        if not itt["available"]:
+        if not eligible_t:
+            explanation = f"{months} months: no treatment member has been followed that long yet."
+        elif not itt["available"]:
             explanation = (
                 f"{months} months: {_pct(rate)} of the {eligible_t} evaluable treatment members took up the "
                 "programme. No effect on those who took it up yet: it is the intention-to-treat uplift divided by "
