@@ -56,7 +56,10 @@ def test_demo_has_a_past_and_its_impact_report_reads_at_every_horizon(settings, 
     programme = Programme.objects.get(name="Premier Circle")
     memberships = Membership.objects.filter(programme=programme)
     enrolled = {m.enrolled_at for m in memberships}
-    assert len(enrolled) == 1 and started - enrolled.pop() > timedelta(days=395)  # 14 months ago, on the 15th
+    assert len(enrolled) == 1 and started - min(enrolled) > timedelta(days=395)  # 14 months ago, on the 15th
+    # Invitations were sent then, into the demo's mail folder, not left to a worker.
+    assert set(memberships.filter(group="treatment").values_list("invited_at", flat=True)) == enrolled
+    assert len(list((tmp_path / "demo-mail").iterdir())) >= 1
 
     report = impact_report_compute(programme=programme)
     for c in report["retention"]:

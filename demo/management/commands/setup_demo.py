@@ -74,6 +74,7 @@ class Command(BaseCommand):
     def _programme(self):
         from loyalty.programmes.models import Membership
         from loyalty.programmes.services.enrolment import enrolment_run, enrolment_start
+        from loyalty.programmes.services.notifications import invitations_send
         from loyalty.programmes.services.programmes import programme_create, tier_create
         from loyalty.segmentation.models import RunStatus
         from loyalty.segmentation.services.scoring import scoring_model_default, scoring_run_create, scoring_run_execute
@@ -121,6 +122,8 @@ class Command(BaseCommand):
             enrolment, _ = enrolment_start(programme=programme, segment_run=run)
             # Run it here, as of the start date, before the queued task can (it then finds it done).
             enrolment_run(enrolment_id=enrolment.pk, now=self.start)
+        # The invitations too, here (into demo-mail): a worker that picks up the queued task finds them sent.
+        invitations_send(enrolment_id=enrolment.pk, now=self.start)
         counts = {
             group: Membership.objects.filter(programme=programme, group=group).count()
             for group in (Membership.Group.TREATMENT, Membership.Group.CONTROL)

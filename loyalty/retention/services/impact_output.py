@@ -146,6 +146,8 @@ def _comparison_row(scope: str, key: str, c: dict) -> list:
         c["p_value"],
         c["significant"],
         c["relative_churn_reduction"],
+        c.get("available", True),
+        c.get("reason"),
     ]
 
 
@@ -167,6 +169,8 @@ def report_table(report: dict, table: str) -> tuple[list[str], list[list]]:
             "p_value",
             "significant",
             "relative_churn_reduction",
+            "available",
+            "reason",
         ]
         rows = [_comparison_row("overall", "all", c) for c in report["retention"]]
         rows += [_comparison_row("tier", t["tier_name"], c) for t in report["by_tier"] for c in t["horizons"]]
@@ -214,6 +218,7 @@ def report_table(report: dict, table: str) -> tuple[list[str], list[list]]:
             "adjusted_ci_high",
             "adjusted_p_value",
             "variance_reduction",
+            "available",
         ]
         rows = []
         for r in report["revenue"]["cuped"]:
@@ -230,6 +235,7 @@ def report_table(report: dict, table: str) -> tuple[list[str], list[list]]:
                     adj.get("ci_high"),
                     adj.get("p_value"),
                     r.get("variance_reduction"),
+                    r.get("available", True),
                 ]
             )
         return header, rows
