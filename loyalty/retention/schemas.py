@@ -89,6 +89,9 @@ class ComparisonOut(Schema):
     relative_churn_reduction: float | None
     explanation: str
     not_evaluable: int | None = None
+    available: bool = Field(True, description="False when follow-up or events fall short of the report's minimums.")
+    reason: str | None = Field(None, description="What is missing (and until when), when not available.")
+    ready_on: str | None = Field(None, description="Day enough members will have been followed to the horizon.")
 
 
 class SrmOut(Schema):
@@ -120,6 +123,7 @@ class TakeUpHorizonOut(Schema):
     naive_non_users_rate: float | None
     naive_difference: float | None
     explanation: str
+    available: bool = True
 
 
 class TakeUpOut(Schema):
@@ -182,6 +186,8 @@ class LogrankOut(Schema):
     p_value: float | None
     significant: bool
     explanation: str
+    available: bool = Field(True, description="False when follow-up or events fall short of the report's minimums.")
+    reason: str | None = Field(None, description="What is missing (and until when), when not available.")
 
 
 class RmstOut(Schema):
@@ -193,6 +199,14 @@ class RmstOut(Schema):
     ci_high: float | None
     p_value: float | None
     explanation: str
+    available: bool = Field(True, description="False when follow-up or events fall short of the report's minimums.")
+    reason: str | None = Field(None, description="What is missing (and until when), when not available.")
+
+
+class SurvivalChartOut(Schema):
+    available: bool
+    reason: str | None
+    longest_followup_days: int
 
 
 class SurvivalOut(Schema):
@@ -201,6 +215,7 @@ class SurvivalOut(Schema):
     explanation: str
     logrank: LogrankOut | None
     rmst: RmstOut | None
+    chart: SurvivalChartOut | None = None
 
 
 class RevenueMonthOut(Schema):
@@ -229,6 +244,8 @@ class CupedOut(Schema):
     adjusted: RevenueEstimateOut | None = None
     variance_reduction: float | None = None
     explanation: str
+    available: bool = Field(True, description="False when follow-up or events fall short of the report's minimums.")
+    reason: str | None = Field(None, description="What is missing (and until when), when not available.")
 
 
 class RevenueOut(Schema):
@@ -243,6 +260,16 @@ class ProgrammeRefOut(Schema):
     holdout_percent: float
 
 
+class MinimumsOut(Schema):
+    members_per_group: int
+    churned: int
+    retained: int
+    survival_events: int
+    followup_days: int
+    rmst_days: int
+    explanation: str
+
+
 class GroupsOut(Schema):
     treatment: int
     control: int
@@ -254,6 +281,7 @@ class ImpactReportBodyOut(Schema):
     as_of: str
     horizons: list[int]
     method: str
+    minimums: MinimumsOut | None = None
     groups: GroupsOut
     srm: SrmSectionOut
     take_up: TakeUpOut

@@ -77,11 +77,13 @@ def ingest_rows(
     positions: Sequence[int] | None = None,
     dry_run: bool = False,
     progress: Progress | None = None,
+    now: datetime | None = None,
 ) -> IngestResult:
     """Upsert type-checked `rows` of `kind` ("customers", "revenue", "interactions") by external_id.
 
     All or nothing: any bad row raises RowsRejected naming every bad row (by `positions`: batch index or file
-    line) and nothing is written. `dry_run` does all the checks and counts, then rolls back."""
+    line) and nothing is written. `dry_run` does all the checks and counts, then rolls back. `now` is when the
+    feed is processed (default: now): memberships of customers turned churned end then."""
     positions = positions if positions is not None else range(len(rows))
     errors = rows_check(kind, rows, positions)
     if errors:
@@ -97,17 +99,17 @@ def ingest_rows(
                 touched = _generic_write(kind, rows, positions, result, progress)
             if dry_run:
                 raise _DryRun()
-            _after_write(kind, touched, result)
+            _after_write(kind, touched, result, now=now)
     except _DryRun:
         pass
     result.unchanged = result.rows - result.created - result.updated
     return result
 
 
-def _after_write(kind: str, touched: _Touched, result: IngestResult) -> None:
+def _after_write(kind: str, touched: _Touched, result: IngestResult, *, now: datetime | None = None) -> None:
     if kind == "customers":
         if result.churned_customer_ids:
-            churn.customers_churned(customer_ids=sorted(result.churned_customer_ids))
+            churn.customers_churned(customer_ids=sorted(result.churned_customer_ids), now=now)
         return
     if not touched.customer_ids or touched.first is None or touched.last is None:
         return

@@ -3,6 +3,8 @@ member's one contact address (`loyalty.customers.contact`)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.core.mail import get_connection, send_mail
 from django.db import transaction
@@ -63,10 +65,10 @@ def _invitation(membership: Membership) -> tuple[str, str]:
     )
 
 
-def invitations_send(*, enrolment_id: int) -> int:
+def invitations_send(*, enrolment_id: int, now: datetime | None = None) -> int:
     """Invite the treatment members of an enrolment by email, in batches claimed under a row lock and stamped
     `invited_at` in the same transaction: a second run (or a second worker) sends nothing twice. The control
-    group is never written to."""
+    group is never written to. `now`: the `invited_at` stamp (default now)."""
     enrolment = Enrolment.objects.filter(pk=enrolment_id).first()
     if enrolment is None:
         return 0
@@ -99,7 +101,7 @@ def invitations_send(*, enrolment_id: int) -> int:
                         [addresses[membership.customer_id]],
                         connection=connection,
                     )
-            Membership.objects.filter(pk__in=[m.pk for m in batch]).update(invited_at=timezone.now())
+            Membership.objects.filter(pk__in=[m.pk for m in batch]).update(invited_at=now or timezone.now())
             sent += len(batch)
 
 
