@@ -7,6 +7,8 @@ import logging
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
 from django.http import Http404
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -14,6 +16,7 @@ from ninja.errors import Throttled as NinjaThrottled
 from ninja.throttling import AnonRateThrottle, AuthRateThrottle
 
 from core.errors import PremierError
+from core.middleware import DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS, TOO_BIG, database_unavailable
 from core.parser import NulCharacterError, SafeJsonParser
 
 logger = logging.getLogger("premier.api")
@@ -33,8 +36,32 @@ Idempotency-Key reuse, 422 invalid input (`fields` names every bad field), 429 t
 first answer and creates nothing twice; the same key with another body is a 409.
 """
 
+
+class _FailOpen:
+    """A throttle whose store cannot be read lets the request through with a logged warning (degrade, don't
+    die): a cache outage must not take every endpoint, /health included, down with it."""
+
+    def allow_request(self, request) -> bool:
+        try:
+            return super().allow_request(request)
+        except Exception as exc:  # noqa: BLE001 - whatever the store raised
+            logger.warning("Throttle store unavailable (%s: %s); request allowed.", type(exc).__name__, exc)
+            return True
+
+
+class FailOpenAnonRateThrottle(_FailOpen, AnonRateThrottle):
+    pass
+
+
+class FailOpenAuthRateThrottle(_FailOpen, AuthRateThrottle):
+    pass
+
+
 # Anonymous callers by IP, authenticated callers by credential (AuthRateThrottle reads request.auth).
-THROTTLES = [AnonRateThrottle(settings.API_THROTTLE_ANON), AuthRateThrottle(settings.API_THROTTLE_AUTH)]
+THROTTLES = [
+    FailOpenAnonRateThrottle(settings.API_THROTTLE_ANON),
+    FailOpenAuthRateThrottle(settings.API_THROTTLE_AUTH),
+]
 
 api = NinjaAPI(
     title="Premier API",
@@ -116,6 +143,21 @@ def object_not_found(request, exc):
 @api.exception_handler(DjangoPermissionDenied)
 def permission_denied(request, exc):
     return _error(request, 403, str(exc) or "Permission denied.", "permission_denied")
+
+
+@api.exception_handler(RequestDataTooBig)
+def request_too_big(request, exc):
+    return _error(request, 413, *TOO_BIG)
+
+
+@api.exception_handler(DatabaseError)
+def database_error(request, exc: DatabaseError):
+    if not database_unavailable(exc):
+        return server_error(request, exc)
+    logger.warning("Database unavailable on %s %s: %s", request.method, request.path, exc)
+    response = _error(request, 503, *DATABASE_UNAVAILABLE)
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 @api.exception_handler(Exception)

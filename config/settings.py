@@ -73,6 +73,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # A lost database answers 503 + Retry-After, an over-size body 413: JSON in the usual error body.
+    "core.middleware.FaultAnswersMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -194,15 +196,34 @@ EMAIL_HOST = env("EMAIL_HOST", "localhost")
 CONCIERGE_LEAD_EMAIL = env("CONCIERGE_LEAD_EMAIL", "concierge-lead@premier.example")
 EMAIL_PORT = int(env("EMAIL_PORT", "25"))
 
-# Cache (throttling, idempotency locks). Redis when REDIS_URL is set, else local memory.
+# Cache (throttles, allauth's login rate limits). Every process must see the same counts: Redis when REDIS_URL
+# is set (failing open with a warning when Redis is unreachable, core.cache), else a table in the database
+# (created by `migrate`, see core.apps). Heartbeats of beat and the workers live in their own table, never culled.
 REDIS_URL = env("REDIS_URL")
+CACHE_TABLE = "premier_cache"
+HEARTBEAT_CACHE_TABLE = "premier_heartbeat"
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        {"BACKEND": "core.cache.FailOpenRedisCache", "LOCATION": REDIS_URL}
         if REDIS_URL
-        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
-    )
+        else {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": CACHE_TABLE,
+            "OPTIONS": {"MAX_ENTRIES": 100_000, "CULL_FREQUENCY": 4},
+        }
+    ),
+    "heartbeats": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": HEARTBEAT_CACHE_TABLE,
+        "TIMEOUT": None,
+        "OPTIONS": {"MAX_ENTRIES": 10_000},
+    },
 }
+# Beat runs core.tasks.beat_heartbeat every BEAT_HEARTBEAT_SECONDS; /health calls the scheduler down when the
+# last heartbeat is older than 3 intervals.
+BEAT_HEARTBEAT_SECONDS = int(env("BEAT_HEARTBEAT_SECONDS", "30"))
+# /health: how long each dependency check may take (seconds).
+HEALTH_CHECK_TIMEOUT = float(env("HEALTH_CHECK_TIMEOUT", "1"))
 
 # Celery: eager by default (no broker needed); CELERY_BROKER_URL switches to a real broker.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL")
@@ -229,6 +250,7 @@ from loyalty.schedule import BEAT as LOYALTY_BEAT  # noqa: E402
 
 CELERY_BEAT_SCHEDULE: dict = {
     "purge-idempotency-records": {"task": "core.tasks.purge_idempotency_records", "schedule": 3600},
+    "beat-heartbeat": {"task": "core.tasks.beat_heartbeat", "schedule": BEAT_HEARTBEAT_SECONDS},
     **LOYALTY_BEAT,
     **CONCIERGE_BEAT,
     **EVENTS_BEAT,
