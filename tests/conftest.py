@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from django.conf import settings
 from django.core.cache import cache
@@ -22,10 +24,9 @@ def pytest_collection_modifyitems(config, items):
 
 
 def _clear_cache() -> None:
-    try:
+    # The database cache in a test without database access: that test wrote nothing to clear.
+    with contextlib.suppress(RuntimeError):
         cache.clear()
-    except RuntimeError:  # the database cache in a test without database access: it wrote nothing to clear
-        pass
 
 
 @pytest.fixture(autouse=True)

@@ -255,4 +255,3 @@ def test_anonymous_limit_holds_across_processes(tmp_path):
         )
         answers += [int(code) for code in result.stdout.strip().splitlines()[-1].split(",")]
     assert answers == [200] * 5 + [429] * 4
-
