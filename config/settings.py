@@ -73,6 +73,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # allauth's rate limits answer 429 in the usual error body, with a message and Retry-After.
+    "core.middleware.AllauthThrottleMiddleware",
     # A lost database answers 503 + Retry-After, an over-size body 413: JSON in the usual error body.
     "core.middleware.FaultAnswersMiddleware",
 ]
@@ -180,11 +182,15 @@ if ACCOUNT_RATE_LIMITS is None:
     del ACCOUNT_RATE_LIMITS
 HEADLESS_ONLY = True
 HEADLESS_CLIENTS = ("app", "browser")
+# Every flow that sends mail links to the frontend: email verification, password reset (also linked from the
+# "account already exists" mail of sign-up, so without it sign-up with a known address answered 500), sign-up.
+FRONTEND_URL = env("PREMIER_FRONTEND_URL", "http://127.0.0.1:8000")
 HEADLESS_FRONTEND_URLS = {
-    "account_confirm_email": env("PREMIER_FRONTEND_URL", "http://127.0.0.1:8000") + "/account/verify/{key}",
-    "account_reset_password_from_key": env("PREMIER_FRONTEND_URL", "http://127.0.0.1:8000")
-    + "/account/password/reset/{key}",
-    "account_signup": env("PREMIER_FRONTEND_URL", "http://127.0.0.1:8000") + "/account/signup",
+    "account_confirm_email": FRONTEND_URL + "/account/verify/{key}",
+    "account_reset_password": FRONTEND_URL + "/account/password/reset",
+    "account_reset_password_from_key": FRONTEND_URL + "/account/password/reset/{key}",
+    "account_signup": FRONTEND_URL + "/account/signup",
+    "socialaccount_login_error": FRONTEND_URL + "/account/provider/callback",
 }
 LOGIN_URL = "/admin/login/"
 
