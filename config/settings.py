@@ -272,6 +272,8 @@ EVENT_COMPLETION_GRACE_HOURS = float(env("EVENT_COMPLETION_GRACE_HOURS", "2"))
 API_PAGE_MAX_LIMIT = 500
 API_PAGE_MAX_OFFSET = 1_000_000
 IDEMPOTENCY_KEY_TTL_HOURS = 24
+# Ingestion and import_data refuse dates and times more than this many hours in the future (clock skew allowed).
+INGEST_FUTURE_TOLERANCE_HOURS = float(env("INGEST_FUTURE_TOLERANCE_HOURS", "24"))
 # Ingestion batches hold up to 10,000 rows (a few MB of JSON); Django's default body limit is 2.5 MB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(env("DATA_UPLOAD_MAX_MEMORY_SIZE", str(32 * 1024 * 1024)))
 
