@@ -64,6 +64,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "core.middleware.ContentSecurityPolicyMiddleware",
     # Serves static files (admin, the local Swagger UI) under runserver and gunicorn alike.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -166,6 +167,25 @@ SESSION_COOKIE_SECURE = PRODUCTION
 CSRF_COOKIE_SECURE = PRODUCTION
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# Behind a proxy that terminates TLS and sets X-Forwarded-Proto: HTTPS redirect and HSTS. /api/v1/health stays
+# reachable over plain HTTP for load-balancer probes inside the network.
+BEHIND_TLS = env_bool("PREMIER_BEHIND_TLS", False)
+if BEHIND_TLS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^api/v1/health$"]
+    SECURE_HSTS_SECONDS = int(env("SECURE_HSTS_SECONDS", str(365 * 24 * 3600)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+# Content Security Policy of every HTML page (core.middleware.ContentSecurityPolicyMiddleware): only the
+# service's own scripts, styles and images. 'unsafe-inline' for styles only (Swagger UI and the admin set style
+# attributes, the dashboard has a <style> block); no inline script anywhere; charts are data: URIs.
+CONTENT_SECURITY_POLICY = env(
+    "CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "font-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'",
+)
 
 # django-allauth (headless): email login, both the app (X-Session-Token) and browser (session) clients.
 ACCOUNT_LOGIN_METHODS = {"email"}

@@ -149,3 +149,23 @@ class AllauthThrottleMiddleware:
         for cookie in response.cookies.values():
             throttled.cookies[cookie.key] = cookie
         return throttled
+
+
+class ContentSecurityPolicyMiddleware:
+    """Sends settings.CONTENT_SECURITY_POLICY on HTML answers that do not set their own."""
+
+    def __init__(self, get_response):
+        from django.conf import settings
+
+        self.get_response = get_response
+        self.policy = getattr(settings, "CONTENT_SECURITY_POLICY", "")
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (
+            self.policy
+            and response.get("Content-Type", "").startswith("text/html")
+            and "Content-Security-Policy" not in response
+        ):
+            response["Content-Security-Policy"] = self.policy
+        return response
