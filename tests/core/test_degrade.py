@@ -18,7 +18,6 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from core.heartbeats import SCHEDULER, heartbeat_record
 from tests.conftest import ON_POSTGRES, ApiClient, login_token
 from tests.events.factories import member as events_member
 from tests.factories import UserFactory
@@ -121,6 +120,8 @@ def test_scheduler_heartbeat_fresh_is_ok_and_stale_beyond_three_intervals_is_dow
     settings.HEALTH_CHECK_TIMEOUT = 0.5
     previous = app.conf.broker_url
     app.conf.broker_url = "redis://127.0.0.1:6379/5"
+    from core.heartbeats import SCHEDULER, heartbeat_record
+
     interval = django_settings.BEAT_HEARTBEAT_SECONDS
     try:
         heartbeat_record(name=SCHEDULER, at=timezone.now() - dt.timedelta(seconds=2 * interval))
@@ -136,7 +137,7 @@ def test_scheduler_heartbeat_fresh_is_ok_and_stale_beyond_three_intervals_is_dow
 
 @pytest.mark.django_db
 def test_beat_heartbeat_task_records_the_time_and_is_scheduled():
-    from core.heartbeats import heartbeat_last
+    from core.heartbeats import SCHEDULER, heartbeat_last
     from core.tasks import beat_heartbeat
 
     before = timezone.now()
