@@ -94,10 +94,13 @@ def _workers_status(broker: str) -> str:
     from config.celery import app
 
     try:
+        with app.connection_for_write() as conn:
+            broadcast = "fanout" in conn.transport.implements.exchange_type
+        if not broadcast:
+            # No broadcast on this transport (kombu's SQLAlchemy transport): a ping would never reach a worker in
+            # another process. A worker ran the beat heartbeat recently instead.
+            return "ok" if _heartbeat_fresh() else "down"
         replies = app.control.ping(timeout=settings.HEALTH_CHECK_TIMEOUT)
-    except NotImplementedError:
-        # The transport has no broadcast (e.g. kombu's SQLAlchemy transport): a worker ran the beat heartbeat.
-        return "ok" if _heartbeat_fresh() else "down"
     except Exception as exc:  # noqa: BLE001
         logger.warning("Health: worker ping failed (%s: %s)", type(exc).__name__, exc)
         return "down"

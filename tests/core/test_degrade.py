@@ -256,3 +256,27 @@ def test_anonymous_limit_holds_across_processes(tmp_path):
         )
         answers += [int(code) for code in result.stdout.strip().splitlines()[-1].split(",")]
     assert answers == [200] * 5 + [429] * 4
+
+
+@pytest.mark.django_db
+def test_without_broadcast_on_the_transport_workers_follow_the_heartbeat(settings, tmp_path):
+    """kombu's SQLAlchemy transport (the zero-setup broker) has no fanout, so a ping never reaches a worker in
+    another process: the workers count as up when one ran the beat heartbeat within 3 intervals."""
+    from config.celery import app
+    from core.heartbeats import SCHEDULER, heartbeat_record
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    previous = app.conf.broker_url
+    app.conf.broker_url = f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}"
+    interval = django_settings.BEAT_HEARTBEAT_SECONDS
+    try:
+        heartbeat_record(name=SCHEDULER, at=timezone.now() - dt.timedelta(seconds=interval))
+        fresh = Client().get("/api/v1/health")
+        heartbeat_record(name=SCHEDULER, at=timezone.now() - dt.timedelta(seconds=4 * interval))
+        stale = Client().get("/api/v1/health")
+    finally:
+        app.conf.broker_url = previous
+    assert fresh.status_code == 200
+    assert (fresh.json()["broker"], fresh.json()["workers"], fresh.json()["scheduler"]) == ("ok", "ok", "ok")
+    assert stale.status_code == 503
+    assert stale.json()["down"] == ["workers", "scheduler"]
