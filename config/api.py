@@ -29,7 +29,8 @@ writes). Integrations send `X-API-Key`. Each operation says which it accepts and
 
 **Errors.** Every error body is `{"detail": "...", "code": "...", "fields": {...}}`: 400 business rule,
 401 not authenticated, 403 role or scope missing, 404 unknown or not yours, 409 state conflict or
-Idempotency-Key reuse, 422 invalid input (`fields` names every bad field), 429 throttled.
+Idempotency-Key reuse, 413 body too large, 422 invalid input (`fields` names every bad field), 429 throttled
+(with `Retry-After`), 503 database unavailable (with `Retry-After`; retry later).
 
 **Idempotency.** Creating POSTs accept `Idempotency-Key`: a retry with the same key and body returns the
 first answer and creates nothing twice; the same key with another body is a 409.

@@ -39,6 +39,11 @@ def _test_settings(request, settings):
     app.conf.task_always_eager = eager
     settings.CELERY_TASK_ALWAYS_EAGER = eager
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    if "shared_cache" not in request.keywords:
+        # The default cache is a database table shared by all processes (or Redis); inside one test process a
+        # local-memory cache behaves the same and keeps the throttles' queries out of the query-count tests.
+        # Tests marked `shared_cache` (and subprocess tests) run on the configured cache.
+        settings.CACHES = {**settings.CACHES, "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     _clear_cache()
     yield

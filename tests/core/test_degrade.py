@@ -217,12 +217,19 @@ def test_database_connection_lost_mid_request_answers_503_json_with_retry_after(
     assert Client().get("/api/v1/me", headers={"X-Session-Token": token}).status_code == 200
 
 
+@pytest.mark.shared_cache
 @pytest.mark.django_db
-def test_migrate_creates_the_shared_cache_tables():
+def test_migrate_creates_the_shared_cache_tables_and_throttles_count_in_them():
     tables = connection.introspection.table_names()
     assert {django_settings.CACHE_TABLE, django_settings.HEARTBEAT_CACHE_TABLE} <= set(tables)
-    if not os.environ.get("REDIS_URL"):
-        assert django_settings.CACHES["default"]["BACKEND"] == "django.core.cache.backends.db.DatabaseCache"
+    if os.environ.get("REDIS_URL"):
+        return
+    assert django_settings.CACHES["default"]["BACKEND"] == "django.core.cache.backends.db.DatabaseCache"
+    Client().get("/api/v1/health")
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT cache_key FROM {django_settings.CACHE_TABLE}")  # noqa: S608
+        keys = [row[0] for row in cursor.fetchall()]
+    assert any("throttle_anon_" in key for key in keys)
 
 
 _REQUESTS = """
