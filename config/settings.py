@@ -105,6 +105,8 @@ def database_from_url(url: str) -> dict:
     if parsed.scheme not in {"postgres", "postgresql", "pgsql"}:
         raise ImproperlyConfigured(f"DATABASE_URL scheme {parsed.scheme!r} is not supported (use postgres://).")
     options = {key: values[-1] for key, values in parse_qs(parsed.query).items()}
+    # A database host that does not answer costs at most this many seconds per connection attempt.
+    options.setdefault("connect_timeout", env("DATABASE_CONNECT_TIMEOUT", "5"))
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": unquote(parsed.path.lstrip("/")) or "premier",
