@@ -18,7 +18,7 @@ logger = logging.getLogger("premier.api")
 
 RETRY_AFTER_SECONDS = 5
 DATABASE_UNAVAILABLE = (
-    "The database is unavailable. Nothing was changed by this request unless it says otherwise; retry shortly.",
+    "The database is unavailable. Retry in a few seconds.",
     "database_unavailable",
 )
 TOO_BIG = ("The request body is larger than the server accepts.", "request_too_large")
