@@ -1,5 +1,6 @@
 from celery import shared_task
 
+from core.heartbeats import SCHEDULER, heartbeat_record
 from core.idempotency import idempotency_records_purge
 
 
@@ -7,6 +8,12 @@ from core.idempotency import idempotency_records_purge
 def purge_idempotency_records() -> int:
     """Delete Idempotency-Key records past their retention (IDEMPOTENCY_KEY_TTL_HOURS)."""
     return idempotency_records_purge()
+
+
+@shared_task
+def beat_heartbeat() -> str:
+    """Sent by beat every BEAT_HEARTBEAT_SECONDS: records that the scheduler (and a worker) ran. /health reads it."""
+    return heartbeat_record(name=SCHEDULER).isoformat()
 
 
 @shared_task

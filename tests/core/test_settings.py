@@ -69,7 +69,7 @@ def test_database_url_is_parsed():
         "db.internal",
         "6432",
     )
-    assert db["OPTIONS"] == {"sslmode": "require"}
+    assert db["OPTIONS"] == {"sslmode": "require", "connect_timeout": "5"}
 
 
 def test_unsupported_database_url_is_refused():
