@@ -435,10 +435,18 @@ def member_pay_booking(request, booking_id: int = BookingId):
     "/bookings/{booking_id}/standin-payment",
     response=responses({200: BookingOut}, 409, 503),
     summary="Pay my held booking with the local payment stand-in (demos only)",
-    description="Only when the server runs without Stripe credentials (no `STRIPE_SECRET_KEY`) and not in "
-    "production: the local stand-in (not Stripe; nothing is charged) completes the payment of my held booking, "
-    "as if Stripe's webhook reported `payment_intent.succeeded`. Otherwise 404 `payment_standin_disabled`. "
-    "409 `booking_not_payable` if nothing is due.",
+    description=describe(
+        MEMBER,
+        "Only when the server runs without Stripe credentials (no `STRIPE_SECRET_KEY`) and not in production: the "
+        "local stand-in (not Stripe; nothing is charged) completes the payment of my held booking, as if Stripe's "
+        "webhook reported `payment_intent.succeeded`.",
+        errors={
+            403: NOT_A_MEMBER_403,
+            404: ["`payment_standin_disabled`: Stripe is configured or production mode is on.", MEMBER_BOOKING_404],
+            409: "`booking_not_payable`: nothing is due on this booking.",
+            503: "`payment_provider_unavailable`: the stand-in could not complete the payment; retry shortly.",
+        },
+    ),
 )
 def member_standin_pay_booking(request, booking_id: int = BookingId):
     membership, _ = _member(request)

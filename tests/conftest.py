@@ -152,3 +152,33 @@ def ingest_key(db) -> str:
 @pytest.fixture
 def ingest_api(ingest_key) -> ApiClient:
     return ApiClient({"X-API-Key": ingest_key})
+
+
+@contextlib.contextmanager
+def broker_at(url: str):
+    """Point the Celery app at another broker for the block (a closed port for "broker down", another Redis
+    database...), dropping its pooled connections on the way in and out so nothing keeps the other URL."""
+    import os
+
+    from config.celery import app
+
+    def switch(to: str | None) -> None:
+        if to is None:
+            os.environ.pop("CELERY_BROKER_URL", None)
+        else:
+            os.environ["CELERY_BROKER_URL"] = to  # Celery reads the variable before its configuration
+        app.conf.broker_url = to
+        if app._pool is not None:
+            app._pool.force_close_all()
+            app._pool = None
+
+    previous_env, previous = os.environ.get("CELERY_BROKER_URL"), app.conf.broker_url
+    switch(url)
+    try:
+        yield
+    finally:
+        switch(previous)
+        if previous_env is None:
+            os.environ.pop("CELERY_BROKER_URL", None)
+        else:
+            os.environ["CELERY_BROKER_URL"] = previous_env

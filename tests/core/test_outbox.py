@@ -21,7 +21,7 @@ from core.models import IdempotencyRecord, OutboxMessage
 from core.outbox import enqueue, outbox_purge, outbox_relay
 from loyalty.models import ScoringRun
 from loyalty.segmentation.services.scoring import scoring_model_default, scoring_run_create, scoring_run_delete
-from tests.conftest import api_as
+from tests.conftest import api_as, broker_at
 from tests.factories import CustomerFactory, UserFactory
 
 FRESH_PROCESS = """
@@ -148,9 +148,7 @@ def test_broker_down_the_request_answers_its_status_and_the_relay_publishes_when
     CustomerFactory.create_batch(3)
     manager = api_as(UserFactory(roles=["programme_manager"]))
     outbox._Backoff.reset()
-    with monkeypatch.context() as broker_down:
-        broker_down.setenv("CELERY_BROKER_URL", CLOSED_BROKER)  # Celery reads it before its configuration
-        broker_down.setattr(app.conf, "broker_url", CLOSED_BROKER)
+    with broker_at(CLOSED_BROKER):
         started = time.monotonic()
         response = manager.post("scoring/runs", {"as_of": "2026-06-30T00:00:00Z"})
         elapsed = time.monotonic() - started
