@@ -280,6 +280,10 @@ def viral_coefficients(rows: list[tuple[int, int, int]]) -> tuple[list[dict], fl
     return per_gen, (round(converted / referrers, 4) if referrers else None)
 
 
+def _money(value) -> Decimal:
+    return Decimal(value or 0).quantize(Decimal("0.01"))
+
+
 def campaign_report(*, campaign_id: int, ambassadors_limit: int = 100) -> dict:
     """Referrals and conversions per ambassador (chain roots), chain depth distribution, viral coefficient K per
     generation, revenue of referred customers since attribution, and the uplift of ambassadors against the
@@ -344,7 +348,7 @@ def campaign_report(*, campaign_id: int, ambassadors_limit: int = 100) -> dict:
         "held_out": len(outcome[Nominee.Group.HELD_OUT]),
         "referrals": totals["referrals"],
         "conversions": totals["converted"],
-        "referred_revenue": str(sum(chain_revenue.values(), Decimal("0.00"))),
+        "referred_revenue": str(_money(sum(chain_revenue.values(), Decimal(0)))),
         "per_ambassador": [
             {
                 "customer_id": r["root_id"],
@@ -355,7 +359,7 @@ def campaign_report(*, campaign_id: int, ambassadors_limit: int = 100) -> dict:
                 "direct_conversions": r["converted_direct"],
                 "chain_conversions": r["converted_chain"],
                 "max_depth": r["max_depth"],
-                "chain_revenue": str(chain_revenue.get(r["root_id"], Decimal("0.00"))),
+                "chain_revenue": str(_money(chain_revenue.get(r["root_id"], 0))),
             }
             for r in top
         ],
