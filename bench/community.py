@@ -100,6 +100,7 @@ def build(members: int, ideas: int, votes: int, referrals: int) -> tuple[int, in
                UNION ALL SELECT %s, g, 'K' || g, %s FROM generate_series(%s, %s) g""",
             [campaign.pk, START, campaign.pk, campaign.pk, START, r0, r0 + referred - 1],
         )
+        c.execute("ANALYZE loyalty_customer, community_nominee, community_referralcode")
         # Generation 1: referred 1..80,000 by the 1,000 ambassadors; then each generation by the one before.
         first = 0
         for gen, size in enumerate(generations, start=1):
@@ -125,6 +126,7 @@ def build(members: int, ideas: int, votes: int, referrals: int) -> tuple[int, in
                 [campaign.pk, r0, first, first + size - 1, campaign.pk],
             )
             first += size
+            c.execute("ANALYZE community_referral")  # the next generation joins this one
         # Revenue: converted referred customers and every nominee.
         c.execute(
             """INSERT INTO loyalty_revenueentry (customer_id, period, amount, currency, kind, external_id, created_at)

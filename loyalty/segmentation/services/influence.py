@@ -10,6 +10,7 @@ from datetime import datetime
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core.sql import tune_transaction
 from loyalty.segmentation.models import CustomerInfluence
 
 TABLE = CustomerInfluence._meta.db_table
@@ -21,6 +22,7 @@ def influence_replace(*, source_sql: str, params: list, computed_at: datetime | 
     (customer_id, score, referral_credit, votes_received). Returns the rows written."""
     computed_at = computed_at or timezone.now()
     with connection.cursor() as cursor:
+        tune_transaction(cursor)
         cursor.execute(f"DELETE FROM {TABLE}")
         cursor.execute(
             f"INSERT INTO {TABLE} (customer_id, score, referral_credit, votes_received, computed_at) "
