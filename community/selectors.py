@@ -370,3 +370,35 @@ def campaign_report(*, campaign_id: int, ambassadors_limit: int = 100) -> dict:
         "k": k,
         "uplift": uplift(outcome[Nominee.Group.AMBASSADOR], outcome[Nominee.Group.HELD_OUT]),
     }
+
+
+def timeline_entries(*, customer_id: int) -> list[dict]:
+    """Nominations, the customer's own attribution and their ideas, for the member timeline (3 queries)."""
+    entries = [
+        {
+            "at": n.nominated_at,
+            "kind": "community_nomination",
+            "summary": f"Nominated for campaign {n.campaign.name} ({n.get_group_display().lower()})",
+            "ref": f"campaign:{n.campaign_id}",
+        }
+        for n in Nominee.objects.filter(customer_id=customer_id).select_related("campaign")
+    ]
+    entries += [
+        {
+            "at": r.attributed_at,
+            "kind": "community_referred",
+            "summary": f"Referred in campaign {r.campaign.name} (generation {r.generation})",
+            "ref": f"referral:{r.pk}",
+        }
+        for r in Referral.objects.filter(referred_id=customer_id).select_related("campaign")
+    ]
+    entries += [
+        {
+            "at": i.created_at,
+            "kind": "community_idea",
+            "summary": f"Idea '{i.title}' ({i.status}, {i.vote_count} votes)",
+            "ref": f"idea:{i.pk}",
+        }
+        for i in Idea.objects.filter(author_id=customer_id)
+    ]
+    return entries
