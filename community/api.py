@@ -45,6 +45,7 @@ from community.schemas import (
 from community.services import campaigns, comments, ideas, influence, polls, referrals
 from core.auth import request_user, require_role, user_auth
 from core.errors import ValidationFailed
+from core.idempotency import IdempotencyKeyHeader, run_idempotent
 from core.pagination import Page
 from core.schemas import responses
 
@@ -173,17 +174,19 @@ def list_ideas(request, filters: Query[IdeaFilters], round_id: int = RoundId):
     tags=[IDEAS],
     summary="Post an idea",
     description="Members with an active membership, while the round is open (409 `round_closed`). It is "
-    "`submitted` until a manager opens it. At most 3 ideas a day: 429 `posting_limit`.",
+    "`submitted` until a manager opens it. At most 3 ideas a day: 429 `posting_limit`. Accepts "
+    "`Idempotency-Key`: a retry returns the first answer.",
 )
-def post_idea(request, payload: IdeaIn, round_id: int = RoundId):
-    idea = ideas.idea_post(
-        user=request_user(request),
-        round_id=round_id,
-        title=payload.title,
-        body=payload.body,
-        category=payload.category,
-    )
-    return Status(201, selectors.idea_get(idea_id=idea.pk, customer_id=idea.author_id))
+def post_idea(request, payload: IdeaIn, round_id: int = RoundId, idempotency_key: str | None = IdempotencyKeyHeader):
+    user = request_user(request)
+
+    def action():
+        idea = ideas.idea_post(
+            user=user, round_id=round_id, title=payload.title, body=payload.body, category=payload.category
+        )
+        return selectors.idea_get(idea_id=idea.pk, customer_id=idea.author_id)
+
+    return run_idempotent(request, key=idempotency_key, payload=payload, action=action, out=IdeaOut)
 
 
 @router.get(
@@ -232,8 +235,17 @@ def unvote(request, idea_id: int = IdeaId):
     description="Members. At most 10 comments an hour: 429 `posting_limit`. Finished ideas or closed rounds: "
     "409 `comments_closed`.",
 )
-def comment_idea(request, payload: CommentIn, idea_id: int = IdeaId):
-    return Status(201, comments.comment_post(user=request_user(request), idea_id=idea_id, body=payload.body))
+def comment_idea(
+    request, payload: CommentIn, idea_id: int = IdeaId, idempotency_key: str | None = IdempotencyKeyHeader
+):
+    user = request_user(request)
+    return run_idempotent(
+        request,
+        key=idempotency_key,
+        payload=payload,
+        action=lambda: comments.comment_post(user=user, idea_id=idea_id, body=payload.body),
+        out=CommentOut,
+    )
 
 
 # ------------------------------------------------------------------------------------------- polls
@@ -284,8 +296,17 @@ def answer_poll(request, payload: AnswerIn, poll_id: int = PollId):
     summary="Comment on a poll or news",
     description="Members, until closing (409 `poll_closed`). At most 10 comments an hour: 429 `posting_limit`.",
 )
-def comment_poll(request, payload: CommentIn, poll_id: int = PollId):
-    return Status(201, comments.comment_post(user=request_user(request), poll_id=poll_id, body=payload.body))
+def comment_poll(
+    request, payload: CommentIn, poll_id: int = PollId, idempotency_key: str | None = IdempotencyKeyHeader
+):
+    user = request_user(request)
+    return run_idempotent(
+        request,
+        key=idempotency_key,
+        payload=payload,
+        action=lambda: comments.comment_post(user=user, poll_id=poll_id, body=payload.body),
+        out=CommentOut,
+    )
 
 
 # ----------------------------------------------------------------------------------------- manager

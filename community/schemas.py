@@ -23,6 +23,13 @@ def _not_blank(value: str) -> str:
     return value
 
 
+def _author_name(obj) -> str:
+    """First name and initial; an already rendered body (an idempotent replay) keeps its value."""
+    if isinstance(obj, dict):
+        return obj["author"]
+    return display_name(obj.author.name)
+
+
 Title = Annotated[str, Field(min_length=1, max_length=120), AfterValidator(_no_nul), AfterValidator(_not_blank)]
 Body = Annotated[str, Field(min_length=1, max_length=5000), AfterValidator(_no_nul), AfterValidator(_not_blank)]
 CommentBody = Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_no_nul), AfterValidator(_not_blank)]
@@ -72,7 +79,7 @@ class CommentOut(Schema):
 
     @staticmethod
     def resolve_author(obj) -> str:
-        return display_name(obj.author.name)
+        return _author_name(obj)
 
 
 class IdeaOut(Schema):
@@ -90,10 +97,12 @@ class IdeaOut(Schema):
 
     @staticmethod
     def resolve_author(obj) -> str:
-        return display_name(obj.author.name)
+        return _author_name(obj)
 
     @staticmethod
     def resolve_voted_by_me(obj) -> bool:
+        if isinstance(obj, dict):
+            return obj["voted_by_me"]
         return bool(getattr(obj, "my_vote", False))
 
 

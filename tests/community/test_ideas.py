@@ -20,9 +20,9 @@ from tests.factories import CustomerFactory, UserFactory
 pytestmark = pytest.mark.django_db
 
 
-def _post(api, round_id, **body):
+def _post(api, round_id, headers=None, **body):
     data = {"title": "Lounge at the airport", "body": "A quiet lounge for members.", "category": "service", **body}
-    return api.post(f"community/rounds/{round_id}/ideas", data)
+    return api.post(f"community/rounds/{round_id}/ideas", data, headers=headers)
 
 
 def test_member_posts_manager_opens_members_vote_and_withdraw(manager_api, django_capture_on_commit_callbacks):
@@ -241,3 +241,20 @@ def test_posting_limit_and_lengths():
     assert too_long.status_code == 422
     assert set(too_long.json()["fields"]) == {"title", "body"}
     assert Idea.objects.filter(author=membership.customer).count() == IDEAS_PER_DAY
+
+
+def test_idempotency_key_posts_an_idea_once():
+    round_ = RoundFactory()
+    user, membership = make_member()
+    api = api_as(user)
+    first = _post(api, round_.pk, headers={"Idempotency-Key": "idea-1"})
+    again = _post(api, round_.pk, headers={"Idempotency-Key": "idea-1"})
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert first.json() == again.json()
+    other = api.post(
+        f"community/rounds/{round_.pk}/ideas",
+        {"title": "Another", "body": "b", "category": "other"},
+        headers={"Idempotency-Key": "idea-1"},
+    )
+    assert other.status_code == 409
+    assert Idea.objects.filter(author=membership.customer).count() == 1
