@@ -11,6 +11,7 @@ from concierge import selectors
 from concierge.models import Category, RequestStatus
 from concierge.schemas import (
     AgentMessageOut,
+    AgentOut,
     AgentRequestDetailOut,
     AgentRequestOut,
     AssignIn,
@@ -31,12 +32,18 @@ from core.auth import request_user, require_role, user_auth
 from core.errors import ValidationFailed
 from core.idempotency import IdempotencyKeyHeader, run_idempotent
 from core.pagination import Page
-from core.schemas import responses
+from core.schemas import describe, responses
 
 router = Router(auth=user_auth)
 
 MAX_ID = 2**63 - 1
 RequestId = Path(..., ge=1, le=MAX_ID, description="Concierge request id.")
+
+MEMBER = "members: any logged-in user, on their own requests only."
+AGENTS = "concierge agents (role `concierge_agent`)."
+MINE_404 = "`request_not_found`: no such request, or another member's (the same answer for both)."
+REQUEST_404 = "`request_not_found`: no concierge request with this id."
+CLOSED_409 = "`request_closed`: the request is fulfilled, declined or cancelled."
 
 
 # ---------------------------------------------------------------- member
@@ -47,9 +54,19 @@ RequestId = Path(..., ge=1, le=MAX_ID, description="Concierge request id.")
     response=responses({201: RequestOut}, 409),
     tags=["concierge: member"],
     summary="Send a concierge request",
-    description="Members with an active membership. Priority and SLA due times follow the tier. Past the tier's "
-    "monthly allowance: 400 `allowance_exhausted` with `fields.allowance` and `fields.resets_at`. "
-    "Control-group customers and ended memberships: 403 `not_a_member`.",
+    description=describe(
+        "members with an active treatment membership.",
+        "Priority and SLA due times follow the tier. Accepts an `Idempotency-Key`.",
+        errors={
+            400: "`allowance_exhausted`: the tier's monthly allowance is used up; `fields.allowance`, `fields.used` "
+            "and `fields.resets_at` say how many, and when it resets.",
+            403: [
+                "`not_a_member`: no active treatment membership (control group and ended memberships included).",
+                "`no_tier`: the membership has no tier with concierge benefits.",
+            ],
+            422: "`validation_error`: also a blank subject.",
+        },
+    ),
 )
 def create_request(request, payload: RequestIn, idempotency_key: str | None = IdempotencyKeyHeader):
     user = request_user(request)
@@ -75,7 +92,7 @@ class MemberFilters(Schema):
     response=responses({200: list[RequestOut]}),
     tags=["concierge: member"],
     summary="My concierge requests",
-    description="The caller's own requests, newest first.",
+    description=describe(MEMBER, "The caller's own requests, newest first, optionally by status. Paginated."),
 )
 @paginate(Page)
 def list_my_requests(request, filters: Query[MemberFilters]):
@@ -87,7 +104,9 @@ def list_my_requests(request, filters: Query[MemberFilters]):
     response=responses({200: RequestDetailOut}),
     tags=["concierge: member"],
     summary="One of my requests, with the conversation",
-    description="Internal notes are never included. Another member's request is a 404.",
+    description=describe(
+        MEMBER, "The request and its public conversation; internal notes are never included.", errors={404: MINE_404}
+    ),
 )
 def get_my_request(request, request_id: int = RequestId):
     return selectors.member_request_get(user=request_user(request), request_id=request_id)
@@ -98,7 +117,11 @@ def get_my_request(request, request_id: int = RequestId):
     response=responses({201: MessageOut}, 409),
     tags=["concierge: member"],
     summary="Reply on my request",
-    description="Open requests only (409 `request_closed`). A request awaiting the member goes back to in progress.",
+    description=describe(
+        MEMBER,
+        "Open requests only. A request awaiting the member goes back to in progress.",
+        errors={404: MINE_404, 409: CLOSED_409, 422: "`validation_error`: also a blank body."},
+    ),
 )
 def reply_my_request(request, payload: ReplyIn, request_id: int = RequestId):
     message = messages.message_member_reply(request_id=request_id, user=request_user(request), body=payload.body)
@@ -110,7 +133,11 @@ def reply_my_request(request, payload: ReplyIn, request_id: int = RequestId):
     response=responses({200: RequestOut}, 409),
     tags=["concierge: member"],
     summary="Cancel my request",
-    description="Open requests only (409 `invalid_transition` otherwise).",
+    description=describe(
+        MEMBER,
+        "Open requests only.",
+        errors={404: MINE_404, 409: "`invalid_transition`: the request is no longer open."},
+    ),
 )
 def cancel_my_request(request, request_id: int = RequestId):
     return requests.request_cancel(request_id=request_id, user=request_user(request))
@@ -121,7 +148,17 @@ def cancel_my_request(request, request_id: int = RequestId):
     response=responses({200: RequestOut}, 409),
     tags=["concierge: member"],
     summary="Rate my request",
-    description="Once (409 `already_rated`), 1 to 5, only when fulfilled or declined (409 `request_not_rateable`).",
+    description=describe(
+        MEMBER,
+        "A rating from 1 to 5 and an optional comment, once, when the request is fulfilled or declined.",
+        errors={
+            404: MINE_404,
+            409: [
+                "`already_rated`: the request has a rating.",
+                "`request_not_rateable`: the request is not fulfilled or declined yet.",
+            ],
+        },
+    ),
 )
 def rate_my_request(request, payload: RateIn, request_id: int = RequestId):
     return requests.request_rate(
@@ -134,7 +171,10 @@ def rate_my_request(request, payload: RateIn, request_id: int = RequestId):
     response=responses({200: list[FeedItemOut]}),
     tags=["concierge: member"],
     summary="Fulfilled public requests",
-    description="Requests their members made public, once fulfilled. Members appear by first name and initial.",
+    description=describe(
+        "any logged-in user.",
+        "Requests their members made public, once fulfilled. Members appear by first name and initial. Paginated.",
+    ),
 )
 @paginate(Page)
 def public_feed(request):
@@ -171,7 +211,12 @@ def _assignee_filter(value: str | None, user) -> dict:
     response=responses({200: list[AgentRequestOut]}),
     tags=["concierge: agent"],
     summary="The request queue",
-    description="Concierge agents. Nearest SLA due time first, then higher priority.",
+    description=describe(
+        AGENTS,
+        "Open requests, nearest SLA due time first, then higher priority; filter by status, category, breach and "
+        "assignee. Paginated.",
+        errors={422: "`validation_error`: also an `assignee` that is not a user id, `me` or `none`."},
+    ),
 )
 @paginate(Page)
 def agent_queue(request, filters: Query[QueueFilters]):
@@ -189,6 +234,9 @@ def agent_queue(request, filters: Query[QueueFilters]):
     response=responses({200: AgentRequestDetailOut}),
     tags=["concierge: agent"],
     summary="A request with the whole conversation and internal notes",
+    description=describe(
+        AGENTS, "The request, its member, tier, SLA due times, messages and notes.", errors={404: REQUEST_404}
+    ),
 )
 def agent_get_request(request, request_id: int = RequestId):
     require_role(request, Role.CONCIERGE_AGENT)
@@ -200,7 +248,11 @@ def agent_get_request(request, request_id: int = RequestId):
     response=responses({200: list[EventOut]}),
     tags=["concierge: agent"],
     summary="The request's audit trail",
-    description="Concierge agents and programme managers. Read-only: the audit cannot be edited.",
+    description=describe(
+        "concierge agents and programme managers (role `concierge_agent` or `programme_manager`).",
+        "Every change of the request: who, what, when. Read-only: the audit cannot be edited. Paginated.",
+        errors={404: REQUEST_404},
+    ),
 )
 @paginate(Page)
 def agent_request_events(request, request_id: int = RequestId):
@@ -213,10 +265,34 @@ def agent_request_events(request, request_id: int = RequestId):
     response=responses({200: SlaStatusOut}),
     tags=["concierge: agent"],
     summary="SLA status of a request",
+    description=describe(
+        AGENTS, "Due times of first response and resolution, time left, and breaches.", errors={404: REQUEST_404}
+    ),
 )
 def agent_request_sla(request, request_id: int = RequestId):
     require_role(request, Role.CONCIERGE_AGENT)
     return selectors.sla_status(request=selectors.agent_request_get(request_id=request_id))
+
+
+class DirectoryFilters(Schema):
+    q: str | None = Field(None, max_length=200, pattern=r"^[^\x00]*$", description="Part of a name or email.")
+
+
+@router.get(
+    "/concierge/agent/agents",
+    response=responses({200: list[AgentOut]}),
+    tags=["concierge: agent"],
+    summary="The agent directory",
+    description=describe(
+        AGENTS,
+        "Active agents (id, name, email and how many open requests each has assigned), by name; `q` searches name "
+        "and email. Assign a request to one of them with its `id` (or `email`).",
+    ),
+)
+@paginate(Page)
+def agent_directory(request, filters: Query[DirectoryFilters]):
+    require_role(request, Role.CONCIERGE_AGENT)
+    return selectors.agent_directory(q=filters.q)
 
 
 @router.post(
@@ -224,11 +300,22 @@ def agent_request_sla(request, request_id: int = RequestId):
     response=responses({200: AgentRequestOut}, 409),
     tags=["concierge: agent"],
     summary="Assign a request",
-    description="To the caller, or to `assignee_id`. Already assigned to someone else: 409 `already_assigned`.",
+    description=describe(
+        AGENTS,
+        "To the caller, or to a colleague from `GET /concierge/agent/agents` by `assignee_id` or `assignee_email` "
+        "(not both: 422). Assigning to the current assignee again changes nothing.",
+        errors={
+            400: "`assignee_not_agent`: the assignee is not an active concierge agent.",
+            404: REQUEST_404,
+            409: ["`already_assigned`: someone else has the request; unassign it first.", CLOSED_409],
+        },
+    ),
 )
 def agent_assign(request, payload: AssignIn, request_id: int = RequestId):
     user = require_role(request, Role.CONCIERGE_AGENT)
-    assignment.request_assign(request_id=request_id, actor=user, assignee_id=payload.assignee_id)
+    assignment.request_assign(
+        request_id=request_id, actor=user, assignee_id=payload.assignee_id, assignee_email=payload.assignee_email
+    )
     return selectors.agent_request_get(request_id=request_id)
 
 
@@ -237,7 +324,9 @@ def agent_assign(request, payload: AssignIn, request_id: int = RequestId):
     response=responses({200: AgentRequestOut}, 409),
     tags=["concierge: agent"],
     summary="Unassign a request",
-    description="409 `not_assigned` if nobody has it.",
+    description=describe(
+        AGENTS, "Takes the assignee off the request.", errors={404: REQUEST_404, 409: "`not_assigned`: nobody has it."}
+    ),
 )
 def agent_unassign(request, request_id: int = RequestId):
     user = require_role(request, Role.CONCIERGE_AGENT)
@@ -250,8 +339,12 @@ def agent_unassign(request, request_id: int = RequestId):
     response=responses({200: AgentRequestOut}, 409),
     tags=["concierge: agent"],
     summary="Move a request to another status",
-    description="new → acknowledged → in_progress ⇄ awaiting_member → fulfilled (also in_progress → fulfilled); "
-    "declined and cancelled from any open status. Anything else: 409 `invalid_transition`.",
+    description=describe(
+        AGENTS,
+        "new → acknowledged → in_progress ⇄ awaiting_member → fulfilled (also in_progress → fulfilled); declined "
+        "and cancelled from any open status.",
+        errors={404: REQUEST_404, 409: "`invalid_transition`: the move is not allowed from the current status."},
+    ),
 )
 def agent_transition(request, payload: TransitionIn, request_id: int = RequestId):
     user = require_role(request, Role.CONCIERGE_AGENT)
@@ -264,7 +357,12 @@ def agent_transition(request, payload: TransitionIn, request_id: int = RequestId
     response=responses({201: AgentMessageOut}, 409),
     tags=["concierge: agent"],
     summary="Reply to the member",
-    description="The first public reply is the request's first response. Closed requests: 409 `request_closed`.",
+    description=describe(
+        AGENTS,
+        "The first public reply is the request's first response; a reply to a `new` request also acknowledges it "
+        "(new -> acknowledged, audited; the member gets the reply's email).",
+        errors={404: REQUEST_404, 409: CLOSED_409, 422: "`validation_error`: also a blank body."},
+    ),
 )
 def agent_reply(request, payload: ReplyIn, request_id: int = RequestId):
     user = require_role(request, Role.CONCIERGE_AGENT)
@@ -276,7 +374,11 @@ def agent_reply(request, payload: ReplyIn, request_id: int = RequestId):
     response=responses({201: AgentMessageOut}),
     tags=["concierge: agent"],
     summary="Add an internal note",
-    description="Agents only; members never see notes.",
+    description=describe(
+        AGENTS,
+        "Members never see notes.",
+        errors={404: REQUEST_404, 422: "`validation_error`: also a blank body."},
+    ),
 )
 def agent_note(request, payload: ReplyIn, request_id: int = RequestId):
     user = require_role(request, Role.CONCIERGE_AGENT)
@@ -296,7 +398,11 @@ class ReportFilters(Schema):
     response=responses({200: list[SlaReportRowOut]}),
     tags=["concierge: manager"],
     summary="SLA figures per tier and category",
-    description="Programme managers. Share of SLAs met, median first response and resolution times, breaches.",
+    description=describe(
+        "programme managers (role `programme_manager`).",
+        "Share of SLAs met, median first response and resolution times, breaches, per tier and category.",
+        errors={422: "`validation_error`: also a `since` or `until` out of the storable range."},
+    ),
 )
 def sla_report(request, filters: Query[ReportFilters]):
     require_role(request, Role.PROGRAMME_MANAGER)

@@ -48,8 +48,31 @@ class TransitionIn(Schema):
 
 class AssignIn(Schema):
     assignee_id: int | None = Field(
-        None, ge=1, le=2**63 - 1, description="An agent's user id; the caller when omitted."
+        None,
+        ge=1,
+        le=2**63 - 1,
+        description="A colleague's `id` from GET /concierge/agent/agents; the caller when omitted.",
     )
+    assignee_email: str | None = Field(
+        None,
+        min_length=3,
+        max_length=254,
+        pattern=r"^[^\x00\s]+@[^\x00\s]+$",
+        description="Or the colleague's `email` from GET /concierge/agent/agents (not both).",
+    )
+
+
+class AgentOut(Schema):
+    """A colleague an agent may assign a request to."""
+
+    id: int
+    name: str
+    email: str
+    open_assigned: int = Field(description="Open requests (new to awaiting member) assigned to this agent.")
+
+    @staticmethod
+    def resolve_name(obj) -> str:
+        return obj.get_full_name() or obj.email
 
 
 class MessageOut(Schema):

@@ -7,9 +7,10 @@ from collections import defaultdict
 from datetime import datetime
 
 from django.db import connection
-from django.db.models import F, Prefetch, Q, QuerySet
+from django.db.models import Count, F, Prefetch, Q, QuerySet
 from django.utils import timezone
 
+from accounts.models import Role, User
 from concierge.models import (
     OPEN_STATUSES,
     RESOLVED_STATUSES,
@@ -67,6 +68,18 @@ def agent_queue(
     elif assignee_id is not None:
         qs = qs.filter(assignee_id=assignee_id)
     return qs.order_by(F("due_at").asc(nulls_last=True), "-priority", "created_at", "id")
+
+
+def agent_directory(*, q: str | None = None) -> QuerySet[User]:
+    """Active concierge agents, by name then email, each with `open_assigned` (open requests assigned to them),
+    for choosing whom to assign a request to. `q` matches part of the name or the email. One query."""
+    qs = User.objects.filter(is_active=True, groups__name=Role.CONCIERGE_AGENT)
+    if q:
+        q = q.strip()
+        qs = qs.filter(Q(first_name__icontains=q) | Q(last_name__icontains=q) | Q(email__icontains=q))
+    return qs.annotate(
+        open_assigned=Count("concierge_assigned", filter=Q(concierge_assigned__status__in=OPEN_STATUSES))
+    ).order_by("first_name", "last_name", "email", "id")
 
 
 def agent_request_get(*, request_id: int) -> ConciergeRequest:

@@ -9,6 +9,7 @@ from django.db import IntegrityError, transaction
 
 from concierge.models import ConciergeRequest, NotificationSent, RequestEvent, RequestStatus
 from concierge.services.sla import sla_breaches_mark
+from loyalty.customers.contact import contact_email
 
 
 @shared_task
@@ -33,16 +34,14 @@ def _send_once(key: str, *, subject: str, body: str, to: list[str]) -> bool:
 
 
 def _member_email(request: ConciergeRequest) -> str:
-    customer = request.membership.customer
-    if customer.user_id and customer.user.email:
-        return customer.user.email
-    return customer.email
+    """The member's one contact address (loyalty's documented rule)."""
+    return contact_email(request.membership.customer_id)
 
 
 @shared_task
 def notify_member(event_id: int) -> bool:
     """Email the member about an audit event: acknowledged, an agent's reply, fulfilled."""
-    event = RequestEvent.objects.select_related("request__membership__customer__user").filter(pk=event_id).first()
+    event = RequestEvent.objects.select_related("request__membership").filter(pk=event_id).first()
     if event is None:
         return False
     request = event.request

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import DatabaseError
 from django.http import Http404
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -14,6 +15,8 @@ from ninja.errors import Throttled as NinjaThrottled
 from ninja.throttling import AnonRateThrottle, AuthRateThrottle
 
 from core.errors import PremierError
+from core.middleware import DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS, TOO_BIG, database_unavailable
+from core.openapi import document_errors
 from core.parser import NulCharacterError, SafeJsonParser
 
 logger = logging.getLogger("premier.api")
@@ -27,16 +30,54 @@ writes). Integrations send `X-API-Key`. Each operation says which it accepts and
 
 **Errors.** Every error body is `{"detail": "...", "code": "...", "fields": {...}}`: 400 business rule,
 401 not authenticated, 403 role or scope missing, 404 unknown or not yours, 409 state conflict or
-Idempotency-Key reuse, 422 invalid input (`fields` names every bad field), 429 throttled.
+Idempotency-Key reuse, 413 body too large, 422 invalid input (`fields` names every bad field), 429 throttled
+(with `Retry-After`), 503 database unavailable (with `Retry-After`; retry later).
 
 **Idempotency.** Creating POSTs accept `Idempotency-Key`: a retry with the same key and body returns the
-first answer and creates nothing twice; the same key with another body is a 409.
+first answer (a business error included) and creates nothing twice; the same key with another body is a 409
+`idempotency_key_reused`. A duplicate sent while the first request is still running waits for its answer (up to
+5 s), else gets 409 `idempotency_key_in_use` with `Retry-After`. An answer that carries a secret (a new API key)
+is never stored: its replay is a 409 `idempotency_secret_not_replayable`.
+
+**Dependencies.** A dependency that does not answer in time (Stripe) is a 503 with `Retry-After`.
 """
 
-# Anonymous callers by IP, authenticated callers by credential (AuthRateThrottle reads request.auth).
-THROTTLES = [AnonRateThrottle(settings.API_THROTTLE_ANON), AuthRateThrottle(settings.API_THROTTLE_AUTH)]
 
-api = NinjaAPI(
+class _FailOpen:
+    """A throttle whose store cannot be read lets the request through with a logged warning (degrade, don't
+    die): a cache outage must not take every endpoint, /health included, down with it."""
+
+    def allow_request(self, request) -> bool:
+        try:
+            return super().allow_request(request)
+        except Exception as exc:  # noqa: BLE001 - whatever the store raised
+            logger.warning("Throttle store unavailable (%s: %s); request allowed.", type(exc).__name__, exc)
+            return True
+
+
+class FailOpenAnonRateThrottle(_FailOpen, AnonRateThrottle):
+    pass
+
+
+class FailOpenAuthRateThrottle(_FailOpen, AuthRateThrottle):
+    pass
+
+
+# Anonymous callers by IP, authenticated callers by credential (AuthRateThrottle reads request.auth).
+THROTTLES = [
+    FailOpenAnonRateThrottle(settings.API_THROTTLE_ANON),
+    FailOpenAuthRateThrottle(settings.API_THROTTLE_AUTH),
+]
+
+
+class PremierAPI(NinjaAPI):
+    """NinjaAPI whose OpenAPI document explains every operation's credentials and errors (core.openapi)."""
+
+    def get_openapi_schema(self, *, path_prefix=None, path_params=None):
+        return document_errors(super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params))
+
+
+api = PremierAPI(
     title="Premier API",
     version="1",
     description=DESCRIPTION,
@@ -67,7 +108,10 @@ def _validation_fields(errors: list[dict]) -> dict[str, list[str]]:
 
 @api.exception_handler(PremierError)
 def premier_error(request, exc: PremierError):
-    return _error(request, exc.status_code, exc.detail, exc.code, exc.fields)
+    response = _error(request, exc.status_code, exc.detail, exc.code, exc.fields)
+    if exc.retry_after is not None:
+        response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 @api.exception_handler(ValidationError)
@@ -116,6 +160,21 @@ def object_not_found(request, exc):
 @api.exception_handler(DjangoPermissionDenied)
 def permission_denied(request, exc):
     return _error(request, 403, str(exc) or "Permission denied.", "permission_denied")
+
+
+@api.exception_handler(RequestDataTooBig)
+def request_too_big(request, exc):
+    return _error(request, 413, *TOO_BIG)
+
+
+@api.exception_handler(DatabaseError)
+def database_error(request, exc: DatabaseError):
+    if not database_unavailable(exc):
+        return server_error(request, exc)
+    logger.warning("Database unavailable on %s %s: %s", request.method, request.path, exc)
+    response = _error(request, 503, *DATABASE_UNAVAILABLE)
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 @api.exception_handler(Exception)

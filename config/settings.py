@@ -1,5 +1,6 @@
 """Premier settings. Every value comes from an environment variable with a default that runs on one
-machine with nothing installed (SQLite in ./var, Celery eager). See README "Configuration"."""
+machine with nothing installed (SQLite in ./var, a Celery broker in a local SQLite file). See README
+"Configuration"."""
 
 import os
 from pathlib import Path
@@ -65,6 +66,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "core.middleware.ContentSecurityPolicyMiddleware",
     # Serves static files (admin, the local Swagger UI) under runserver and gunicorn alike.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -74,6 +76,10 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # allauth's rate limits answer 429 in the usual error body, with a message and Retry-After.
+    "core.middleware.AllauthThrottleMiddleware",
+    # A lost database answers 503 + Retry-After, an over-size body 413: JSON in the usual error body.
+    "core.middleware.FaultAnswersMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -101,6 +107,8 @@ def database_from_url(url: str) -> dict:
     if parsed.scheme not in {"postgres", "postgresql", "pgsql"}:
         raise ImproperlyConfigured(f"DATABASE_URL scheme {parsed.scheme!r} is not supported (use postgres://).")
     options = {key: values[-1] for key, values in parse_qs(parsed.query).items()}
+    # A database host that does not answer costs at most this many seconds per connection attempt.
+    options.setdefault("connect_timeout", env("DATABASE_CONNECT_TIMEOUT", "5"))
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": unquote(parsed.path.lstrip("/")) or "premier",
@@ -163,6 +171,25 @@ SESSION_COOKIE_SECURE = PRODUCTION
 CSRF_COOKIE_SECURE = PRODUCTION
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# Behind a proxy that terminates TLS and sets X-Forwarded-Proto: HTTPS redirect and HSTS. /api/v1/health stays
+# reachable over plain HTTP for load-balancer probes inside the network.
+BEHIND_TLS = env_bool("PREMIER_BEHIND_TLS", False)
+if BEHIND_TLS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^api/v1/health$"]
+    SECURE_HSTS_SECONDS = int(env("SECURE_HSTS_SECONDS", str(365 * 24 * 3600)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+# Content Security Policy of every HTML page (core.middleware.ContentSecurityPolicyMiddleware): only the
+# service's own scripts, styles and images. 'unsafe-inline' for styles only (Swagger UI and the admin set style
+# attributes, the dashboard has a <style> block); no inline script anywhere; charts are data: URIs.
+CONTENT_SECURITY_POLICY = env(
+    "CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "font-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'",
+)
 
 # django-allauth (headless): email login, both the app (X-Session-Token) and browser (session) clients.
 ACCOUNT_LOGIN_METHODS = {"email"}
@@ -179,11 +206,15 @@ if ACCOUNT_RATE_LIMITS is None:
     del ACCOUNT_RATE_LIMITS
 HEADLESS_ONLY = True
 HEADLESS_CLIENTS = ("app", "browser")
+# Every flow that sends mail links to the frontend: email verification, password reset (also linked from the
+# "account already exists" mail of sign-up, so without it sign-up with a known address answered 500), sign-up.
+FRONTEND_URL = env("PREMIER_FRONTEND_URL", "http://127.0.0.1:8000")
 HEADLESS_FRONTEND_URLS = {
-    "account_confirm_email": env("PREMIER_FRONTEND_URL", "http://127.0.0.1:8000") + "/account/verify/{key}",
-    "account_reset_password_from_key": env("PREMIER_FRONTEND_URL", "http://127.0.0.1:8000")
-    + "/account/password/reset/{key}",
-    "account_signup": env("PREMIER_FRONTEND_URL", "http://127.0.0.1:8000") + "/account/signup",
+    "account_confirm_email": FRONTEND_URL + "/account/verify/{key}",
+    "account_reset_password": FRONTEND_URL + "/account/password/reset",
+    "account_reset_password_from_key": FRONTEND_URL + "/account/password/reset/{key}",
+    "account_signup": FRONTEND_URL + "/account/signup",
+    "socialaccount_login_error": FRONTEND_URL + "/account/provider/callback",
 }
 LOGIN_URL = "/admin/login/"
 
@@ -195,19 +226,41 @@ EMAIL_HOST = env("EMAIL_HOST", "localhost")
 CONCIERGE_LEAD_EMAIL = env("CONCIERGE_LEAD_EMAIL", "concierge-lead@premier.example")
 EMAIL_PORT = int(env("EMAIL_PORT", "25"))
 
-# Cache (throttling, idempotency locks). Redis when REDIS_URL is set, else local memory.
+# Cache (throttles, allauth's login rate limits). Every process must see the same counts: Redis when REDIS_URL
+# is set (failing open with a warning when Redis is unreachable, core.cache), else a table in the database
+# (created by `migrate`, see core.apps). Heartbeats of beat and the workers live in their own table, never culled.
 REDIS_URL = env("REDIS_URL")
+CACHE_TABLE = "premier_cache"
+HEARTBEAT_CACHE_TABLE = "premier_heartbeat"
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        {"BACKEND": "core.cache.FailOpenRedisCache", "LOCATION": REDIS_URL}
         if REDIS_URL
-        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
-    )
+        else {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": CACHE_TABLE,
+            "OPTIONS": {"MAX_ENTRIES": 100_000, "CULL_FREQUENCY": 4},
+        }
+    ),
+    "heartbeats": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": HEARTBEAT_CACHE_TABLE,
+        "TIMEOUT": None,
+        "OPTIONS": {"MAX_ENTRIES": 10_000},
+    },
 }
+# Beat runs core.tasks.beat_heartbeat every BEAT_HEARTBEAT_SECONDS; /health calls the scheduler down when the
+# last heartbeat is older than 3 intervals.
+BEAT_HEARTBEAT_SECONDS = int(env("BEAT_HEARTBEAT_SECONDS", "30"))
+# /health: how long each dependency check may take (seconds).
+HEALTH_CHECK_TIMEOUT = float(env("HEALTH_CHECK_TIMEOUT", "1"))
 
-# Celery: eager by default (no broker needed); CELERY_BROKER_URL switches to a real broker.
-CELERY_BROKER_URL = env("CELERY_BROKER_URL")
-CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+# Celery. Default: a real worker and beat (`make run`) on an embedded broker, kombu's SQLAlchemy transport on
+# a SQLite file in VAR_DIR: nothing to install. CELERY_BROKER_URL (redis://...) for production. Eager
+# (in-process) execution only when asked for: the tests force it per test.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL") or f"sqla+sqlite:///{VAR_DIR / 'celery-broker.sqlite3'}"
+EMBEDDED_BROKER = CELERY_BROKER_URL.startswith("sqla+sqlite")
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_ACKS_LATE = True
@@ -218,8 +271,14 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_TIME_LIMIT = int(env("CELERY_TASK_TIME_LIMIT", "3600"))
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
-# Longer than the longest task and the longest countdown, or Redis redelivers a running task.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(env("CELERY_VISIBILITY_TIMEOUT", "7200"))}
+if EMBEDDED_BROKER:
+    # The SQLAlchemy transport hands these to create_engine: wait for the file's lock instead of failing.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"connect_args": {"timeout": 30}}
+    # No fanout on this transport: no remote control, mingle or gossip (nothing to talk to but itself).
+    CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
+else:
+    # Longer than the longest task and the longest countdown, or Redis redelivers a running task.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(env("CELERY_VISIBILITY_TIMEOUT", "7200"))}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Periodic work: one entry per task, `schedule` in seconds (loaded into django-celery-beat by
@@ -229,8 +288,26 @@ from concierge.schedule import BEAT as CONCIERGE_BEAT  # noqa: E402
 from events.schedule import BEAT as EVENTS_BEAT  # noqa: E402
 from loyalty.schedule import BEAT as LOYALTY_BEAT  # noqa: E402
 
+# Task outbox (core.outbox): the in-request publication attempt is bounded; the relay publishes the rest.
+OUTBOX_PUBLISH_TIMEOUT = float(env("OUTBOX_PUBLISH_TIMEOUT", "1"))
+OUTBOX_PUBLISH_BACKOFF_SECONDS = float(env("OUTBOX_PUBLISH_BACKOFF_SECONDS", "5"))
+OUTBOX_RELAY_INTERVAL = int(env("OUTBOX_RELAY_INTERVAL", "15"))
+OUTBOX_RELAY_MIN_AGE = float(env("OUTBOX_RELAY_MIN_AGE", "5"))
+OUTBOX_RETENTION_HOURS = float(env("OUTBOX_RETENTION_HOURS", "72"))
+# Runs (scoring, segment, enrolment, impact report): heartbeat and the reconciler (loyalty.runs).
+RUN_PENDING_TIMEOUT = int(env("RUN_PENDING_TIMEOUT", "300"))
+RUN_HEARTBEAT_TIMEOUT = int(env("RUN_HEARTBEAT_TIMEOUT", "600"))
+RUN_MAX_ATTEMPTS = int(env("RUN_MAX_ATTEMPTS", "3"))
+RUN_RECONCILE_INTERVAL = int(env("RUN_RECONCILE_INTERVAL", "60"))
+RUN_HEARTBEAT_INTERVAL = float(env("RUN_HEARTBEAT_INTERVAL", "15"))
+# Fault drills only (kill a worker mid-run): seconds a run pauses between its steps. Leave at 0.
+RUN_STEP_DELAY_SECONDS = float(env("RUN_STEP_DELAY_SECONDS", "0"))
+
 CELERY_BEAT_SCHEDULE: dict = {
     "purge-idempotency-records": {"task": "core.tasks.purge_idempotency_records", "schedule": 3600},
+    "outbox-relay": {"task": "core.tasks.outbox_relay", "schedule": OUTBOX_RELAY_INTERVAL},
+    "outbox-purge": {"task": "core.tasks.outbox_purge", "schedule": 3600},
+    "beat-heartbeat": {"task": "core.tasks.beat_heartbeat", "schedule": BEAT_HEARTBEAT_SECONDS},
     **LOYALTY_BEAT,
     **CONCIERGE_BEAT,
     **EVENTS_BEAT,
@@ -238,15 +315,41 @@ CELERY_BEAT_SCHEDULE: dict = {
 }
 
 # Stripe
-STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", "sk_test_placeholder")
-STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", "whsec_placeholder")
+# Unset outside production: a local payment stand-in answers instead of Stripe (demos; events.stripe_standin).
+STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", "")
+# The webhook signing secret: no default. Unset outside production, the webhook answers 503 (disabled); in
+# production it must be set to the endpoint's real secret.
+STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", "")
+if PRODUCTION and (not STRIPE_WEBHOOK_SECRET or "placeholder" in STRIPE_WEBHOOK_SECRET):
+    raise ImproperlyConfigured(
+        "PREMIER_PRODUCTION is set but STRIPE_WEBHOOK_SECRET is empty or a placeholder. Set it to the signing "
+        "secret of the Stripe webhook endpoint (whsec_...)."
+    )
+# Every Stripe call has a time budget well under the web worker's timeout (gunicorn: 60 s): connect and read
+# timeouts, and no SDK retries inside a request (tasks retry, STRIPE_TASK_MAX_NETWORK_RETRIES).
+STRIPE_CONNECT_TIMEOUT_SECONDS = float(env("STRIPE_CONNECT_TIMEOUT_SECONDS", "3"))
+STRIPE_REQUEST_TIMEOUT_SECONDS = float(env("STRIPE_REQUEST_TIMEOUT_SECONDS", "10"))
+STRIPE_TASK_MAX_NETWORK_RETRIES = int(env("STRIPE_TASK_MAX_NETWORK_RETRIES", "2"))
+# `Retry-After` (seconds) of a 503 when Stripe did not answer in time.
+STRIPE_RETRY_AFTER_SECONDS = int(env("STRIPE_RETRY_AFTER_SECONDS", "30"))
+# Another API base for Stripe (a proxy, or a local stand-in in tests); empty: Stripe's own.
+STRIPE_API_BASE = env("STRIPE_API_BASE", "")
 # Events: hours after an event ends during which partners may still check attendees in; then it is completed.
 EVENT_COMPLETION_GRACE_HOURS = float(env("EVENT_COMPLETION_GRACE_HOURS", "2"))
+# Events: hours before an event starts from which partners may check attendees in.
+EVENT_CHECKIN_OPENS_HOURS = float(env("EVENT_CHECKIN_OPENS_HOURS", "2"))
 
 # API
 API_PAGE_MAX_LIMIT = 500
 API_PAGE_MAX_OFFSET = 1_000_000
 IDEMPOTENCY_KEY_TTL_HOURS = 24
+# A concurrent duplicate waits this long for the first request with its key, then answers 409 with Retry-After.
+IDEMPOTENCY_WAIT_SECONDS = float(env("IDEMPOTENCY_WAIT_SECONDS", "5"))
+IDEMPOTENCY_RETRY_AFTER_SECONDS = 2
+# A claim of a request that died expires after this (longer than any request may run: gunicorn kills at 60 s).
+IDEMPOTENCY_CLAIM_SECONDS = int(env("IDEMPOTENCY_CLAIM_SECONDS", "120"))
+# Ingestion and import_data refuse dates and times more than this many hours in the future (clock skew allowed).
+INGEST_FUTURE_TOLERANCE_HOURS = float(env("INGEST_FUTURE_TOLERANCE_HOURS", "24"))
 # Ingestion batches hold up to 10,000 rows (a few MB of JSON); Django's default body limit is 2.5 MB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(env("DATA_UPLOAD_MAX_MEMORY_SIZE", str(32 * 1024 * 1024)))
 

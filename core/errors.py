@@ -14,10 +14,19 @@ class PremierError(Exception):
     default_code = "bad_request"
     default_detail = "The request could not be processed."
 
-    def __init__(self, detail: str | None = None, *, code: str | None = None, fields: dict | None = None):
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        code: str | None = None,
+        fields: dict | None = None,
+        retry_after: int | None = None,
+    ):
         self.detail = detail or self.default_detail
         self.code = code or self.default_code
         self.fields: dict[str, Any] = fields or {}
+        # Seconds after which a retry may succeed: sent as the `Retry-After` header (503, 409 key in use).
+        self.retry_after = retry_after
         super().__init__(self.detail)
 
     def body(self) -> dict[str, Any]:

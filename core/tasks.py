@@ -1,5 +1,6 @@
 from celery import shared_task
 
+from core.heartbeats import SCHEDULER, heartbeat_record
 from core.idempotency import idempotency_records_purge
 
 
@@ -10,5 +11,27 @@ def purge_idempotency_records() -> int:
 
 
 @shared_task
+def beat_heartbeat() -> str:
+    """Sent by beat every BEAT_HEARTBEAT_SECONDS: records that the scheduler (and a worker) ran. /health reads it."""
+    return heartbeat_record(name=SCHEDULER).isoformat()
+
+
+@shared_task
 def ping() -> str:
     return "pong"
+
+
+@shared_task(name="core.tasks.outbox_relay")
+def outbox_relay() -> int:
+    """Beat (every OUTBOX_RELAY_INTERVAL seconds): publish outbox messages still unpublished after commit."""
+    from core.outbox import outbox_relay as relay
+
+    return relay()
+
+
+@shared_task(name="core.tasks.outbox_purge")
+def outbox_purge() -> int:
+    """Beat (hourly): delete published outbox messages past their retention (OUTBOX_RETENTION_HOURS)."""
+    from core.outbox import outbox_purge as purge
+
+    return purge()

@@ -15,7 +15,7 @@ from core.auth import require_role, user_auth
 from core.errors import BusinessRuleError, Conflict, PermissionDenied, ServiceUnavailable
 from core.idempotency import IdempotencyKeyHeader, run_idempotent
 from core.pagination import Page
-from core.schemas import ErrorOut, responses
+from core.schemas import ErrorOut, describe, responses
 from events import selectors
 from events.models import Booking
 from events.schemas import (
@@ -45,6 +45,17 @@ webhook_router = Router(tags=["stripe"])
 MAX_ID = 9_223_372_036_854_775_807
 EventId = Path(..., ge=1, le=MAX_ID)
 BookingId = Path(..., ge=1, le=MAX_ID)
+
+PARTNER = "partner staff (role `partner_staff`), for the partner their account is linked to."
+NO_PARTNER = "`no_partner`: the account is not linked to a partner."
+PARTNER_EVENT_404 = "`event_not_found`: no such event, or another partner's (the same answer for both)."
+MEMBER = "members (role `member`) with an active treatment membership, on their own bookings."
+NOT_A_MEMBER_403 = "`not_a_member`: no active treatment membership (control group and ended memberships included)."
+MEMBER_EVENT_404 = "`event_not_found`: no such event, not published, or for tiers my programme does not have."
+TIER_TOO_LOW_403 = (
+    "`tier_too_low`: a published event above my tier; `detail` and `fields.required_tier` name the tier it needs."
+)
+MEMBER_BOOKING_404 = "`booking_not_found`: no such booking, or someone else's (the same answer for both)."
 
 
 class EventFilter(Schema):
@@ -76,8 +87,12 @@ def _member(request):
     "/partner/events",
     response=responses({200: list[PartnerEventOut]}),
     summary="List my partner's events",
-    description="Partner staff only: the events of the partner the user works for, with booking counts; "
-    "completed events carry their final attendance (`attended_*` and `no_show_*`).",
+    description=describe(
+        PARTNER,
+        "The partner's events with booking counts; completed events carry their final attendance (`attended_*` "
+        "and `no_show_*`). Paginated.",
+        errors={403: NO_PARTNER},
+    ),
 )
 @paginate(Page)
 def partner_list_events(request, filters: EventFilter = Query(...)):
@@ -89,7 +104,14 @@ def partner_list_events(request, filters: EventFilter = Query(...)):
     "/partner/events",
     response=responses({201: PartnerEventOut}, 409),
     summary="Create an event (draft)",
-    description="Partner staff only. The event starts as a draft; publish it to open bookings.",
+    description=describe(
+        PARTNER,
+        "The event starts as a draft; publish it to open bookings. Accepts an `Idempotency-Key`.",
+        errors={
+            403: NO_PARTNER,
+            422: "`invalid_event`: inconsistent times, capacity or booking window (`fields` names them).",
+        },
+    ),
 )
 def partner_create_event(request, payload: EventIn, idempotency_key: str | None = IdempotencyKeyHeader):
     user, partner = _partner(request)
@@ -106,7 +128,9 @@ def partner_create_event(request, payload: EventIn, idempotency_key: str | None 
     "/partner/events/{event_id}",
     response=responses({200: PartnerEventOut}),
     summary="One of my partner's events",
-    description="Partner staff only. Another partner's event is a 404.",
+    description=describe(
+        PARTNER, "The event with its booking counts.", errors={403: NO_PARTNER, 404: PARTNER_EVENT_404}
+    ),
 )
 def partner_get_event(request, event_id: int = EventId):
     _, partner = _partner(request)
@@ -117,8 +141,20 @@ def partner_get_event(request, event_id: int = EventId):
     "/partner/events/{event_id}",
     response=responses({200: PartnerEventOut}, 409),
     summary="Edit an event",
-    description="Partner staff only. Draft and published events; capacity never below the booked seats; the "
-    "price of an event with bookings is locked (409 `price_locked`). More capacity promotes the waitlist.",
+    description=describe(
+        PARTNER,
+        "Draft and published events; only fields sent change. More capacity promotes the waitlist.",
+        errors={
+            400: "`capacity_below_booked`: the capacity would be below the seats already booked.",
+            403: NO_PARTNER,
+            404: PARTNER_EVENT_404,
+            409: [
+                "`event_not_editable`: the event is cancelled or completed.",
+                "`price_locked`: the event has bookings; its price cannot change.",
+            ],
+            422: "`invalid_event`: inconsistent times, capacity or booking window (`fields` names them).",
+        },
+    ),
 )
 def partner_update_event(request, payload: EventPatch, event_id: int = EventId):
     _, partner = _partner(request)
@@ -130,7 +166,16 @@ def partner_update_event(request, payload: EventPatch, event_id: int = EventId):
     "/partner/events/{event_id}/publish",
     response=responses({200: PartnerEventOut}, 409),
     summary="Publish an event",
-    description="Partner staff only. Eligible members can then see and book it. Publishing twice is a no-op.",
+    description=describe(
+        PARTNER,
+        "Eligible members can then see and book it. Publishing twice is a no-op.",
+        errors={
+            400: "`event_started`: the event has already started.",
+            403: NO_PARTNER,
+            404: PARTNER_EVENT_404,
+            409: "`event_not_publishable`: the event is cancelled or completed.",
+        },
+    ),
 )
 def partner_publish_event(request, event_id: int = EventId):
     _, partner = _partner(request)
@@ -142,8 +187,16 @@ def partner_publish_event(request, event_id: int = EventId):
     "/partner/events/{event_id}/cancel",
     response=responses({200: PartnerEventOut}, 409),
     summary="Cancel an event",
-    description="Partner staff only. Every live booking is cancelled, paid ones are refunded in full and "
-    "members are emailed. Cancelling twice is a no-op.",
+    description=describe(
+        PARTNER,
+        "Every live booking is cancelled, paid ones are refunded in full and members are emailed. Cancelling "
+        "twice is a no-op.",
+        errors={
+            403: NO_PARTNER,
+            404: PARTNER_EVENT_404,
+            409: "`event_not_cancellable`: the event is completed.",
+        },
+    ),
 )
 def partner_cancel_event(request, event_id: int = EventId):
     _, partner = _partner(request)
@@ -155,7 +208,11 @@ def partner_cancel_event(request, event_id: int = EventId):
     "/partner/events/{event_id}/bookings",
     response=responses({200: list[PartnerBookingOut]}),
     summary="Bookings of one of my partner's events",
-    description="Partner staff only. Attendee names for check-in; no contact details.",
+    description=describe(
+        PARTNER,
+        "Attendee names for check-in; no contact details. Paginated.",
+        errors={403: NO_PARTNER, 404: PARTNER_EVENT_404},
+    ),
 )
 @paginate(Page)
 def partner_list_bookings(request, event_id: int = EventId, filters: BookingFilter = Query(...)):
@@ -167,10 +224,22 @@ def partner_list_bookings(request, event_id: int = EventId, filters: BookingFilt
     "/partner/bookings/{booking_id}/check-in",
     response=responses({200: PartnerBookingOut}, 409),
     summary="Check an attendee in",
-    description="Partner staff only. Confirmed -> attended (records an engagement interaction). Checking in "
-    "twice is a no-op; other states are 409 `booking_not_checkable`. Possible until the check-in grace "
-    "(`EVENT_COMPLETION_GRACE_HOURS`, default 2) after the event's end: later it is 409 `check_in_closed`, and "
-    "409 `event_completed` once the event is completed (remaining confirmed bookings become `no_show`).",
+    description=describe(
+        PARTNER,
+        "Confirmed -> attended (records an engagement interaction). Checking in twice is a no-op. Check-in opens "
+        "`EVENT_CHECKIN_OPENS_HOURS` (default 2) before the start and stays open until the check-in grace "
+        "(`EVENT_COMPLETION_GRACE_HOURS`, default 2) after the end.",
+        errors={
+            403: NO_PARTNER,
+            404: "`booking_not_found`: no such booking, or one of another partner's events.",
+            409: [
+                "`booking_not_checkable`: the booking is not confirmed (held, waitlisted, cancelled...).",
+                "`check_in_not_open`: too early; the message and `fields.opens_at` say when check-in opens.",
+                "`check_in_closed`: the check-in grace after the event's end has passed.",
+                "`event_completed`: the event is completed; remaining confirmed bookings became `no_show`.",
+            ],
+        },
+    ),
 )
 def partner_check_in(request, booking_id: int = BookingId):
     user, partner = _partner(request)
@@ -187,8 +256,12 @@ def partner_check_in(request, booking_id: int = BookingId):
     "/events",
     response=responses({200: list[MemberEventOut]}),
     summary="Events I can book",
-    description="Members only: published events my tier is eligible for whose booking window is open for my "
-    "tier (higher tiers open earlier by their early-access hours).",
+    description=describe(
+        MEMBER,
+        "Published events my tier is eligible for whose booking window is open for my tier (higher tiers open "
+        "earlier by their early-access hours). Paginated.",
+        errors={403: NOT_A_MEMBER_403},
+    ),
 )
 @paginate(Page)
 def member_list_events(request):
@@ -200,7 +273,14 @@ def member_list_events(request):
     "/events/{event_id}",
     response=responses({200: MemberEventOut}),
     summary="An event, with seats left",
-    description="Members only. Events my tier is not eligible for, and unpublished ones, are 404.",
+    description=describe(
+        MEMBER,
+        "The event with the seats left.",
+        errors={
+            403: [NOT_A_MEMBER_403, TIER_TOO_LOW_403],
+            404: MEMBER_EVENT_404,
+        },
+    ),
 )
 def member_get_event(request, event_id: int = EventId):
     _, tier = _member(request)
@@ -208,15 +288,24 @@ def member_get_event(request, event_id: int = EventId):
 
 
 def _with_payment(body: dict, membership) -> dict:
+    """The first answer to a booking: a held (paid) booking gets its PaymentIntent. Runs after the booking and
+    its Idempotency-Key record committed, on the first execution only: a replay answers the stored booking with
+    `payment: null` and never calls Stripe (the client secret is never stored)."""
     if body.get("status") != Booking.Status.HELD or body.get("payment_status") not in ("pending", "failed"):
-        return {**body, "payment": None}
+        return body
     try:
         info = payments.booking_payment_start(membership=membership, booking_id=body["id"])
-    except ServiceUnavailable:
-        logger.warning("Stripe unreachable while starting payment of booking %s", body["id"])
-        return {**body, "payment": None}
-    except Conflict:  # an Idempotency-Key replay after the booking was paid, expired or cancelled
-        return {**body, "payment": None}
+    except ServiceUnavailable as exc:
+        raise ServiceUnavailable(
+            f"Your booking {body['id']} is held until {body['hold_expires_at']}, but the payment provider did not "
+            f"answer in time. Pay it with POST /api/v1/bookings/{body['id']}/payment (retry shortly); a retry of "
+            "this request with the same Idempotency-Key answers the booking without payment details.",
+            code=exc.code,
+            fields={"booking_id": [str(body["id"])], "hold_expires_at": [str(body["hold_expires_at"])]},
+            retry_after=exc.retry_after,
+        ) from exc
+    except Conflict:  # paid, expired or cancelled meanwhile
+        return body
     return {
         **body,
         "payment": {"payment_intent_id": info.id, "client_secret": info.client_secret, "status": info.status},
@@ -225,35 +314,60 @@ def _with_payment(body: dict, membership) -> dict:
 
 @member_router.post(
     "/events/{event_id}/bookings",
-    response=responses({201: BookingCreatedOut}, 409),
+    response=responses({201: BookingCreatedOut}, 409, 503),
     summary="Book an event",
-    description="Members only (control-group customers get 403). Seats = me + `guests` (up to my tier's "
-    "allowance). Free events confirm at once; paid events are held for 15 minutes and answer the Stripe "
-    "PaymentIntent to confirm. Full: 409 `event_full`, or a waitlisted booking with `join_waitlist`. One live "
-    "booking per member per event (409 `already_booked`). Send `Idempotency-Key` to retry safely.",
+    description=describe(
+        MEMBER,
+        "Seats = me + `guests` (up to my tier's allowance). Free events confirm at once; paid events are held for "
+        "15 minutes and answer the Stripe PaymentIntent to confirm. When full, `join_waitlist` gives a "
+        "waitlisted booking. One live booking per member per event. Send `Idempotency-Key` to retry safely: a "
+        "retry answers the booking as first created, with `payment: null` (get the PaymentIntent with POST "
+        "/bookings/{id}/payment), and never calls Stripe; a duplicate sent while the first is running waits for it, "
+        "or gets 409 `idempotency_key_in_use` with `Retry-After`.",
+        errors={
+            400: [
+                "`booking_not_open`: the booking window has not opened for my tier yet.",
+                "`booking_closed`: the booking window has closed.",
+                "`too_many_guests`: more guests than my tier allows.",
+            ],
+            403: [NOT_A_MEMBER_403, TIER_TOO_LOW_403],
+            404: MEMBER_EVENT_404,
+            409: [
+                "`event_full`: no seats left (send `join_waitlist` to queue).",
+                "`already_booked`: I already have a live booking for this event.",
+            ],
+            503: "`payment_provider_unavailable`: Stripe did not answer within its time budget (`Retry-After`, "
+            "`fields.booking_id`); the booking stays held and can be paid with POST /bookings/{id}/payment.",
+        },
+    ),
 )
 def member_book(
     request, payload: BookingIn, event_id: int = EventId, idempotency_key: str | None = IdempotencyKeyHeader
 ):
     membership, _ = _member(request)
-    result = run_idempotent(
+
+    def action() -> dict:
+        booking = bookings.booking_create(
+            membership=membership, event_id=event_id, guests=payload.guests, join_waitlist=payload.join_waitlist
+        )
+        return {**BookingOut.from_orm(booking).model_dump(mode="json"), "payment": None}
+
+    return run_idempotent(
         request,
         key=idempotency_key,
         payload={"event_id": event_id, **payload.model_dump()},
-        action=lambda: bookings.booking_create(
-            membership=membership, event_id=event_id, guests=payload.guests, join_waitlist=payload.join_waitlist
-        ),
-        out=BookingOut,
+        action=action,
+        then=lambda body: _with_payment(body, membership),
     )
-    result.value = _with_payment(result.value, membership)
-    return result
 
 
 @member_router.get(
     "/bookings",
     response=responses({200: list[BookingOut]}),
     summary="My bookings",
-    description="Members only: my own bookings, newest first.",
+    description=describe(
+        MEMBER, "My own bookings, newest first, optionally by status. Paginated.", errors={403: NOT_A_MEMBER_403}
+    ),
 )
 @paginate(Page)
 def member_list_bookings(request, filters: BookingFilter = Query(...)):
@@ -265,7 +379,9 @@ def member_list_bookings(request, filters: BookingFilter = Query(...)):
     "/bookings/{booking_id}",
     response=responses({200: BookingOut}),
     summary="One of my bookings",
-    description="Members only. Someone else's booking is a 404.",
+    description=describe(
+        MEMBER, "One booking with its payment status.", errors={403: NOT_A_MEMBER_403, 404: MEMBER_BOOKING_404}
+    ),
 )
 def member_get_booking(request, booking_id: int = BookingId):
     membership, _ = _member(request)
@@ -276,8 +392,17 @@ def member_get_booking(request, booking_id: int = BookingId):
     "/bookings/{booking_id}/cancel",
     response=responses({200: BookingOut}, 409),
     summary="Cancel my booking",
-    description="Members only. Seats return and promote the waitlist. A paid booking is refunded in full until "
-    "the event's `full_refund_hours` before the start, by `late_refund_percent` after.",
+    description=describe(
+        MEMBER,
+        "Seats return and promote the waitlist. A paid booking is refunded in full until the event's "
+        "`full_refund_hours` before the start, by `late_refund_percent` after.",
+        errors={
+            400: "`event_started`: the event has already started.",
+            403: NOT_A_MEMBER_403,
+            404: MEMBER_BOOKING_404,
+            409: "`booking_not_cancellable`: the booking is already cancelled, expired, attended or a no-show.",
+        },
+    ),
 )
 def member_cancel_booking(request, booking_id: int = BookingId):
     membership, _ = _member(request)
@@ -289,13 +414,36 @@ def member_cancel_booking(request, booking_id: int = BookingId):
     "/bookings/{booking_id}/payment",
     response=responses({200: PaymentOut}, 409, 503),
     summary="Pay for my held booking",
-    description="Members only. The Stripe PaymentIntent of a held booking (created once, then reused), e.g. "
-    "after a waitlist promotion. 409 `booking_not_payable` if nothing is due; 503 if Stripe is unreachable.",
+    description=describe(
+        MEMBER,
+        "The Stripe PaymentIntent of a held booking (created once, then reused), e.g. after a waitlist promotion.",
+        errors={
+            403: NOT_A_MEMBER_403,
+            404: MEMBER_BOOKING_404,
+            409: "`booking_not_payable`: nothing is due (free, paid, expired or cancelled).",
+            503: "`payment_provider_unavailable`: Stripe could not be reached; retry shortly.",
+        },
+    ),
 )
 def member_pay_booking(request, booking_id: int = BookingId):
     membership, _ = _member(request)
     info = payments.booking_payment_start(membership=membership, booking_id=booking_id)
     return PaymentOut(payment_intent_id=info.id, client_secret=info.client_secret, status=info.status)
+
+
+@member_router.post(
+    "/bookings/{booking_id}/standin-payment",
+    response=responses({200: BookingOut}, 409, 503),
+    summary="Pay my held booking with the local payment stand-in (demos only)",
+    description="Only when the server runs without Stripe credentials (no `STRIPE_SECRET_KEY`) and not in "
+    "production: the local stand-in (not Stripe; nothing is charged) completes the payment of my held booking, "
+    "as if Stripe's webhook reported `payment_intent.succeeded`. Otherwise 404 `payment_standin_disabled`. "
+    "409 `booking_not_payable` if nothing is due.",
+)
+def member_standin_pay_booking(request, booking_id: int = BookingId):
+    membership, _ = _member(request)
+    payments.booking_standin_pay(membership=membership, booking_id=booking_id)
+    return selectors.member_booking(membership=membership, booking_id=booking_id)
 
 
 # ----------------------------------------------------------------------------------------------------- stripe
@@ -304,11 +452,20 @@ def member_pay_booking(request, booking_id: int = BookingId):
 @webhook_router.post(
     "/stripe/webhook",
     auth=None,
-    response={200: WebhookOut, 400: ErrorOut, 429: ErrorOut},
+    response={200: WebhookOut, 400: ErrorOut, 429: ErrorOut, 503: ErrorOut},
     summary="Stripe webhook",
-    description="Called by Stripe. The `Stripe-Signature` header is verified against the raw body; a missing or "
-    "bad signature, or a body that is not a Stripe event, is a 400 that changes nothing. Each event id is "
-    "applied once (duplicates answer 200 with outcome `duplicate`).",
+    description=describe(
+        "Stripe, signing with the webhook secret (no other credentials).",
+        "The `Stripe-Signature` header is verified against the raw body. Each event id is applied once "
+        "(duplicates answer 200 with outcome `duplicate`). An error changes nothing.",
+        errors={
+            400: [
+                "`invalid_signature`: the `Stripe-Signature` header is missing or does not match the body.",
+                "`invalid_event`: the body is not a Stripe event.",
+            ],
+            503: "`webhook_not_configured`: no signing secret (`STRIPE_WEBHOOK_SECRET`; required in production).",
+        },
+    ),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -318,6 +475,11 @@ def member_pay_booking(request, booking_id: int = BookingId):
 )
 @csrf_exempt
 def stripe_webhook(request):
+    if not settings.STRIPE_WEBHOOK_SECRET:
+        raise ServiceUnavailable(
+            "The Stripe webhook is disabled: no signing secret is configured (STRIPE_WEBHOOK_SECRET).",
+            code="webhook_not_configured",
+        )
     try:
         event = stripe.Webhook.construct_event(
             request.body, request.headers.get("Stripe-Signature", ""), settings.STRIPE_WEBHOOK_SECRET

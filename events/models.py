@@ -153,6 +153,9 @@ class Booking(models.Model):
     confirmed_at = models.DateTimeField(null=True, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
     cancel_reason = models.CharField(max_length=32, blank=True, default="")
+    confirmation_emailed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the booking confirmation email went out (it goes out once)."
+    )
     checked_in_at = models.DateTimeField(null=True, blank=True)
     checked_in_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -7,6 +7,7 @@ from typing import Literal
 from ninja import Schema
 from pydantic import AwareDatetime, Field, field_validator
 
+from core.schemas import Money
 from events.models import Booking, Event
 
 MIN_YEAR, MAX_YEAR = 2000, 2100
@@ -91,7 +92,7 @@ class PartnerEventOut(Schema):
     seats_booked: int
     seats_left: int
     min_tier_rank: int
-    price: Decimal
+    price: Money = Field(description="Per seat, in `currency`; 0.00 = free.")
     currency: str
     booking_opens_at: datetime
     booking_closes_at: datetime | None
@@ -119,7 +120,7 @@ class MemberEventOut(Schema):
     starts_at: datetime
     ends_at: datetime
     min_tier_rank: int
-    price: Decimal = Field(description="Per seat; 0 = free.")
+    price: Money = Field(description="Per seat, in `currency`; 0.00 = free.")
     currency: str
     capacity: int
     seats_left: int
@@ -148,11 +149,11 @@ class BookingOut(Schema):
     seats: int
     status: BookingStatus
     hold_expires_at: datetime | None
-    amount: Decimal
+    amount: Money = Field(description="In `currency`.")
     currency: str
     payment_status: PaymentStatus
-    refund_amount: Decimal
-    refunded_amount: Decimal
+    refund_amount: Money = Field(description="Refund decided, in `currency`.")
+    refunded_amount: Money = Field(description="Refunded as Stripe reports it, in `currency`.")
     created_at: datetime
     confirmed_at: datetime | None
     cancelled_at: datetime | None
@@ -173,7 +174,8 @@ class BookingCreatedOut(BookingOut):
     payment: PaymentOut | None = Field(
         None,
         description="For a held (paid) booking: the PaymentIntent to confirm. Null for free or waitlisted "
-        "bookings, or when Stripe could not be reached (then call POST /bookings/{id}/payment).",
+        "bookings, and in the replay of a retry with the same Idempotency-Key (the client secret is never "
+        "stored; call POST /bookings/{id}/payment).",
     )
 
 

@@ -8,7 +8,7 @@ from django.db.models import Count, DateTimeField, ExpressionWrapper, F, Q, Quer
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from core.errors import NotFound
+from core.errors import NotFound, PermissionDenied
 from events.models import Booking, Event, Partner
 from loyalty.programmes.models import Membership, Tier
 
@@ -73,13 +73,33 @@ def member_bookable_events(*, tier: Tier, now: datetime | None = None) -> QueryS
     )
 
 
-def member_event(*, tier: Tier, event_id: int) -> Event:
-    """A published event the member's tier is eligible for (its window may not be open yet); else 404."""
-    event = (
-        _member_queryset(tier).filter(pk=event_id, status=Event.Status.PUBLISHED, min_tier_rank__lte=tier.rank).first()
+TIER_TOO_LOW = "tier_too_low"
+
+
+def member_event_tier_check(*, tier: Tier, event: Event) -> None:
+    """Refuse a published event above the member's tier with a reason: 403 `tier_too_low` naming the lowest tier
+    of the member's programme that may book it. An event no tier of the programme reaches is none of the
+    member's business: 404, as for drafts and unknown events."""
+    if event.min_tier_rank <= tier.rank:
+        return
+    eligible = Tier.objects.filter(programme_id=tier.programme_id, rank__gte=event.min_tier_rank)
+    required = eligible.order_by("rank").first()
+    if required is None:
+        raise NotFound(code="event_not_found")
+    raise PermissionDenied(
+        f"This event is for {required.name} members and above; your tier is {tier.name}.",
+        code=TIER_TOO_LOW,
+        fields={"required_tier": required.name, "required_tier_rank": required.rank, "your_tier": tier.name},
     )
+
+
+def member_event(*, tier: Tier, event_id: int) -> Event:
+    """A published event the member's tier is eligible for (its window may not be open yet). Unpublished and
+    unknown events are 404; a published event above the member's tier is 403 `tier_too_low`."""
+    event = _member_queryset(tier).filter(pk=event_id, status=Event.Status.PUBLISHED).first()
     if event is None:
         raise NotFound(code="event_not_found")
+    member_event_tier_check(tier=tier, event=event)
     return event
 
 

@@ -10,9 +10,12 @@ from celery import shared_task
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
+from django.utils import timezone
 
+from core.schemas import money_str
 from events import gateway
 from events.models import Booking
+from loyalty.customers.contact import contact_email
 
 logger = logging.getLogger("premier.events")
 
@@ -96,9 +99,14 @@ MESSAGES = {
         "Event cancelled: {title}",
         "We are sorry: {title} on {starts} has been cancelled. Your booking is cancelled{refund}.",
     ),
+    "confirmed": (
+        "Booking confirmed: {title}",
+        "Your booking for {title} on {starts}{venue} is confirmed ({seats} seat(s)){paid}. We look forward to "
+        "seeing you.",
+    ),
     "waitlist_confirmed": (
         "You're in: {title}",
-        "A seat opened up. Your booking for {title} on {starts} is confirmed ({seats} seat(s)).",
+        "A seat opened up. Your booking for {title} on {starts}{venue} is confirmed ({seats} seat(s)){paid}.",
     ),
     "waitlist_closed": (
         "Waitlist closed: {title}",
@@ -113,24 +121,44 @@ MESSAGES = {
 }
 
 
+# Emails that confirm a booking: each booking gets one of them, once (`Booking.confirmation_emailed_at`).
+CONFIRMATIONS = ("confirmed", "waitlist_confirmed")
+
+
 @shared_task
 def booking_notify(booking_id: int, kind: str) -> bool:
-    booking = Booking.objects.select_related("event", "membership__customer__user").filter(pk=booking_id).first()
+    """Email the member about their booking, at their one contact address. A confirmation goes out once per
+    booking, whatever the number of runs (the stamp and the send share a transaction: a failed send is
+    retried), and only while the booking stands."""
+    booking = Booking.objects.select_related("event", "membership").filter(pk=booking_id).first()
     if booking is None or kind not in MESSAGES:
         return False
-    customer = booking.membership.customer
-    recipient = customer.email or (customer.user.email if customer.user_id else "")
+    if kind in CONFIRMATIONS and booking.status not in (Booking.Status.CONFIRMED, Booking.Status.ATTENDED):
+        return False
+    recipient = contact_email(booking.membership.customer_id)
     if not recipient:
         return False
     subject, body = MESSAGES[kind]
     values = {
         "title": booking.event.title,
         "starts": booking.event.starts_at.strftime("%Y-%m-%d %H:%M UTC"),
+        "venue": f" at {booking.event.venue}" if booking.event.venue else "",
         "seats": booking.seats,
-        "amount": booking.amount,
+        "amount": money_str(booking.amount),
         "currency": booking.currency,
+        "paid": f", paid {money_str(booking.amount)} {booking.currency}" if booking.paid_at else "",
         "expires": booking.hold_expires_at.strftime("%Y-%m-%d %H:%M UTC") if booking.hold_expires_at else "",
         "refund": " and your payment will be refunded in full" if booking.amount > 0 and booking.paid_at else "",
     }
-    send_mail(subject.format(**values), body.format(**values), settings.DEFAULT_FROM_EMAIL, [recipient])
+    message = (subject.format(**values), body.format(**values), settings.DEFAULT_FROM_EMAIL, [recipient])
+    if kind not in CONFIRMATIONS:
+        send_mail(*message)
+        return True
+    with transaction.atomic():
+        # The conditional UPDATE is the guard: a concurrent run waits on the row and then finds it stamped.
+        if not Booking.objects.filter(pk=booking_id, confirmation_emailed_at__isnull=True).update(
+            confirmation_emailed_at=timezone.now()
+        ):
+            return False
+        send_mail(*message)
     return True

@@ -1,6 +1,13 @@
 """Periodic tasks of this app, merged into CELERY_BEAT_SCHEDULE (schedule in seconds)."""
 
+import os
+
 BEAT: dict = {
+    # Runs that never started or whose worker died are requeued (bounded) or failed, with the reason (core.runs).
+    "loyalty-reconcile-runs": {
+        "task": "loyalty.tasks.reconcile_runs",
+        "schedule": int(os.environ.get("RUN_RECONCILE_INTERVAL", "60")),
+    },
     # Programmes whose evaluation is due (cadence per programme) are re-evaluated; idempotent within a day.
     "loyalty-evaluate-due-programmes": {"task": "loyalty.tasks.evaluate_due_programmes", "schedule": 3600},
     # Safety net for member emails whose after-commit task did not run (e.g. broker down).

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from django.conf import settings
 from django.core.cache import cache
@@ -21,6 +23,22 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_broker)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _test_broker(tmp_path_factory):
+    """The embedded broker of the tests is a temporary file, never the one in var/ that `make run` uses."""
+    from config.celery import app
+
+    if settings.EMBEDDED_BROKER:
+        app.conf.broker_url = f"sqla+sqlite:///{tmp_path_factory.mktemp('broker') / 'celery-broker.sqlite3'}"
+    yield
+
+
+def _clear_cache() -> None:
+    # The database cache in a test without database access: that test wrote nothing to clear.
+    with contextlib.suppress(RuntimeError):
+        cache.clear()
+
+
 @pytest.fixture(autouse=True)
 def _test_settings(request, settings):
     from config.celery import app
@@ -31,10 +49,15 @@ def _test_settings(request, settings):
     app.conf.task_always_eager = eager
     settings.CELERY_TASK_ALWAYS_EAGER = eager
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    if "shared_cache" not in request.keywords:
+        # The default cache is a database table shared by all processes (or Redis); inside one test process a
+        # local-memory cache behaves the same and keeps the throttles' queries out of the query-count tests.
+        # Tests marked `shared_cache` (and subprocess tests) run on the configured cache.
+        settings.CACHES = {**settings.CACHES, "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    cache.clear()
+    _clear_cache()
     yield
-    cache.clear()
+    _clear_cache()
     app.conf.task_always_eager = previous
 
 

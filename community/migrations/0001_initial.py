@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('loyalty', '0004_customerinfluence'),
+        ('loyalty', '0005_customerinfluence'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -12,29 +12,44 @@ from accounts.services import user_has_role
 from concierge.models import OPEN_STATUSES, ConciergeRequest, RequestEvent
 from concierge.services.audit import event_write
 from concierge.services.requests import request_locked
-from core.errors import BusinessRuleError, Conflict, NotFound
+from core.errors import BusinessRuleError, Conflict, NotFound, ValidationFailed
 
 
-def _agent(user_id: int) -> User:
-    user = User.objects.filter(pk=user_id, is_active=True).first()
+def _agent(*, user_id: int | None, email: str | None) -> User:
+    field = "assignee_id" if user_id is not None else "assignee_email"
+    users = User.objects.filter(is_active=True)
+    user = users.filter(pk=user_id).first() if user_id is not None else users.filter(email__iexact=email).first()
     if user is None or not user_has_role(user, Role.CONCIERGE_AGENT):
         raise BusinessRuleError(
             "The assignee must be an active concierge agent.",
             code="assignee_not_agent",
-            fields={"assignee_id": ["Not an active concierge agent."]},
+            fields={field: ["Not an active concierge agent."]},
         )
     return user
 
 
 @transaction.atomic
 def request_assign(
-    *, request_id: int, actor: User, assignee_id: int | None = None, now: datetime | None = None
+    *,
+    request_id: int,
+    actor: User,
+    assignee_id: int | None = None,
+    assignee_email: str | None = None,
+    now: datetime | None = None,
 ) -> ConciergeRequest:
-    """Assign an unassigned open request (to the actor by default). A conditional UPDATE decides the race:
+    """Assign an unassigned open request to the actor, or to the colleague named by `assignee_id` or
+    `assignee_email` (as the agent directory lists them; not both). A conditional UPDATE decides the race:
     only the first of concurrent assignments finds `assignee IS NULL`; the others get 409 `already_assigned`.
     Assigning to the current assignee again changes nothing."""
     now = now or timezone.now()
-    assignee = actor if assignee_id is None or assignee_id == actor.pk else _agent(assignee_id)
+    if assignee_id is not None and assignee_email:
+        raise ValidationFailed(
+            "Name the colleague by id or by email, not both.",
+            fields={"assignee_email": ["Give assignee_id or assignee_email, not both."]},
+        )
+    email = (assignee_email or "").strip()
+    to_self = (assignee_id is None and not email) or assignee_id == actor.pk or email.lower() == actor.email.lower()
+    assignee = actor if to_self else _agent(user_id=assignee_id, email=email)
     taken = ConciergeRequest.objects.filter(pk=request_id, assignee__isnull=True, status__in=OPEN_STATUSES).update(
         assignee=assignee, updated_at=now
     )

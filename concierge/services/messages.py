@@ -52,7 +52,8 @@ def message_member_reply(*, request_id: int, user: User, body: str, now: datetim
 
 @transaction.atomic
 def message_agent_reply(*, request_id: int, agent: User, body: str, now: datetime | None = None) -> RequestMessage:
-    """An agent's public reply. The first one is the request's first response (SLA)."""
+    """An agent's public reply. The first one is the request's first response (SLA); a reply to a `new` request
+    also acknowledges it (new -> acknowledged, with its audit row). The member gets one email: the reply's."""
     now = now or timezone.now()
     body = _body(body)
     request = request_locked(request_id=request_id)
@@ -81,6 +82,15 @@ def message_agent_reply(*, request_id: int, agent: User, body: str, now: datetim
             at=now,
         )
     request.save(update_fields=fields)
+    if request.status == RequestStatus.NEW:
+        status_apply(
+            request=request,
+            actor=agent,
+            to_status=RequestStatus.ACKNOWLEDGED,
+            now=now,
+            note="Acknowledged by the agent's first reply.",
+            notify=False,
+        )
     enqueue("concierge.tasks.notify_member", event.pk)
     return message
 

@@ -137,8 +137,11 @@ def request_locked(*, request_id: int) -> ConciergeRequest:
     return _locked(ConciergeRequest.objects.all(), request_id)
 
 
-def status_apply(*, request: ConciergeRequest, actor, to_status: str, now: datetime, note: str = "") -> None:
-    """Move a locked request to `to_status` if the state machine allows it, with its audit row."""
+def status_apply(
+    *, request: ConciergeRequest, actor, to_status: str, now: datetime, note: str = "", notify: bool = True
+) -> None:
+    """Move a locked request to `to_status` if the state machine allows it, with its audit row. The member is
+    emailed about the statuses in NOTIFY_ON_STATUS unless `notify` is false (the caller tells them itself)."""
     old = request.status
     if to_status not in TRANSITIONS.get(old, ()):
         raise Conflict(
@@ -175,7 +178,7 @@ def status_apply(*, request: ConciergeRequest, actor, to_status: str, now: datet
         note=note,
         at=now,
     )
-    if to_status in NOTIFY_ON_STATUS:
+    if notify and to_status in NOTIFY_ON_STATUS:
         enqueue("concierge.tasks.notify_member", event.pk)
 
 

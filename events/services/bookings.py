@@ -11,9 +11,11 @@ from django.db import IntegrityError, transaction
 
 from core.errors import BusinessRuleError, Conflict, NotFound, PermissionDenied
 from events.models import Booking, Event
+from events.selectors import member_event_tier_check
 from events.services.common import (
     _cancel_unpaid_intent,
     _lock_booking,
+    _notify,
     _now,
     _request_refund,
     _seats_release,
@@ -44,14 +46,16 @@ def _member_tier(membership: Membership, now: datetime):
 def booking_create(
     *, membership: Membership, event_id: int, guests: int = 0, join_waitlist: bool = False, now: datetime | None = None
 ) -> Booking:
-    """Book the member (plus guests) on an event. Free: confirmed. Paid: held for HOLD_MINUTES until paid
-    (the PaymentIntent is created after commit by `booking_payment_start`). Full: waitlisted if asked,
-    else 409 `event_full`."""
+    """Book the member (plus guests) on an event. Free: confirmed, and the confirmation email goes out after
+    commit. Paid: held for HOLD_MINUTES until paid (the PaymentIntent is created after commit by
+    `booking_payment_start`; the email goes out when the payment succeeds). Full: waitlisted if asked, else 409
+    `event_full`."""
     now = _now(now)
     tier = _member_tier(membership, now)
-    event = Event.objects.filter(pk=event_id, status=Event.Status.PUBLISHED, min_tier_rank__lte=tier.rank).first()
+    event = Event.objects.filter(pk=event_id, status=Event.Status.PUBLISHED).first()
     if event is None:
         raise NotFound(code="event_not_found")
+    member_event_tier_check(tier=tier, event=event)
     opens, closes = booking_window(event, early_access_hours=tier.early_access_hours)
     if now < opens:
         raise BusinessRuleError(
@@ -107,6 +111,8 @@ def booking_create(
         # this transaction, and with it the seats reserved above.
         raise Conflict("You already have a booking for this event.", code="already_booked") from exc
     booking.event = event
+    if booking.status == Booking.Status.CONFIRMED:
+        _notify(booking.pk, "confirmed")
     return booking
 
 

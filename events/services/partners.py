@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Sum
 from django.db.models.functions import Coalesce
@@ -18,6 +19,8 @@ from events.services.completion import completion_grace
 from events.services.waitlist import _waitlist_promote
 from loyalty.customers.models import Channel
 from loyalty.programmes.models import Membership
+
+DEFAULT_CHECKIN_OPENS_HOURS = 2
 
 EDITABLE_FIELDS = (
     "title",
@@ -166,10 +169,22 @@ def event_cancel(*, partner: Partner, event_id: int, now: datetime | None = None
     return event
 
 
+def checkin_opens_before() -> timedelta:
+    """How long before its start an event opens for check-in (`EVENT_CHECKIN_OPENS_HOURS`, default 2)."""
+    return timedelta(hours=float(getattr(settings, "EVENT_CHECKIN_OPENS_HOURS", DEFAULT_CHECKIN_OPENS_HOURS)))
+
+
+def checkin_window(event: Event) -> tuple[datetime, datetime]:
+    """When attendees of `event` can be checked in: [opens, closes), from `checkin_opens_before()` before the
+    start until `completion_grace()` after the end."""
+    return event.starts_at - checkin_opens_before(), event.ends_at + completion_grace()
+
+
 @transaction.atomic
 def booking_check_in(*, partner: Partner, booking_id: int, by: User | None, now: datetime | None = None) -> Booking:
-    """Mark a confirmed booking attended (idempotent) and record the engagement interaction. Possible until
-    `completion_grace()` after the event's end; a completed event is 409 `event_completed`."""
+    """Mark a confirmed booking attended (idempotent) and record the engagement interaction. Possible only in
+    the check-in window (`checkin_window`): before it 409 `check_in_not_open` (saying when it opens), after it
+    409 `check_in_closed`; a completed event is 409 `event_completed`."""
     from loyalty.ingestion.services.interactions import interaction_record
 
     now = _now(now)
@@ -180,11 +195,19 @@ def booking_check_in(*, partner: Partner, booking_id: int, by: User | None, now:
         return booking
     if event.status == Event.Status.COMPLETED:
         raise Conflict("The event is completed: attendance is final.", code="event_completed")
-    if event.status == Event.Status.PUBLISHED and now >= event.ends_at + completion_grace():
+    opens, closes = checkin_window(event)
+    if event.status == Event.Status.PUBLISHED and now >= closes:
         # The completion sweep has not run yet, but the check-in window is over all the same.
         raise Conflict("Check-in for this event has closed.", code="check_in_closed")
     if booking.status != Booking.Status.CONFIRMED or event.status == Event.Status.CANCELLED:
         raise Conflict(f"A {booking.status} booking cannot be checked in.", code="booking_not_checkable")
+    if now < opens:
+        hours = checkin_opens_before().total_seconds() / 3600
+        raise Conflict(
+            f"Check-in opens at {opens:%Y-%m-%d %H:%M} UTC, {hours:g} hour(s) before the event starts.",
+            code="check_in_not_open",
+            fields={"opens_at": [opens.isoformat()]},
+        )
     booking.status = Booking.Status.ATTENDED
     booking.checked_in_at = now
     booking.checked_in_by = by

@@ -8,9 +8,9 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 
 from core.errors import Conflict, NotFound
-from events import gateway
+from events import gateway, stripe_standin
 from events.models import Booking, Event, StripeEvent
-from events.services.common import _lock_booking, _now, _request_refund, _seats_release, _seats_reserve
+from events.services.common import _lock_booking, _notify, _now, _request_refund, _seats_release, _seats_reserve
 from events.services.waitlist import _waitlist_promote
 from loyalty.programmes.models import Membership
 
@@ -37,6 +37,40 @@ def booking_payment_start(*, membership: Membership, booking_id: int) -> gateway
     )
     Booking.objects.filter(pk=booking.pk, payment_intent_id__isnull=True).update(payment_intent_id=info.id)
     return info
+
+
+def booking_standin_pay(*, membership: Membership, booking_id: int) -> str:
+    """Demos without Stripe: the member completes the payment of a held booking through the local stand-in.
+    A `payment_intent.succeeded` event for the booking's stand-in PaymentIntent is applied through
+    `stripe_event_apply`, the same path as Stripe's webhook. Refused unless the stand-in is active (no
+    STRIPE_SECRET_KEY, not production). Returns the outcome (`confirmed`, `already_paid`, ...)."""
+    if not gateway.standin_active():
+        raise NotFound(
+            "The local payment stand-in is off: payments go through Stripe.", code="payment_standin_disabled"
+        )
+    booking = Booking.objects.filter(pk=booking_id, membership=membership).first()
+    if booking is None:
+        raise NotFound(code="booking_not_found")
+    if booking.status != Booking.Status.HELD or booking.payment_status not in (
+        Booking.PaymentStatus.PENDING,
+        Booking.PaymentStatus.FAILED,
+    ):
+        raise Conflict(f"A {booking.status} booking has nothing to pay.", code="booking_not_payable")
+    if not stripe_standin.is_standin_intent(booking.payment_intent_id):
+        booking_payment_start(membership=membership, booking_id=booking_id)
+        booking.refresh_from_db()
+    if not stripe_standin.is_standin_intent(booking.payment_intent_id):  # pragma: no cover - paid through Stripe
+        raise Conflict("This booking's payment is not handled by the stand-in.", code="booking_not_payable")
+    intent = stripe_standin.intent_object(
+        booking.payment_intent_id,
+        status="succeeded",
+        amount=gateway.to_minor_units(booking.amount, booking.currency),
+        currency=booking.currency,
+        metadata={"booking_id": str(booking.pk), "event_id": str(booking.event_id)},
+    )
+    return stripe_event_apply(
+        event_id=f"evt_standin_{booking.pk}_succeeded", event_type="payment_intent.succeeded", data_object=intent
+    )
 
 
 def _booking_for_intent(payment_intent_id: str | None, metadata: dict | None) -> int | None:
@@ -72,6 +106,7 @@ def _on_succeeded(event: Event, booking: Booking, obj: dict, now: datetime) -> s
         booking.status = Booking.Status.CONFIRMED
         booking.confirmed_at = now
         booking.save()
+        _notify(booking.pk, "confirmed")
         return "confirmed"
     late = (
         booking.status == Booking.Status.EXPIRED
@@ -87,6 +122,7 @@ def _on_succeeded(event: Event, booking: Booking, obj: dict, now: datetime) -> s
                     booking.cancelled_at = None
                     booking.cancel_reason = ""
                     booking.save()
+                    _notify(booking.pk, "confirmed")
                     return "late_confirmed"
         except IntegrityError:
             # The member booked the event again meanwhile: this payment is refunded instead.

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Any, Literal
 
 from ninja import Schema
 from pydantic import Field
 
+from core.schemas import Money
 from loyalty.customers.selectors import ORDERINGS
 
 
@@ -36,7 +36,8 @@ class CustomerOut(Schema):
 
 class MonthRevenueOut(Schema):
     month: date
-    amount: Decimal
+    amount: Money = Field(description="Plain decimal with 2 places, in `currency`.")
+    currency: str
 
 
 class ChannelShareOut(Schema):
@@ -60,7 +61,11 @@ class CustomerDetailOut(CustomerOut):
     attributes: dict[str, Any]
     created_at: datetime
     updated_at: datetime
-    revenue_by_month: list[MonthRevenueOut] = Field(description="Last 12 months, oldest first, zeros included.")
-    revenue_total: Decimal = Field(description="Sum of revenue_by_month.")
+    revenue_by_month: list[MonthRevenueOut] = Field(
+        description="Last 12 months, oldest first, zeros included, in `revenue_currency`; a month with revenue in "
+        "another currency also has a row in that currency (amounts are never summed across currencies)."
+    )
+    revenue_total: Money = Field(description="Sum of revenue_by_month in `revenue_currency`.")
+    revenue_currency: str = Field(description="ISO 4217 code of the customer's main revenue currency.")
     channel_mix: list[ChannelShareOut] = Field(description="Interactions per channel in the last 365 days.")
     last_interactions: list[InteractionOut] = Field(description="The 10 most recent interactions.")

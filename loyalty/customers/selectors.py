@@ -24,6 +24,7 @@ ORDERINGS = {
 HISTORY_MONTHS = 12
 CHANNEL_MIX_DAYS = 365
 LAST_INTERACTIONS = 10
+CENTS = Decimal("0.01")
 
 
 def customer_list(
@@ -57,6 +58,7 @@ def customer_list(
 @dataclass
 class CustomerDetail:
     customer: Customer
+    revenue_currency: str
     revenue_by_month: list[dict]
     revenue_total: Decimal
     channel_mix: list[dict]
@@ -76,21 +78,39 @@ def _month_starts(now: datetime, months: int) -> list[date]:
 
 def customer_detail(*, customer_id: int, now: datetime | None = None) -> CustomerDetail:
     """One customer with revenue per month (last 12 months, zero months included), channel mix over the last
-    year and the latest interactions. Four queries."""
+    year and the latest interactions. Four queries.
+
+    Revenue is summed per currency, never across currencies: every month has a row in the customer's main
+    currency (the one most of the window's revenue is in; the model's default when there is none), and a
+    month with revenue in another currency has a row for it too. `revenue_total` is in the main currency."""
     now = now or timezone.now()
     customer = Customer.objects.filter(pk=customer_id).first()
     if customer is None:
         raise NotFound("No such customer.", code="customer_not_found")
     months = _month_starts(now, HISTORY_MONTHS)
-    revenue = {
-        row["month"].date() if isinstance(row["month"], datetime) else row["month"]: row["amount"]
-        for row in RevenueEntry.objects.filter(customer_id=customer_id, period__gte=months[0], period__lte=now.date())
+    revenue: dict[tuple[date, str], Decimal] = {}
+    for row in (
+        RevenueEntry.objects.filter(customer_id=customer_id, period__gte=months[0], period__lte=now.date())
         .annotate(month=TruncMonth("period"))
-        .values("month")
+        .values("month", "currency")
         .annotate(amount=Sum("amount"))
-        .order_by("month")
-    }
-    by_month = [{"month": m, "amount": revenue.get(m, Decimal("0.00"))} for m in months]
+        .order_by("month", "currency")
+    ):
+        month = row["month"].date() if isinstance(row["month"], datetime) else row["month"]
+        revenue[(month, row["currency"])] = Decimal(row["amount"]).quantize(CENTS)
+    per_currency: dict[str, Decimal] = {}
+    for (_, currency), amount in revenue.items():
+        per_currency[currency] = per_currency.get(currency, Decimal("0.00")) + amount
+    default = RevenueEntry._meta.get_field("currency").default
+    main = max(sorted(per_currency), key=lambda c: per_currency[c]) if per_currency else default
+    by_month = []
+    for month in months:
+        by_month.append({"month": month, "amount": revenue.get((month, main), Decimal("0.00")), "currency": main})
+        by_month.extend(
+            {"month": m, "amount": amount, "currency": currency}
+            for (m, currency), amount in sorted(revenue.items())
+            if m == month and currency != main
+        )
     mix_rows = list(
         Interaction.objects.filter(
             customer_id=customer_id, occurred_at__gte=now - timedelta(days=CHANNEL_MIX_DAYS), occurred_at__lte=now
@@ -104,8 +124,9 @@ def customer_detail(*, customer_id: int, now: datetime | None = None) -> Custome
     last = list(Interaction.objects.filter(customer_id=customer_id).order_by("-occurred_at", "-id")[:LAST_INTERACTIONS])
     return CustomerDetail(
         customer=customer,
+        revenue_currency=main,
         revenue_by_month=by_month,
-        revenue_total=sum((m["amount"] for m in by_month), Decimal("0.00")),
+        revenue_total=per_currency.get(main, Decimal("0.00")),
         channel_mix=mix,
         last_interactions=last,
     )

@@ -3,7 +3,7 @@ from ninja import Router, Schema
 from core.auth import ingest_auth
 from core.errors import ValidationFailed
 from core.idempotency import IdempotencyKeyHeader, run_idempotent
-from core.schemas import responses
+from core.schemas import describe, responses
 from loyalty.ingestion.schemas import CustomerBatchIn, IngestResultOut, InteractionBatchIn, RevenueBatchIn
 from loyalty.ingestion.services.ingest import customer_refs_check, ingest_rows
 from loyalty.ingestion.services.validation import RowsRejected, errors_as_fields, rows_validate
@@ -21,19 +21,25 @@ class KeyInfoOut(Schema):
     "/whoami",
     response=responses({200: KeyInfoOut}),
     summary="Check an integration key",
-    description="Answers which API key the request used and its scopes. Integrations call it to test setup.",
+    description=describe(
+        "integrations, with an API key that has the `ingest` scope.",
+        "Answers which API key the request used and its scopes. Integrations call it to test their setup.",
+    ),
 )
 def whoami(request):
     key = request.auth
     return KeyInfoOut(id=key.pk, name=key.name, scopes=key.scopes)
 
 
+_BATCH_WHO = "integrations, with an API key that has the `ingest` scope."
 _BATCH_DOC = (
-    "Needs an API key with the `ingest` scope. Up to 10,000 rows, upserted by `external_id`. The batch is all "
-    "or nothing: if any row is bad the answer is a 422 whose `fields` names every bad row and field "
-    "(`rows.<index>.<field>`) and nothing is written. The answer counts created, updated and unchanged rows. "
-    "Send an `Idempotency-Key` to make a retry safe (the first answer is replayed)."
+    "Up to 10,000 rows, upserted by `external_id`. The batch is all or nothing: if any row is bad the answer is "
+    "a 422 and nothing is written. The answer counts created, updated and unchanged rows. Send an "
+    "`Idempotency-Key` to make a retry safe (the first answer is replayed)."
 )
+_BATCH_ERRORS = {
+    422: "`batch_rejected`: some rows are bad; `fields` names every bad row and field (`rows.<index>.<field>`)."
+}
 
 
 def _ingest(request, kind: str, payload, idempotency_key: str | None):
@@ -56,7 +62,11 @@ def _ingest(request, kind: str, payload, idempotency_key: str | None):
     "/customers",
     response=responses({200: IngestResultOut}, 409),
     summary="Upsert a batch of customers",
-    description=_BATCH_DOC + " A customer turning from active to churned ends its programme memberships.",
+    description=describe(
+        _BATCH_WHO,
+        _BATCH_DOC + " A customer turning from active to churned ends its programme memberships.",
+        errors=_BATCH_ERRORS,
+    ),
 )
 def ingest_customers(request, payload: CustomerBatchIn, idempotency_key: str | None = IdempotencyKeyHeader):
     return _ingest(request, "customers", payload, idempotency_key)
@@ -66,7 +76,9 @@ def ingest_customers(request, payload: CustomerBatchIn, idempotency_key: str | N
     "/revenue",
     response=responses({200: IngestResultOut}, 409),
     summary="Upsert a batch of revenue entries",
-    description=_BATCH_DOC + " `customer_external_id` must name an existing customer.",
+    description=describe(
+        _BATCH_WHO, _BATCH_DOC + " `customer_external_id` must name an existing customer.", errors=_BATCH_ERRORS
+    ),
 )
 def ingest_revenue(request, payload: RevenueBatchIn, idempotency_key: str | None = IdempotencyKeyHeader):
     return _ingest(request, "revenue", payload, idempotency_key)
@@ -76,7 +88,9 @@ def ingest_revenue(request, payload: RevenueBatchIn, idempotency_key: str | None
     "/interactions",
     response=responses({200: IngestResultOut}, 409),
     summary="Upsert a batch of channel interactions",
-    description=_BATCH_DOC + " `customer_external_id` must name an existing customer.",
+    description=describe(
+        _BATCH_WHO, _BATCH_DOC + " `customer_external_id` must name an existing customer.", errors=_BATCH_ERRORS
+    ),
 )
 def ingest_interactions(request, payload: InteractionBatchIn, idempotency_key: str | None = IdempotencyKeyHeader):
     return _ingest(request, "interactions", payload, idempotency_key)

@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 from loyalty.segmentation.models import RunStatus
 
@@ -195,6 +196,10 @@ class Enrolment(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Requeues by the run reconciler (core.runs).")
+    heartbeat_at = models.DateTimeField(
+        default=timezone.now, help_text="Last sign of life: queued (pending) or a beat of its worker (running)."
+    )
 
     class Meta:
         ordering = ["-id"]

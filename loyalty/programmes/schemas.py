@@ -103,6 +103,8 @@ class EnrolmentOut(Schema):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    attempts: int
+    heartbeat_at: datetime
 
 
 class TierRefOut(Schema):

@@ -12,7 +12,7 @@ from typing import Literal
 
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
-from ninja import Query, Router
+from ninja import Query, Router, Status
 from ninja.pagination import paginate
 
 from accounts.models import Role
@@ -20,7 +20,8 @@ from core.auth import ingest_auth, require_role, user_auth
 from core.errors import Conflict
 from core.idempotency import IdempotencyKeyHeader, run_idempotent
 from core.pagination import Page
-from core.schemas import responses
+from core.runs import RETRY_DESCRIPTION, RETRY_ERRORS
+from core.schemas import describe, file_response, responses
 from loyalty.customers.models import Customer
 from loyalty.programmes.models import Programme
 from loyalty.retention.models import ImpactReport, RetentionOutcome
@@ -35,13 +36,22 @@ from loyalty.retention.schemas import (
     TimelineEntryOut,
 )
 from loyalty.retention.selectors import outcomes_list
-from loyalty.retention.services.impact import DEFAULT_HORIZONS, impact_report_compute, impact_report_request
+from loyalty.retention.services.impact import (
+    DEFAULT_HORIZONS,
+    impact_report_compute,
+    impact_report_request,
+    impact_report_retry,
+)
 from loyalty.retention.services.impact_output import chart_svg, report_csv
 from loyalty.retention.services.outcomes import OutcomeRow, outcome_record_manual, outcomes_record
 from loyalty.retention.timeline import timeline_for_customer
 
 router = Router(tags=["retention"], auth=user_auth)
 ingest_router = Router(tags=["ingest"], auth=ingest_auth)
+
+MANAGERS = "programme managers (role `programme_manager`)."
+NOT_READY = "`report_not_ready`: the stored report `report_id` has not finished (pending, running or failed)."
+OUTCOME_ROWS = "`outcome_rows_invalid`: {what}; `fields` names every bad {where} and field, nothing was recorded."
 
 ChartName = Literal["survival", "uplift-by-tier"]
 CsvTable = Literal["comparisons", "srm", "take_up", "survival", "revenue", "cuped"]
@@ -60,12 +70,17 @@ def _aware(value: datetime | None) -> datetime | None:
     "",
     response=responses({201: OutcomeBatchOut}, 409),
     summary="Push a batch of retention outcomes",
-    description=(
-        "Integration key with the `ingest` scope. Up to 5000 outcomes per batch, all or nothing: a 422 names "
-        "every bad row and field (`outcomes.<index>.<field>`) and records nothing. Name the membership by "
-        "`membership_id` or by `programme_id` + `customer_external_id`. Corrections are new rows with "
-        "`supersedes_id` or `supersedes_external_id`; the corrected row stays in the history. Resending a row "
-        "with the same `external_id` and values is a no-op (`unchanged`). Accepts an Idempotency-Key."
+    description=describe(
+        "integrations, with an API key that has the `ingest` scope.",
+        "Up to 5000 outcomes per batch, all or nothing. Name the membership by `membership_id` or by "
+        "`programme_id` + `customer_external_id`. Corrections are new rows with `supersedes_id` or "
+        "`supersedes_external_id`; the corrected row stays in the history. Resending a row with the same "
+        "`external_id` and values is a no-op (`unchanged`). Accepts an `Idempotency-Key`.",
+        errors={
+            422: OUTCOME_ROWS.format(
+                what="unknown memberships, bad supersessions or conflicting rows", where="row (`outcomes.<index>`)"
+            )
+        },
     ),
 )
 def ingest_outcomes(request, payload: OutcomeBatchIn, idempotency_key: str | None = IdempotencyKeyHeader):
@@ -93,9 +108,10 @@ def ingest_outcomes(request, payload: OutcomeBatchIn, idempotency_key: str | Non
     "/outcomes",
     response=responses({200: list[OutcomeOut]}),
     summary="List retention outcomes",
-    description=(
-        "Programme managers. Newest first, including superseded rows (flagged `superseded`) unless "
-        "`include_superseded=false`: the history of corrections stays visible."
+    description=describe(
+        MANAGERS,
+        "Newest first, including superseded rows (flagged `superseded`) unless `include_superseded=false`: the "
+        "history of corrections stays visible. Paginated.",
     ),
 )
 @paginate(Page)
@@ -119,9 +135,11 @@ def list_outcomes(
     "/outcomes",
     response=responses({201: OutcomeOut}, 409),
     summary="Record or correct one outcome",
-    description=(
-        "Programme managers. Source `manual`. With `supersedes_id` the new row corrects an earlier outcome of the "
-        "same membership; the earlier one stays in the history and reports stop counting it."
+    description=describe(
+        MANAGERS,
+        "Source `manual`. With `supersedes_id` the new row corrects an earlier outcome of the same membership; the "
+        "earlier one stays in the history and reports stop counting it. Accepts an `Idempotency-Key`.",
+        errors={422: OUTCOME_ROWS.format(what="unknown membership or bad `supersedes_id`", where="value")},
     ),
 )
 def create_outcome(request, payload: ManualOutcomeIn, idempotency_key: str | None = IdempotencyKeyHeader):
@@ -159,13 +177,15 @@ def report_for(programme: Programme, *, report_id: int | None, as_of: datetime |
     "/programmes/{programme_id}/impact",
     response=responses({200: ImpactReportBodyOut}),
     summary="Impact report of a programme (computed now)",
-    description=(
-        "Programme managers. Intention-to-treat comparison of the randomly assigned treatment and control groups: "
+    description=describe(
+        MANAGERS,
+        "Intention-to-treat comparison of the randomly assigned treatment and control groups: "
         "group sizes with a sample-ratio check, take-up and the effect on those who took it up, retention at each "
         "horizon with uplift, 95% CI, p-value and relative churn reduction, the same per tier, enrolment cohort "
         "and engagement band, Kaplan-Meier curves with log-rank test and RMST gain at 12 months, revenue per "
         "customer with CUPED adjustment. Every figure carries an `explanation`. For large programmes request a "
-        "stored report (POST .../impact-reports) instead."
+        "stored report (POST .../impact-reports) instead.",
+        errors={404: "`not_found`: no programme with this id."},
     ),
 )
 def get_impact(
@@ -183,7 +203,11 @@ def get_impact(
     "/programmes/{programme_id}/impact-reports",
     response=responses({202: ImpactReportOut}, 409),
     summary="Compute a stored impact report in the background",
-    description="Programme managers. Answers 202 with the pending report; poll GET /retention/impact-reports/{id}.",
+    description=describe(
+        MANAGERS,
+        "Answers 202 with the pending report; poll GET /retention/impact-reports/{id}. Accepts an `Idempotency-Key`.",
+        errors={404: "`not_found`: no programme with this id."},
+    ),
 )
 def request_impact_report(
     request, programme_id: int, payload: ImpactReportIn, idempotency_key: str | None = IdempotencyKeyHeader
@@ -206,24 +230,30 @@ def request_impact_report(
     "/impact-reports/{report_id}",
     response=responses({200: ImpactReportOut}),
     summary="A stored impact report: status, progress and result",
-    description="Programme managers.",
+    description=describe(
+        MANAGERS,
+        "Status (`pending`, `running`, `succeeded`, `failed`), progress and, once succeeded, the report body.",
+        errors={404: "`not_found`: no stored report with this id."},
+    ),
 )
 def get_impact_report(request, report_id: int):
     require_role(request, Role.PROGRAMME_MANAGER)
     return get_object_or_404(ImpactReport, pk=report_id)
 
 
-SVG_RESPONSE = {
-    "responses": {
-        "200": {
-            "description": "An SVG image.",
-            "content": {"image/svg+xml": {"schema": {"type": "string"}}},
-        }
-    }
-}
-CSV_RESPONSE = {
-    "responses": {"200": {"description": "A CSV table.", "content": {"text/csv": {"schema": {"type": "string"}}}}}
-}
+@router.post(
+    "/impact-reports/{report_id}/retry",
+    response=responses({202: ImpactReportOut}, 409),
+    summary="Retry a failed stored impact report",
+    description=describe("programme managers (role `programme_manager`).", RETRY_DESCRIPTION, errors=RETRY_ERRORS),
+)
+def retry_impact_report(request, report_id: int):
+    require_role(request, Role.PROGRAMME_MANAGER)
+    return Status(202, impact_report_retry(report=get_object_or_404(ImpactReport, pk=report_id)))
+
+
+SVG_RESPONSE = file_response("image/svg+xml", "An SVG image.")
+CSV_RESPONSE = file_response("text/csv", "A CSV table.")
 
 
 @router.get(
@@ -231,10 +261,12 @@ CSV_RESPONSE = {
     response=responses({200: None}, 409),
     openapi_extra=SVG_RESPONSE,
     summary="Impact chart as SVG",
-    description=(
-        "Programme managers. `survival`: Kaplan-Meier curves per group with 95% bands and numbers at risk. "
-        "`uplift-by-tier`: retention uplift per tier at `months` (default the longest horizon) with 95% CIs. "
-        "From a stored report (`report_id`) or computed now."
+    description=describe(
+        MANAGERS,
+        "`survival`: Kaplan-Meier curves per group with 95% bands and numbers at risk. `uplift-by-tier`: retention "
+        "uplift per tier at `months` (default the longest horizon) with 95% CIs. From a stored report "
+        "(`report_id`) or computed now.",
+        errors={404: "`not_found`: no programme with this id, or no such stored report of it.", 409: NOT_READY},
     ),
 )
 def impact_chart(
@@ -257,9 +289,12 @@ def impact_chart(
     response=responses({200: None}, 409),
     openapi_extra=CSV_RESPONSE,
     summary="Impact report table as CSV",
-    description=(
-        "Programme managers. `table`: comparisons (retention per horizon overall, per tier, cohort and engagement "
-        "band), srm, take_up, survival (Kaplan-Meier steps), revenue (per customer per month), cuped."
+    description=describe(
+        MANAGERS,
+        "`table`: comparisons (retention per horizon overall, per tier, cohort and engagement band), srm, take_up, "
+        "survival (Kaplan-Meier steps), revenue (per customer per month), cuped. From a stored report "
+        "(`report_id`) or computed now.",
+        errors={404: "`not_found`: no programme with this id, or no such stored report of it.", 409: NOT_READY},
     ),
 )
 def impact_csv(
@@ -284,9 +319,11 @@ def impact_csv(
     "/customers/{customer_id}/timeline",
     response=responses({200: list[TimelineEntryOut]}),
     summary="A member's timeline",
-    description=(
-        "Programme managers. Enrolments, tier changes, retention outcomes (with corrections) and churn, plus what "
-        "other areas register (concierge requests, bookings), newest first."
+    description=describe(
+        MANAGERS,
+        "Enrolments, tier changes, retention outcomes (with corrections) and churn, plus what other areas register "
+        "(concierge requests, bookings), newest first. Paginated.",
+        errors={404: "`not_found`: no customer with this id."},
     ),
 )
 @paginate(Page)

@@ -8,6 +8,8 @@ from typing import Literal
 
 from ninja import Field, Schema
 
+from core.schemas import Money
+
 OutcomeValue = Literal["retained", "churned", "downgraded_plan", "upgraded_plan"]
 
 
@@ -34,7 +36,7 @@ class OutcomeOut(Schema):
     observed_at: datetime
     outcome: str
     source: str
-    revenue_change: Decimal | None
+    revenue_change: Money | None = Field(description="Plain decimal with 2 places, in the programme's currency.")
     intends_to_stay: bool | None
     external_id: str | None
     supersedes_id: int | None
@@ -87,6 +89,9 @@ class ComparisonOut(Schema):
     relative_churn_reduction: float | None
     explanation: str
     not_evaluable: int | None = None
+    available: bool = Field(True, description="False when follow-up or events fall short of the report's minimums.")
+    reason: str | None = Field(None, description="What is missing (and until when), when not available.")
+    ready_on: str | None = Field(None, description="Day enough members will have been followed to the horizon.")
 
 
 class SrmOut(Schema):
@@ -118,6 +123,7 @@ class TakeUpHorizonOut(Schema):
     naive_non_users_rate: float | None
     naive_difference: float | None
     explanation: str
+    available: bool = True
 
 
 class TakeUpOut(Schema):
@@ -180,6 +186,8 @@ class LogrankOut(Schema):
     p_value: float | None
     significant: bool
     explanation: str
+    available: bool = Field(True, description="False when follow-up or events fall short of the report's minimums.")
+    reason: str | None = Field(None, description="What is missing (and until when), when not available.")
 
 
 class RmstOut(Schema):
@@ -191,6 +199,14 @@ class RmstOut(Schema):
     ci_high: float | None
     p_value: float | None
     explanation: str
+    available: bool = Field(True, description="False when follow-up or events fall short of the report's minimums.")
+    reason: str | None = Field(None, description="What is missing (and until when), when not available.")
+
+
+class SurvivalChartOut(Schema):
+    available: bool
+    reason: str | None
+    longest_followup_days: int
 
 
 class SurvivalOut(Schema):
@@ -199,6 +215,7 @@ class SurvivalOut(Schema):
     explanation: str
     logrank: LogrankOut | None
     rmst: RmstOut | None
+    chart: SurvivalChartOut | None = None
 
 
 class RevenueMonthOut(Schema):
@@ -227,6 +244,8 @@ class CupedOut(Schema):
     adjusted: RevenueEstimateOut | None = None
     variance_reduction: float | None = None
     explanation: str
+    available: bool = Field(True, description="False when follow-up or events fall short of the report's minimums.")
+    reason: str | None = Field(None, description="What is missing (and until when), when not available.")
 
 
 class RevenueOut(Schema):
@@ -241,6 +260,16 @@ class ProgrammeRefOut(Schema):
     holdout_percent: float
 
 
+class MinimumsOut(Schema):
+    members_per_group: int
+    churned: int
+    retained: int
+    survival_events: int
+    followup_days: int
+    rmst_days: int
+    explanation: str
+
+
 class GroupsOut(Schema):
     treatment: int
     control: int
@@ -252,6 +281,7 @@ class ImpactReportBodyOut(Schema):
     as_of: str
     horizons: list[int]
     method: str
+    minimums: MinimumsOut | None = None
     groups: GroupsOut
     srm: SrmSectionOut
     take_up: TakeUpOut
@@ -280,6 +310,8 @@ class ImpactReportOut(Schema):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    attempts: int
+    heartbeat_at: datetime
     result: ImpactReportBodyOut | None
 
 

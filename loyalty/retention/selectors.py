@@ -283,6 +283,19 @@ def revenue_moments(*, programme_id: int, as_of: datetime, horizons: Sequence[in
     return result
 
 
+def nth_enrolment(*, programme_id: int, as_of: datetime, n: int) -> dict[str, datetime | None]:
+    """Per group, when its n-th earliest member (enrolled by `as_of`) was enrolled; None if it has fewer."""
+    out: dict[str, datetime | None] = {}
+    for group in ("treatment", "control"):
+        dates = (
+            Membership.objects.filter(programme_id=programme_id, group=group, enrolled_at__lte=as_of)
+            .order_by("enrolled_at", "id")
+            .values_list("enrolled_at", flat=True)
+        )
+        out[group] = dates[n - 1] if n >= 1 and dates[n - 1 : n].exists() else None
+    return out
+
+
 def outcomes_list(
     *,
     programme_id: int | None = None,

@@ -18,3 +18,21 @@ def impact_report_run(report_id: int) -> None:
 
     with suppress(Conflict):  # another delivery is computing it
         impact_report_run_stored(report_id=report_id)
+
+
+@shared_task(name="loyalty.tasks.reconcile_runs")
+def reconcile_runs() -> dict:
+    """Beat (every RUN_RECONCILE_INTERVAL seconds): requeue or fail the scoring runs, segment runs, enrolments
+    and stored impact reports that never started or whose worker died (core.runs). Lives here, in the top
+    domain that runs work, because it settles the runs of every domain below it."""
+    from loyalty.programmes.services.enrolment import enrolments_reconcile
+    from loyalty.retention.services.impact import impact_reports_reconcile
+    from loyalty.segmentation.services.scoring import scoring_runs_reconcile
+    from loyalty.segmentation.services.segments import segment_runs_reconcile
+
+    return {
+        "scoring_runs": scoring_runs_reconcile(),
+        "segment_runs": segment_runs_reconcile(),
+        "enrolments": enrolments_reconcile(),
+        "impact_reports": impact_reports_reconcile(),
+    }

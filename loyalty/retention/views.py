@@ -13,7 +13,7 @@ from accounts.services import user_has_role
 from loyalty.programmes.models import Programme
 from loyalty.retention.models import ImpactReport
 from loyalty.retention.services.impact import impact_report_compute
-from loyalty.retention.services.impact_output import chart_survival_svg, chart_uplift_by_tier_svg
+from loyalty.retention.services.impact_output import chart_survival_svg, chart_uplift_by_tier_svg, uplift_chart_months
 
 
 def _data_uri(svg: str) -> str:
@@ -32,13 +32,19 @@ def impact_dashboard(request, programme_id: int):
         .order_by("-finished_at", "-id")
         .first()
     )
+    if stored and "minimums" not in (stored.result or {}):
+        stored = None  # computed before the report said what it cannot show: compute it again
     report = stored.result if stored and request.GET.get("live") != "1" else impact_report_compute(programme=programme)
+    survival_available = (report["survival"].get("chart") or {}).get("available", True)
+    months = uplift_chart_months(report)
     context = {
         "programme": programme,
         "report": report,
         "stored": stored if stored and report is stored.result else None,
-        "survival_chart": _data_uri(chart_survival_svg(report)),
-        "uplift_chart": _data_uri(chart_uplift_by_tier_svg(report)),
+        # No picture without data: the template says what is missing instead.
+        "survival_chart": _data_uri(chart_survival_svg(report)) if survival_available else None,
+        "uplift_months": months,
+        "uplift_chart": _data_uri(chart_uplift_by_tier_svg(report, months=months)) if months else None,
         "csv_tables": ["comparisons", "srm", "take_up", "survival", "revenue", "cuped"],
     }
     return render(request, "loyalty/impact_dashboard.html", context)

@@ -2,11 +2,12 @@ import threading
 from datetime import timedelta
 
 import pytest
+from django.core import mail
 from django.db import connection
 
 from concierge.models import ConciergeRequest, RequestEvent
 from concierge.services.assignment import request_assign
-from concierge.services.messages import message_agent_reply
+from concierge.services.messages import message_agent_reply, note_add
 from concierge.services.requests import request_transition
 from core.errors import Conflict
 from tests.concierge.factories import NOW, make_member, make_request
@@ -171,6 +172,41 @@ def test_first_public_reply_is_the_first_response_notes_are_not(agent, agent_api
     assert sla["resolution"]["due_at"] == "2026-03-11T12:00:00Z"
 
 
+def test_first_public_reply_acknowledges_a_new_request(agent, agent_api, django_capture_on_commit_callbacks):
+    user, _ = make_member(first_response_sla_hours=2, resolution_sla_hours=24)
+    request = make_request(user)
+    note_add(request_id=request.pk, agent=agent, body="call the restaurant", now=NOW + timedelta(minutes=5))
+    request.refresh_from_db()
+    assert request.status == "new"
+    with django_capture_on_commit_callbacks(execute=True):
+        message_agent_reply(request_id=request.pk, agent=agent, body="On it!", now=NOW + timedelta(hours=1))
+    request.refresh_from_db()
+    assert (request.status, request.first_response_at) == ("acknowledged", NOW + timedelta(hours=1))
+    events = list(
+        RequestEvent.objects.filter(request=request)
+        .order_by("id")
+        .values_list("actor", "action", "old_value", "new_value", "note")
+    )
+    assert events == [
+        (user.pk, "created", "", "new", ""),
+        (agent.pk, "note_added", "", events[1][3], ""),
+        (agent.pk, "agent_replied", "", events[2][3], ""),
+        (agent.pk, "first_response", "", (NOW + timedelta(hours=1)).isoformat(), ""),
+        (agent.pk, "status_changed", "new", "acknowledged", "Acknowledged by the agent's first reply."),
+    ]
+    # One email to the member: the reply (it is the acknowledgement).
+    assert [(m.to, m.subject) for m in mail.outbox] == [
+        ([user.email], f"New reply on your request #{request.pk} A table for two"),
+    ]
+    detail = agent_api.get(f"concierge/agent/requests/{request.pk}").json()
+    assert detail["status"] == "acknowledged"
+    # Later replies change no status.
+    request_transition(request_id=request.pk, actor=agent, to_status="in_progress", now=NOW + timedelta(hours=2))
+    message_agent_reply(request_id=request.pk, agent=agent, body="Booked", now=NOW + timedelta(hours=3))
+    request.refresh_from_db()
+    assert (request.status, request.first_response_at) == ("in_progress", NOW + timedelta(hours=1))
+
+
 def test_late_first_reply_marks_the_breach(agent):
     user, _ = make_member(first_response_sla_hours=1, resolution_sla_hours=24)
     request = make_request(user)
@@ -241,4 +277,73 @@ def test_events_list_query_count(agent, agent_api, django_assert_num_queries, n)
     # 3 auth + 1 roles + 1 existence check + page + count
     with django_assert_num_queries(7):
         body = agent_api.get(f"concierge/agent/requests/{request.pk}/events").json()
-    assert body["count"] == 1 + n + 1  # created, n replies, first response
+    assert body["count"] == 1 + n + 2  # created, n replies, first response, acknowledged by the first reply
+
+
+def test_agent_directory_lists_active_agents_with_their_open_assigned_requests(agent, agent_api):
+    agent.first_name, agent.last_name = "Zoe", "Zimmer"
+    agent.save()
+    busy = UserFactory(roles=["concierge_agent"], first_name="Amir", last_name="Haddad", email="amir@example.test")
+    idle = UserFactory(roles=["concierge_agent"], first_name="Bea", last_name="Lund", email="bea@example.test")
+    UserFactory(roles=["concierge_agent"], first_name="Gone", is_active=False)
+    UserFactory(roles=["programme_manager"], first_name="Mona")
+    user, _ = make_member(monthly_request_allowance=10)
+    first, second, done = (make_request(user, subject=s) for s in ("one", "two", "done"))
+    for request in (first, second, done):
+        request_assign(request_id=request.pk, actor=busy, now=NOW)
+    request_transition(request_id=done.pk, actor=busy, to_status="declined", now=NOW)
+
+    response = agent_api.get("concierge/agent/agents")
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "items": [
+            {"id": busy.pk, "name": "Amir Haddad", "email": "amir@example.test", "open_assigned": 2},
+            {"id": idle.pk, "name": "Bea Lund", "email": "bea@example.test", "open_assigned": 0},
+            {"id": agent.pk, "name": "Zoe Zimmer", "email": agent.email, "open_assigned": 0},
+        ],
+        "count": 3,
+    }
+    assert [a["id"] for a in agent_api.get("concierge/agent/agents?q=LUND").json()["items"]] == [idle.pk]
+    assert [a["id"] for a in agent_api.get("concierge/agent/agents?q=amir@").json()["items"]] == [busy.pk]
+    for role in ("member", "programme_manager", "partner_staff"):
+        denied = api_as(UserFactory(roles=[role])).get("concierge/agent/agents")
+        assert (denied.status_code, denied.json()["code"]) == (403, "role_required")
+
+
+@pytest.mark.parametrize("n", [1, 8])
+def test_agent_directory_query_count_does_not_grow(agent_api, django_assert_num_queries, n):
+    user, _ = make_member(monthly_request_allowance=20)
+    for _ in range(n):
+        colleague = UserFactory(roles=["concierge_agent"])
+        request_assign(request_id=make_request(user).pk, actor=colleague, now=NOW)
+    # 3 auth + 1 roles + page + count
+    with django_assert_num_queries(6):
+        body = agent_api.get("concierge/agent/agents").json()
+    assert body["count"] == n + 1
+
+
+def test_assign_to_a_colleague_chosen_from_the_directory_by_id_or_email(agent, agent_api):
+    colleague = UserFactory(roles=["concierge_agent"], email="kim@example.test")
+    user, _ = make_member(monthly_request_allowance=10)
+    by_id, by_email, both, stranger = (make_request(user, subject=s) for s in ("id", "email", "both", "stranger"))
+    chosen = agent_api.get("concierge/agent/agents?q=kim").json()["items"][0]
+
+    response = agent_api.post(f"concierge/agent/requests/{by_id.pk}/assign", {"assignee_id": chosen["id"]})
+    assert (response.status_code, response.json()["assignee_id"]) == (200, colleague.pk)
+    response = agent_api.post(f"concierge/agent/requests/{by_email.pk}/assign", {"assignee_email": "KIM@example.test"})
+    assert (response.status_code, response.json()["assignee_email"]) == (200, "kim@example.test")
+    assert RequestEvent.objects.filter(action="assigned", new_value=str(colleague.pk)).count() == 2
+
+    response = agent_api.post(
+        f"concierge/agent/requests/{both.pk}/assign", {"assignee_id": colleague.pk, "assignee_email": colleague.email}
+    )
+    assert (response.status_code, response.json()["code"]) == (422, "validation_error")
+    response = agent_api.post(f"concierge/agent/requests/{stranger.pk}/assign", {"assignee_email": user.email})
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "The assignee must be an active concierge agent.",
+        "code": "assignee_not_agent",
+        "fields": {"assignee_email": ["Not an active concierge agent."]},
+    }
+    assert ConciergeRequest.objects.filter(pk__in=[both.pk, stranger.pk], assignee__isnull=False).count() == 0

@@ -30,7 +30,7 @@ def two_members(agent):
     for req in (a_req, b_req):
         message_agent_reply(request_id=req.pk, agent=agent, body="On it", now=NOW + timedelta(minutes=5))
         note_add(request_id=req.pk, agent=agent, body="SECRET NOTE", now=NOW + timedelta(minutes=6))
-    for step in ("acknowledged", "in_progress", "fulfilled"):
+    for step in ("in_progress", "fulfilled"):  # the agent's reply acknowledged it
         request_transition(request_id=b_req.pk, actor=agent, to_status=step, now=NOW + timedelta(hours=1))
     return alice, bob, a_req, b_req
 
@@ -104,7 +104,7 @@ def test_anonymous_callers_get_401(anon_api, two_members):
 def test_public_feed_shows_only_fulfilled_public_requests_with_first_name_and_initial(two_members, agent):
     alice, bob, a_req, b_req = two_members
     # Alice's private request fulfilled: never in the feed. A public but open request: not yet.
-    for step in ("acknowledged", "in_progress", "fulfilled"):
+    for step in ("in_progress", "fulfilled"):  # the agent's reply acknowledged it
         request_transition(request_id=a_req.pk, actor=agent, to_status=step, now=NOW + timedelta(hours=2))
     make_request(alice, subject="Alice public open", visibility="public")
 

@@ -142,7 +142,7 @@ def test_sla_report_per_tier_and_category(agent, manager_api):
     message_agent_reply(request_id=g1.pk, agent=agent, body="a", now=NOW + timedelta(minutes=30))
     message_agent_reply(request_id=g2.pk, agent=agent, body="b", now=NOW + timedelta(hours=2))
     for req, hours in ((g1, 5), (g2, 12)):
-        for step in ("acknowledged", "in_progress", "fulfilled"):
+        for step in ("in_progress", "fulfilled"):  # the agent's reply acknowledged it
             request_transition(request_id=req.pk, actor=agent, to_status=step, now=NOW + timedelta(hours=hours))
     message_agent_reply(request_id=s1.pk, agent=agent, body="c", now=NOW + timedelta(hours=1))
     sla_breaches_mark(now=NOW + timedelta(hours=3))

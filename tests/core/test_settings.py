@@ -11,7 +11,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _import_settings(**env) -> subprocess.CompletedProcess:
-    environment = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SECRET_KEY", "PREMIER_PRODUCTION"}}
+    environment = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DJANGO_SECRET_KEY", "PREMIER_PRODUCTION", "STRIPE_WEBHOOK_SECRET"}
+    }
     environment.update(env)
     return subprocess.run(
         [sys.executable, "-c", "import config.settings"], cwd=ROOT, env=environment, capture_output=True, text=True
@@ -30,8 +34,29 @@ def test_production_refuses_a_short_secret_key():
 
 
 def test_production_starts_with_a_real_secret_key():
-    result = _import_settings(PREMIER_PRODUCTION="1", DJANGO_SECRET_KEY="x" * 50)
+    result = _import_settings(PREMIER_PRODUCTION="1", DJANGO_SECRET_KEY="x" * 50, STRIPE_WEBHOOK_SECRET="whsec_r3al")
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("webhook_secret", [None, "", "whsec_placeholder"])
+def test_production_refuses_a_missing_or_placeholder_stripe_webhook_secret(webhook_secret):
+    env = {"PREMIER_PRODUCTION": "1", "DJANGO_SECRET_KEY": "x" * 50}
+    if webhook_secret is not None:
+        env["STRIPE_WEBHOOK_SECRET"] = webhook_secret
+    result = _import_settings(**env)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: PREMIER_PRODUCTION is set but STRIPE_WEBHOOK_SECRET is empty" in result.stderr
+
+
+def test_the_stripe_webhook_secret_has_no_default():
+    result = subprocess.run(
+        [sys.executable, "-c", "from config import settings; print(repr(settings.STRIPE_WEBHOOK_SECRET))"],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k != "STRIPE_WEBHOOK_SECRET"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.stdout == "''\n", result.stderr
 
 
 def test_database_url_is_parsed():
@@ -44,7 +69,7 @@ def test_database_url_is_parsed():
         "db.internal",
         "6432",
     )
-    assert db["OPTIONS"] == {"sslmode": "require"}
+    assert db["OPTIONS"] == {"sslmode": "require", "connect_timeout": "5"}
 
 
 def test_unsupported_database_url_is_refused():

@@ -122,7 +122,7 @@ def test_waitlisted_members_are_told_the_event_took_place_and_their_place_is_clo
     assert totals == {"events": 2, "no_show": 1, "holds_expired": 1, "waitlist_cancelled": 3, "refunds": 0}
 
     def email_of(booking):
-        return Booking.objects.get(pk=booking.pk).membership.customer.email
+        return Booking.objects.get(pk=booking.pk).membership.customer.user.email  # the verified login
 
     sent = sorted((m.to, m.subject) for m in mail.outbox)
     assert sent == sorted(

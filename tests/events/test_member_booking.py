@@ -111,14 +111,35 @@ def test_control_customer_cannot_book_and_nothing_changes():
     assert event.seats_booked == 0
 
 
-def test_tier_below_minimum_does_not_see_or_book_the_event():
-    user, _ = member(rank=1)
-    event = EventFactory(min_tier_rank=2)
+def test_tier_below_minimum_gets_403_naming_the_tier_it_needs_and_cannot_book():
+    silver = TierFactory(rank=1, name="Silver")
+    TierFactory(programme=silver.programme, rank=2, name="Gold")
+    TierFactory(programme=silver.programme, rank=4, name="Platinum")
+    user, _ = member(tier=silver)
+    gold_event = EventFactory(min_tier_rank=2)
+    between = EventFactory(min_tier_rank=3)
+    beyond_programme = EventFactory(min_tier_rank=9)
+    draft = EventFactory(min_tier_rank=2, status=Event.Status.DRAFT)
     api = api_as(user)
-    assert api.get(f"events/{event.pk}").status_code == 404
-    assert api.post(f"events/{event.pk}/bookings", {}).status_code == 404
+    expected = {
+        "detail": "This event is for Gold members and above; your tier is Silver.",
+        "code": "tier_too_low",
+        "fields": {"required_tier": "Gold", "required_tier_rank": 2, "your_tier": "Silver"},
+    }
+    for response in (api.get(f"events/{gold_event.pk}"), api.post(f"events/{gold_event.pk}/bookings", {})):
+        assert (response.status_code, response.json()) == (403, expected)
+    assert api.get(f"events/{between.pk}").json()["fields"]["required_tier"] == "Platinum"
+    # No tier of the programme reaches it, or not published: nothing to know about.
+    for hidden in (beyond_programme, draft):
+        for response in (api.get(f"events/{hidden.pk}"), api.post(f"events/{hidden.pk}/bookings", {})):
+            assert (response.status_code, response.json()["code"]) == (404, "event_not_found")
     assert api.get("events").json()["count"] == 0
     assert Booking.objects.count() == 0
+    # A held-out customer learns nothing about tiers.
+    control_user, _ = control_member(programme=silver.programme)
+    response = api_as(control_user).get(f"events/{gold_event.pk}")
+    assert (response.status_code, response.json()["code"]) == (403, "not_a_member")
+    assert "Gold" not in response.content.decode()
 
 
 def test_higher_tier_books_earlier_by_its_early_access_hours():
@@ -214,7 +235,7 @@ def test_waitlist_promotion_emails_the_member(django_capture_on_commit_callbacks
         api_as(holder_user).post(f"bookings/{booking.pk}/cancel")
     promoted.refresh_from_db()
     assert promoted.status == Booking.Status.CONFIRMED
-    assert [m.to for m in mail.outbox] == [[waiting.customer.email]]
+    assert [m.to for m in mail.outbox] == [[waiting.customer.user.email]]  # the verified login
     assert mail.outbox[0].subject == f"You're in: {event.title}"
 
 

@@ -3,6 +3,7 @@ from decimal import Decimal
 
 import pytest
 from django.core import mail
+from django.utils import timezone
 
 from events.models import Booking, Event
 from events.services.bookings import booking_create
@@ -143,7 +144,8 @@ def test_bookings_list_shows_names_only_with_constant_queries(django_assert_num_
 
 def test_check_in_is_idempotent_and_records_one_interaction():
     staff = partner_staff()
-    event = EventFactory(partner=staff.partner_staff.partner)
+    # Check-in opens two hours before the start (the API runs on the real clock).
+    event = EventFactory(partner=staff.partner_staff.partner, starts_at=timezone.now() + timedelta(hours=1))
     _, membership = member()
     booking = booking_create(membership=membership, event_id=event.pk)
     api = api_as(staff)
@@ -204,10 +206,32 @@ def test_event_cancellation_cancels_bookings_refunds_paid_and_notifies(fake_stri
     assert paid_booking.refunded_amount == Decimal("15.00")
     (refund_call,) = fake_stripe.calls_to("POST", "/v1/refunds")
     assert refund_call[2]["amount"] == "1500"
-    assert sorted(m.to[0] for m in mail.outbox) == sorted(m.customer.email for m in (paid, unpaid, waiting))
+    assert sorted(m.to[0] for m in mail.outbox) == sorted(m.customer.user.email for m in (paid, unpaid, waiting))
     assert all(m.subject == f"Event cancelled: {event.title}" for m in mail.outbox)
     # Cancelling again changes nothing.
     with django_capture_on_commit_callbacks(execute=True):
         assert api_as(staff).post(f"partner/events/{event.pk}/cancel").status_code == 200
     assert len(fake_stripe.calls_to("POST", "/v1/refunds")) == 1
     assert len(mail.outbox) == 3
+
+
+def test_money_is_a_plain_two_place_decimal_with_its_currency_for_partners_and_members():
+    staff = partner_staff()
+    api = api_as(staff)
+    payload = event_payload(price="12.5", currency="usd", min_tier_rank=1, booking_opens_at="2020-01-01T00:00:00Z")
+    created = api.post("partner/events", payload, headers={"Idempotency-Key": "money"})
+    replay = api.post("partner/events", payload, headers={"Idempotency-Key": "money"})
+    edited = api.patch(f"partner/events/{created.json()['id']}", {"price": "7"})
+    for response, price in ((created, "12.50"), (replay, "12.50"), (edited, "7.00")):
+        assert (response.json()["price"], response.json()["currency"]) == (price, "USD")
+    api.post(f"partner/events/{created.json()['id']}/publish")
+    user, _ = member()
+    detail = api_as(user).get(f"events/{created.json()['id']}").json()
+    assert (detail["price"], detail["currency"]) == ("7.00", "USD")
+    booking = api_as(user).post(f"events/{created.json()['id']}/bookings", {}).json()
+    assert (booking["amount"], booking["refund_amount"], booking["refunded_amount"], booking["currency"]) == (
+        "7.00",
+        "0.00",
+        "0.00",
+        "USD",
+    )

@@ -48,14 +48,18 @@ def test_paid_booking_is_held_with_a_payment_intent(fake_stripe):
     assert event.seats_booked == 2
 
 
-def test_idempotent_retry_of_paid_booking_reuses_the_payment_intent(fake_stripe):
+def test_idempotent_retry_of_paid_booking_replays_the_booking_without_calling_stripe(fake_stripe):
     user, _ = member()
     event = EventFactory(price=Decimal("10.00"))
     api = api_as(user)
     first = api.post(f"events/{event.pk}/bookings", {}, headers={"Idempotency-Key": "k1"})
+    calls_after_first = len(fake_stripe.calls)
     retry = api.post(f"events/{event.pk}/bookings", {}, headers={"Idempotency-Key": "k1"})
-    assert first.json()["payment"] == retry.json()["payment"]
-    assert len(fake_stripe.calls_to("POST", "/v1/payment_intents")) == 1
+    assert first.status_code == retry.status_code == 201
+    assert first.json()["payment"]["client_secret"].endswith("_secret_fake")
+    # The replay is the stored booking: no client secret (never stored), no call to Stripe.
+    assert retry.json() == {**first.json(), "payment": None}
+    assert len(fake_stripe.calls) == calls_after_first == 1
     assert Booking.objects.count() == 1
     booking = Booking.objects.get()
     deliver(
@@ -73,12 +77,25 @@ def test_stripe_down_still_holds_the_seat_and_payment_can_be_started_later(fake_
     event = EventFactory(price=Decimal("10.00"))
     api = api_as(user)
     fake_stripe.down = True
-    body = api.post(f"events/{event.pk}/bookings", {}).json()
-    assert body["status"] == "held"
-    assert body["payment"] is None
+    booked = api.post(f"events/{event.pk}/bookings", {})
+    assert booked.status_code == 503
+    assert booked["Retry-After"] == "30"
+    booking = Booking.objects.get()
+    assert booking.status == Booking.Status.HELD
+    assert booked.json()["code"] == "payment_provider_unavailable"
+    assert booked.json()["fields"] == {
+        "booking_id": [str(booking.pk)],
+        "hold_expires_at": [booking.hold_expires_at.isoformat().replace("+00:00", "Z")],
+    }
+    body = {"id": booking.pk}
     unavailable = api.post(f"bookings/{body['id']}/payment")
     assert unavailable.status_code == 503
-    assert unavailable.json()["code"] == "payment_provider_unavailable"
+    assert unavailable["Retry-After"] == "30"
+    assert unavailable.json() == {
+        "detail": "The payment provider did not answer in time. Retry shortly.",
+        "code": "payment_provider_unavailable",
+        "fields": {},
+    }
     fake_stripe.down = False
     paid = api.post(f"bookings/{body['id']}/payment")
     assert paid.status_code == 200

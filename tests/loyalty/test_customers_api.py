@@ -110,9 +110,9 @@ def test_detail_has_revenue_by_month_channel_mix_and_last_interactions(manager_a
     body = manager_api.get(f"customers/{ann.id}").json()
     assert body["external_id"] == "A1"
     assert [m["month"] for m in body["revenue_by_month"]] == [m.isoformat() for m in months]
-    amounts = [Decimal(m["amount"]) for m in body["revenue_by_month"]]
-    assert amounts == [Decimal("7.25")] + [Decimal("0")] * 10 + [Decimal("15.50")]
-    assert Decimal(body["revenue_total"]) == Decimal("22.75")
+    amounts = [m["amount"] for m in body["revenue_by_month"]]
+    assert amounts == ["7.25"] + ["0.00"] * 10 + ["15.50"]
+    assert (body["revenue_total"], body["revenue_currency"]) == ("22.75", "EUR")
     assert [(c["channel"], c["count"], c["share"]) for c in body["channel_mix"]] == [
         ("phone", 3, 0.6),
         ("app", 1, 0.2),
@@ -133,3 +133,27 @@ def test_detail_query_count_and_not_found(agent_api, people, django_assert_num_q
     assert len(response.json()["last_interactions"]) == 10
     response = agent_api.get("customers/999999")
     assert (response.status_code, response.json()["code"]) == (404, "customer_not_found")
+
+
+def test_detail_money_is_a_plain_two_place_decimal_with_its_currency(manager_api, people):
+    ann = people[0]
+    months = _month_starts(timezone.now(), 12)
+    for n, amount in enumerate(["1000.10", "17.25"]):
+        RevenueEntry.objects.create(customer=ann, period=months[-1], amount=Decimal(amount), external_id=f"m{n}")
+    RevenueEntry.objects.create(
+        customer=ann, period=months[-1], amount=Decimal("3.1"), currency="USD", external_id="usd"
+    )
+
+    response = manager_api.get(f"customers/{ann.id}")
+
+    body = response.json()
+    assert (body["revenue_total"], body["revenue_currency"]) == ("1017.35", "EUR")
+    assert body["revenue_by_month"][0] == {"month": months[0].isoformat(), "amount": "0.00", "currency": "EUR"}
+    assert body["revenue_by_month"][-2:] == [
+        {"month": months[-1].isoformat(), "amount": "1017.35", "currency": "EUR"},
+        {"month": months[-1].isoformat(), "amount": "3.10", "currency": "USD"},
+    ]
+    assert len(body["revenue_by_month"]) == 13
+    assert '"1017.35"' in response.content.decode() and "1017.350" not in response.content.decode()
+    schema = manager_api.get("/api/v1/openapi.json").json()["components"]["schemas"]["MonthRevenueOut"]
+    assert schema["properties"]["amount"]["type"] == "string"

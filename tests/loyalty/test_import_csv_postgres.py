@@ -131,3 +131,24 @@ def test_a_repeated_column_is_handed_to_the_validator_which_rejects_it(customers
     with pytest.raises(FileRejected, match="Repeated column"):
         file_import(kind="interactions", path=path)
     assert Interaction.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "header", "row"),
+    [
+        ("interactions", HEADER, ["late", "C1", "phone", "2099-03-01T10:00:00Z", ""]),
+        ("revenue", ["external_id", "customer_external_id", "period", "amount"], ["late", "C1", "2099-03-01", "1.00"]),
+    ],
+)
+def test_future_dated_rows_are_handed_to_the_validator(customers, tmp_path: Path, kind, header, row):
+    assert ingest_csv_pg(kind=kind, header=header, body=csv_body([row])) is None
+    path = tmp_path / f"{kind}.csv"
+    path.write_text(",".join(header) + "\n" + ",".join(row) + "\n")
+    with pytest.raises(FileRejected) as rejected:
+        file_import(kind=kind, path=path)
+    assert [(e.position, e.field) for e in rejected.value.errors] == [(2, DAY[kind])]
+    assert not Interaction.objects.filter(external_id="late").exists()
+    assert not RevenueEntry.objects.filter(external_id="late").exists()
+
+
+DAY = {"interactions": "occurred_at", "revenue": "period"}

@@ -201,3 +201,71 @@ def test_malformed_structure_is_reported(tmp_path, existing):
     assert rejected("customers", tmp_path / "missing.csv").startswith("Cannot read")
     assert rejected("customers", write(tmp_path, "c.txt", "x")).startswith("Cannot tell the format of c.txt")
     assert Interaction.objects.count() == 1
+
+
+def test_customer_file_without_optional_columns_keeps_the_stored_values(tmp_path):
+    full = write(
+        tmp_path,
+        "full.jsonl",
+        json.dumps(
+            {
+                "external_id": "K1",
+                "name": "Ann",
+                "email": "ann@example.test",
+                "phone": "+33 1",
+                "region": "north",
+                "birth_year": 1985,
+                "attributes": {"plan": "l"},
+                "joined_at": "2020-01-01T00:00:00Z",
+            }
+        )
+        + "\n",
+    )
+    run("customers", full)
+    partial_csv = write(tmp_path, "partial.csv", "external_id,name,joined_at,email\nK1,Ann B,2020-01-01T00:00:00Z,\n")
+    assert "0 created, 1 updated, 0 unchanged" in run("customers", partial_csv)
+    ann = Customer.objects.get(external_id="K1")
+    assert (ann.name, ann.email, ann.phone, ann.region, ann.birth_year, ann.attributes) == (
+        "Ann B",
+        "ann@example.test",
+        "+33 1",
+        "north",
+        1985,
+        {"plan": "l"},
+    )
+    clearing = write(
+        tmp_path,
+        "clear.jsonl",
+        json.dumps({"external_id": "K1", "name": "Ann B", "joined_at": "2020-01-01T00:00:00Z", "phone": None}) + "\n",
+    )
+    assert "0 created, 1 updated, 0 unchanged" in run("customers", clearing)
+    ann.refresh_from_db()
+    assert (ann.email, ann.phone, ann.region) == ("ann@example.test", "", "north")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_future_dated_interactions_are_refused_naming_the_line(tmp_path, existing, fmt):
+    if fmt == "csv":
+        content = INTERACTIONS_HEADER + "ok1,C1,app,2025-02-01T08:00:00Z,\nlate,C1,app,2099-02-01T08:00:00Z,\n"
+    else:
+        content = jline("ok1") + jline("late", at="2099-02-01T08:00:00Z")
+    path = write(tmp_path, f"future.{fmt}", content)
+    before = snapshot()
+    with pytest.raises(CommandError) as raised:
+        run("interactions", path)
+    report = str(raised.value)
+    line = 3 if fmt == "csv" else 2
+    assert f"line {line}: occurred_at: 2099-02-01T08:00:00+00:00 is in the future" in report
+    assert snapshot() == before
+
+
+def test_future_dated_revenue_is_refused(tmp_path, existing):
+    path = write(
+        tmp_path,
+        "revenue.csv",
+        "external_id,customer_external_id,period,amount\nr1,C1,2025-01-01,10.00\nr2,C1,2099-01-01,10.00\n",
+    )
+    with pytest.raises(CommandError) as raised:
+        run("revenue", path)
+    assert "line 3: period: 2099-01-01 is in the future" in str(raised.value)
+    assert not RevenueEntry.objects.exists()

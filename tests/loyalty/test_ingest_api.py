@@ -329,3 +329,108 @@ def test_values_the_database_cannot_store_are_rejected(ingest_api, c1):
     response = ingest_api.post("ingest/interactions", {"rows": [interaction("i4", at="2025-03-01T22:00:00+21:00")]})
     assert response.status_code == 200
     assert Interaction.objects.get().occurred_at == datetime(2025, 3, 1, 1, tzinfo=UTC)
+
+
+FULL = {
+    "email": "ann@example.test",
+    "phone": "+33 1 23 45 67 89",
+    "region": "north",
+    "birth_year": 1985,
+    "attributes": {"plan": "l"},
+    "status": "churned",
+    "churned_at": "2025-01-31T00:00:00Z",
+}
+
+
+def stored_optional(ext: str) -> tuple:
+    customer = Customer.objects.get(external_id=ext)
+    return (
+        customer.name,
+        customer.email,
+        customer.phone,
+        customer.region,
+        customer.birth_year,
+        customer.attributes,
+        customer.status,
+        customer.churned_at,
+    )
+
+
+def test_upsert_with_only_required_fields_keeps_the_stored_optional_ones(ingest_api):
+    assert ingest_api.post("/api/v1/ingest/customers", {"rows": [customer_row("K1", **FULL)]}).status_code == 200
+    response = ingest_api.post("/api/v1/ingest/customers", {"rows": [customer_row("K1", name="Ann Renamed")]})
+    assert response.status_code == 200
+    assert response.json() == {"kind": "customers", "rows": 1, "created": 0, "updated": 1, "unchanged": 0}
+    assert stored_optional("K1") == (
+        "Ann Renamed",
+        "ann@example.test",
+        "+33 1 23 45 67 89",
+        "north",
+        1985,
+        {"plan": "l"},
+        "churned",
+        datetime(2025, 1, 31, tzinfo=UTC),
+    )
+    again = ingest_api.post("/api/v1/ingest/customers", {"rows": [customer_row("K1", name="Ann Renamed")]})
+    assert again.json()["unchanged"] == 1
+
+
+def test_upsert_with_explicit_nulls_clears_the_optional_fields(ingest_api):
+    ingest_api.post("/api/v1/ingest/customers", {"rows": [customer_row("K2", **FULL)]})
+    nulls = {"email": None, "phone": None, "region": None, "birth_year": None, "attributes": None}
+    response = ingest_api.post("/api/v1/ingest/customers", {"rows": [customer_row("K2", **nulls)]})
+    assert response.status_code == 200
+    assert response.json()["updated"] == 1
+    # status and churned_at were omitted: kept.
+    assert stored_optional("K2") == (
+        "Ann Example",
+        "",
+        "",
+        "",
+        None,
+        {},
+        "churned",
+        datetime(2025, 1, 31, tzinfo=UTC),
+    )
+
+
+def test_new_customer_without_optional_fields_gets_the_defaults(ingest_api):
+    ingest_api.post("/api/v1/ingest/customers", {"rows": [customer_row("K3"), customer_row("K4", email=None)]})
+    assert stored_optional("K3") == stored_optional("K4") == ("Ann Example", "", "", "", None, {}, "active", None)
+
+
+@pytest.mark.parametrize(
+    ("path", "row", "field"),
+    [
+        ("customers", customer_row("F1", joined_at="2099-01-01T00:00:00Z"), "joined_at"),
+        ("customers", customer_row("F1", status="churned", churned_at="2099-01-01T00:00:00Z"), "churned_at"),
+        ("interactions", interaction("F1", at="2099-01-01T00:00:00Z"), "occurred_at"),
+        (
+            "revenue",
+            {"external_id": "F1", "customer_external_id": "C1", "period": "2099-01-01", "amount": "1.00"},
+            "period",
+        ),
+    ],
+)
+def test_future_dated_rows_are_refused_naming_the_row_and_field(ingest_api, c1, path, row, field):
+    good = {
+        "customers": customer_row("G1"),
+        "interactions": interaction("G1"),
+        "revenue": {"external_id": "G1", "customer_external_id": "C1", "period": "2025-01-01", "amount": "1.00"},
+    }[path]
+    assert ingest_api.post(f"/api/v1/ingest/{path}", {"rows": [good]}).status_code == 200
+    response = ingest_api.post(f"/api/v1/ingest/{path}", {"rows": [good, row]})
+    assert response.status_code == 422
+    body = response.json()
+    assert body["code"] == "batch_rejected"
+    assert list(body["fields"]) == [f"rows.1.{field}"]
+    assert "is in the future" in body["fields"][f"rows.1.{field}"][0]
+
+
+def test_future_tolerance_is_configurable(ingest_api, c1, settings):
+    soon = (timezone.now() + timezone.timedelta(hours=5)).isoformat()
+    assert ingest_api.post("/api/v1/ingest/interactions", {"rows": [interaction("T1", at=soon)]}).status_code == 200
+    settings.INGEST_FUTURE_TOLERANCE_HOURS = 1
+    refused = ingest_api.post("/api/v1/ingest/interactions", {"rows": [interaction("T2", at=soon)]})
+    assert refused.status_code == 422
+    assert list(refused.json()["fields"]) == ["rows.0.occurred_at"]

@@ -26,7 +26,13 @@ from django.db import DatabaseError, connection, transaction
 
 from loyalty.customers.models import Channel, Customer, Interaction, RevenueEntry
 from loyalty.ingestion.services import churn, hand_over
-from loyalty.ingestion.services.validation import MAX_REPORTED_ERRORS, RowError, RowsRejected, rows_check
+from loyalty.ingestion.services.validation import (
+    MAX_REPORTED_ERRORS,
+    RowError,
+    RowsRejected,
+    future_limit,
+    rows_check,
+)
 from loyalty.segmentation.services import rollups
 
 CHUNK = 5000
@@ -77,11 +83,13 @@ def ingest_rows(
     positions: Sequence[int] | None = None,
     dry_run: bool = False,
     progress: Progress | None = None,
+    now: datetime | None = None,
 ) -> IngestResult:
     """Upsert type-checked `rows` of `kind` ("customers", "revenue", "interactions") by external_id.
 
     All or nothing: any bad row raises RowsRejected naming every bad row (by `positions`: batch index or file
-    line) and nothing is written. `dry_run` does all the checks and counts, then rolls back."""
+    line) and nothing is written. `dry_run` does all the checks and counts, then rolls back. `now` is when the
+    feed is processed (default: now): memberships of customers turned churned end then."""
     positions = positions if positions is not None else range(len(rows))
     errors = rows_check(kind, rows, positions)
     if errors:
@@ -97,7 +105,7 @@ def ingest_rows(
                 touched = _generic_write(kind, rows, positions, result, progress)
             if dry_run:
                 raise _DryRun()
-            _after_write(kind, touched, result)
+            _after_write(kind, touched, result, now=now)
             if kind == "customers":
                 hand_over.customers_ingested(rows)
     except _DryRun:
@@ -106,10 +114,10 @@ def ingest_rows(
     return result
 
 
-def _after_write(kind: str, touched: _Touched, result: IngestResult) -> None:
+def _after_write(kind: str, touched: _Touched, result: IngestResult, *, now: datetime | None = None) -> None:
     if kind == "customers":
         if result.churned_customer_ids:
-            churn.customers_churned(customer_ids=sorted(result.churned_customer_ids))
+            churn.customers_churned(customer_ids=sorted(result.churned_customer_ids), now=now)
         return
     if not touched.customer_ids or touched.first is None or touched.last is None:
         return
@@ -180,14 +188,31 @@ MODELS = {"customers": Customer, "revenue": RevenueEntry, "interactions": Intera
 DAY_FIELD = {"revenue": "period", "interactions": "occurred_at"}
 
 
+# Customers: optional fields that a row may omit to keep the stored value ("status" stands for status and
+# churned_at together). An explicit null clears the field (its default: "" for text, NULL, {} for attributes).
+KEPT_WHEN_OMITTED = {"customers": ("email", "phone", "birth_year", "region", "attributes", "status")}
+KEPT_BY = {"churned_at": "status"}
+
+
 def _values(kind: str, row: dict) -> list:
+    """The row's values in COLUMNS order: an omitted field or an explicit null gives the column's default."""
     values = []
     for name, default in COLUMNS[kind]:
-        value = row.get(name, default)
-        if name == "attributes" and value is None:
-            value = {}
+        value = row.get(name)
+        if value is None:
+            value = {} if name == "attributes" else default
         values.append(value)
     return values
+
+
+def _presence(kind: str, row: dict) -> list[bool]:
+    return [name in row for name in KEPT_WHEN_OMITTED.get(kind, ())]
+
+
+def _kept_by(column: str) -> str | None:
+    """The field whose presence in a row decides whether `column` is written (None: always written)."""
+    name = KEPT_BY.get(column, column)
+    return name if name in KEPT_WHEN_OMITTED["customers"] else None
 
 
 def _chunks(seq: Sequence, size: int) -> Iterable[tuple[int, Sequence]]:
@@ -271,7 +296,10 @@ def _csv_value(value) -> object:
 
 
 def _pg_stage_table(cursor, kind: str) -> None:
-    columns_sql = ", ".join(f"{name} {STAGE_TYPES[name]}" for name, _ in COLUMNS[kind])
+    columns_sql = ", ".join(
+        [f"{name} {STAGE_TYPES[name]}" for name, _ in COLUMNS[kind]]
+        + [f"has_{name} boolean" for name in KEPT_WHEN_OMITTED.get(kind, ())]
+    )
     cursor.execute("DROP TABLE IF EXISTS ingest_stage")
     cursor.execute(f"CREATE TEMP TABLE ingest_stage (pos bigint NOT NULL, {columns_sql}) ON COMMIT DROP")
 
@@ -279,15 +307,20 @@ def _pg_stage_table(cursor, kind: str) -> None:
 def _pg_stage(cursor, kind: str, rows: Sequence[dict], positions: Sequence[int], progress: Progress | None) -> None:
     names = [name for name, _ in COLUMNS[kind]]
     text_columns = [n for n in names if STAGE_TYPES[n] == "text"]
+    presence = [f"has_{name}" for name in KEPT_WHEN_OMITTED.get(kind, ())]
     _pg_stage_table(cursor, kind)
 
     def lines():
         for position, row in zip(positions, rows, strict=True):
-            yield [position, *(_csv_value(v) if v is not None else None for v in _values(kind, row))]
+            yield [
+                position,
+                *(_csv_value(v) if v is not None else None for v in _values(kind, row)),
+                *("t" if present else "f" for present in _presence(kind, row)),
+            ]
 
     # NULL is an unquoted empty field; text columns are never NULL (FORCE_NOT_NULL keeps "" as "").
     cursor.copy_expert(
-        f"COPY ingest_stage (pos, {', '.join(names)}) FROM STDIN "
+        f"COPY ingest_stage (pos, {', '.join(names + presence)}) FROM STDIN "
         f"WITH (FORMAT csv, FORCE_NOT_NULL ({', '.join(text_columns)}))",
         _CsvStream(lines(), progress),
     )
@@ -423,6 +456,17 @@ def ingest_csv_pg(
             )
             if cursor.fetchone()[0]:
                 raise _Fallback()
+            # Every value is well-formed now: a date or time past the future limit goes the validator's way,
+            # which names its lines.
+            dated = DAY_FIELD[kind]
+            cast = "timestamptz" if kind == "interactions" else "date"
+            limit = future_limit()
+            cursor.execute(
+                f"SELECT EXISTS (SELECT 1 FROM ingest_raw WHERE CAST({raw[dated]} AS {cast}) > %s)",
+                [limit if kind == "interactions" else limit.date()],
+            )
+            if cursor.fetchone()[0]:
+                raise _Fallback()
             _pg_stage_table(cursor, kind)
             names = [name for name, _ in COLUMNS[kind]]
             cursor.execute(
@@ -473,12 +517,17 @@ def _pg_upsert(cursor, kind: str, result: IngestResult, *, total: int) -> None:
         )
         result.churned_customer_ids = [r[0] for r in cursor.fetchall()]
         new_values = [f"s.{c}" for c in stored]
+        # An existing customer keeps the stored value of an optional field its row omitted.
+        update_values = [
+            f"CASE WHEN s.has_{_kept_by(c)} THEN s.{c} ELSE t.{c} END" if _kept_by(c) else f"s.{c}" for c in stored
+        ]
         source = "ingest_stage s"
         extra_cols, extra_values = ["created_at", "updated_at"], ["now()", "now()"]
         set_extra = ", updated_at = now()"
         order = "s.pos"
     else:
         new_values = ["c.id", *(f"s.{c}" for c in stored[1:])]
+        update_values = new_values
         source = "ingest_stage s JOIN loyalty_customer c ON c.external_id = s.customer_external_id"
         extra_cols, extra_values = (["created_at"], ["now()"]) if kind == "revenue" else ([], [])
         set_extra = ""
@@ -506,8 +555,8 @@ def _pg_upsert(cursor, kind: str, result: IngestResult, *, total: int) -> None:
     if result.created < total:
         # 2. Existing rows whose values differ: one UPDATE ... FROM (rows just inserted compare equal). Their
         # old rollup cells are read first, under row locks, so a concurrent correction cannot slip in between.
-        differs = f"({', '.join('t.' + c for c in stored)}) IS DISTINCT FROM ({', '.join(new_values)})"
-        assignments = ", ".join(f"{c} = {v}" for c, v in zip(stored, new_values, strict=True))
+        differs = f"({', '.join('t.' + c for c in stored)}) IS DISTINCT FROM ({', '.join(update_values)})"
+        assignments = ", ".join(f"{c} = {v}" for c, v in zip(stored, update_values, strict=True))
         if kind == "customers":
             from_clause, join_condition = "ingest_stage s", ""
         else:
@@ -577,8 +626,13 @@ def _generic_write(
             values = dict(zip(names, _values(kind, row), strict=True))
             if kind != "customers":
                 values["customer_id"] = customer_ids[values.pop("customer_external_id")]
-            new = tuple(values[name] for name in stored)
             old = existing.get(values["external_id"])
+            if kind == "customers" and old is not None:
+                for column in stored:  # an existing customer keeps what its row omitted
+                    kept_by = _kept_by(column)
+                    if kept_by and kept_by not in row:
+                        values[column] = old[stored.index(column)]
+            new = tuple(values[name] for name in stored)
             if old is not None and tuple(old[: len(stored)]) == new:
                 continue
             if old is None:

@@ -12,7 +12,7 @@ line number in a file, so the caller can name it (`rows.3.amount` or `line 5: am
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal, NotRequired
 
@@ -66,14 +66,26 @@ CustomerRef = Annotated[
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 
+_KEPT = " Omitted: the stored value is kept; null: cleared."
+
+
 class CustomerRow(TypedDict):
+    """An upsert by external_id: an optional field that a row omits keeps its stored value (a new customer gets
+    the default), an explicit null clears it. Omitting status (and churned_at) keeps the customer's status."""
+
     external_id: ExternalId
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NoNul]
-    email: NotRequired[Annotated[str, StringConstraints(strip_whitespace=True, max_length=254), NoNul]]
-    phone: NotRequired[Annotated[str, StringConstraints(strip_whitespace=True, max_length=32), NoNul]]
-    birth_year: NotRequired[Annotated[int, Field(ge=1900, le=2100)] | None]
-    region: NotRequired[Annotated[str, StringConstraints(strip_whitespace=True, max_length=64), NoNul]]
-    attributes: NotRequired[Annotated[dict[str, Any], AfterValidator(_json_safe)]]
+    email: NotRequired[
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=254), NoNul, Field(description=_KEPT)] | None
+    ]
+    phone: NotRequired[
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=32), NoNul, Field(description=_KEPT)] | None
+    ]
+    birth_year: NotRequired[Annotated[int, Field(ge=1900, le=2100, description=_KEPT)] | None]
+    region: NotRequired[
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=64), NoNul, Field(description=_KEPT)] | None
+    ]
+    attributes: NotRequired[Annotated[dict[str, Any], AfterValidator(_json_safe), Field(description=_KEPT)] | None]
     joined_at: Annotated[UtcDatetime, Field(description="Customer since (ISO 8601 with a UTC offset).")]
     status: NotRequired[Literal["active", "churned"]]
     churned_at: NotRequired[UtcDatetime | None]
@@ -136,15 +148,48 @@ def _pydantic_errors(exc: ValidationError, positions: Sequence[int]) -> list[Row
     return errors
 
 
+# Dates and times a row may carry, per kind: more than settings.INGEST_FUTURE_TOLERANCE_HOURS after now is refused.
+DATED_FIELDS = {"customers": ("joined_at", "churned_at"), "revenue": ("period",), "interactions": ("occurred_at",)}
+
+
+def future_limit() -> datetime:
+    """The latest moment a row may carry: now plus settings.INGEST_FUTURE_TOLERANCE_HOURS (default 24)."""
+    from django.conf import settings
+    from django.utils import timezone
+
+    return timezone.now() + timedelta(hours=float(getattr(settings, "INGEST_FUTURE_TOLERANCE_HOURS", 24)))
+
+
+def _future_errors(kind: str, row: dict, position: int, limit: datetime) -> list[RowError]:
+    errors = []
+    for name in DATED_FIELDS[kind]:
+        value = row.get(name)
+        if value is None:
+            continue
+        late = value > limit if isinstance(value, datetime) else value > limit.date()
+        if late:
+            errors.append(
+                RowError(
+                    position,
+                    name,
+                    f"{value.isoformat()} is in the future: at most {limit.strftime('%Y-%m-%dT%H:%M')}Z "
+                    f"(now plus the tolerance) is accepted.",
+                )
+            )
+    return errors
+
+
 def rows_check(kind: str, rows: Sequence[dict], positions: Sequence[int]) -> list[RowError]:
     """Checks beyond single fields on rows that passed the type check (dicts with typed values)."""
     errors: list[RowError] = []
     seen: dict[str, int] = {}
+    limit = future_limit()
     for row, position in zip(rows, positions, strict=True):
         ext = row["external_id"]
         first = seen.setdefault(ext, position)
         if first != position:
             errors.append(RowError(position, "external_id", f"Duplicate external_id {ext!r}: also at {first}."))
+        errors += _future_errors(kind, row, position, limit)
         if kind == "customers":
             status, churned_at = row.get("status", "active"), row.get("churned_at")
             if status == "churned" and churned_at is None:

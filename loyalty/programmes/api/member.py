@@ -3,7 +3,7 @@
 from ninja import Router
 
 from core.auth import request_user, user_auth
-from core.schemas import responses
+from core.schemas import describe, responses
 from loyalty.programmes.schemas import MyMembershipOut
 from loyalty.programmes.selectors.programmes import member_view
 
@@ -14,9 +14,12 @@ router = Router(tags=["member"], auth=user_auth)
     "/membership",
     response=responses({200: MyMembershipOut}),
     summary="My membership",
-    description="Role member, linked to an enrolled customer. Programme, tier and benefits, concierge allowance "
-    "left this month, progress towards the next tier, next evaluation and any pending downgrade warning. "
-    "Anyone without an active membership gets 404 `no_membership`.",
+    description=describe(
+        "members: users with the member role linked to an enrolled customer; anyone else gets the 404.",
+        "Programme, tier and benefits, concierge allowance left this month, progress towards the next tier, next "
+        "evaluation and any pending downgrade warning.",
+        errors={404: "`no_membership`: not an active member (no member role, no linked customer, or control group)."},
+    ),
 )
 def my_membership(request):
     return member_view(request_user(request))

@@ -11,7 +11,8 @@ from core.auth import require_role, user_auth
 from core.errors import NotFound
 from core.idempotency import IdempotencyKeyHeader, run_idempotent
 from core.pagination import Page
-from core.schemas import responses
+from core.runs import RETRY_DESCRIPTION, RETRY_ERRORS
+from core.schemas import describe, responses
 from loyalty.programmes.models import Enrolment, Programme, Tier
 from loyalty.programmes.schemas import (
     EnrolmentIn,
@@ -36,7 +37,7 @@ from loyalty.programmes.selectors.programmes import (
     tier_get,
 )
 from loyalty.programmes.services.assignment import retention_mde_for_holdout
-from loyalty.programmes.services.enrolment import enrolment_start
+from loyalty.programmes.services.enrolment import enrolment_retry, enrolment_start
 from loyalty.programmes.services.programmes import (
     programme_create,
     programme_update,
@@ -53,7 +54,14 @@ from loyalty.segmentation.models import SegmentRun
 
 router = Router(tags=["programmes"], auth=user_auth)
 
-MANAGER = "Programme managers only."
+MANAGER = "programme managers (role `programme_manager`)."
+PROGRAMME_404 = "`programme_not_found`: no programme with this id."
+TIER_404 = [PROGRAMME_404, "`tier_not_found`: no tier with this id in the programme."]
+MEMBERSHIP_404 = [PROGRAMME_404, "`membership_not_found`: no membership with this id in the programme."]
+TIERS_422 = [
+    "`invalid_tier`: thresholds must increase with rank, names are required (`fields` names them).",
+    "`tier_rank_taken`: another tier of the programme has this rank.",
+]
 
 
 def _manager(request):
@@ -63,7 +71,12 @@ def _manager(request):
 # Programmes
 
 
-@router.get("", response=responses({200: list[ProgrammeOut]}), summary="List programmes", description=MANAGER)
+@router.get(
+    "",
+    response=responses({200: list[ProgrammeOut]}),
+    summary="List programmes",
+    description=describe(MANAGER, "Programmes with their holdout and tier policy. Paginated."),
+)
 @paginate(Page)
 def list_programmes(request):
     _manager(request)
@@ -74,7 +87,14 @@ def list_programmes(request):
     "",
     response=responses({201: ProgrammeOut}, 409),
     summary="Create a programme",
-    description=f"{MANAGER} The holdout seed is generated when omitted. Accepts Idempotency-Key.",
+    description=describe(
+        MANAGER,
+        "The holdout seed is generated when omitted. Accepts an `Idempotency-Key`.",
+        errors={
+            409: "`programme_name_taken`: another programme has this name.",
+            422: "`invalid_programme`: a required value is missing or blank (`fields` names it).",
+        },
+    ),
 )
 def create_programme(request, payload: ProgrammeIn, idempotency_key: str | None = IdempotencyKeyHeader):
     user = _manager(request)
@@ -87,7 +107,12 @@ def create_programme(request, payload: ProgrammeIn, idempotency_key: str | None 
     )
 
 
-@router.get("/{programme_id}", response=responses({200: ProgrammeOut}), summary="Get a programme", description=MANAGER)
+@router.get(
+    "/{programme_id}",
+    response=responses({200: ProgrammeOut}),
+    summary="Get a programme",
+    description=describe(MANAGER, "A programme with its holdout and tier policy.", errors={404: PROGRAMME_404}),
+)
 def get_programme(request, programme_id: int):
     _manager(request)
     return programme_get(programme_id)
@@ -97,7 +122,18 @@ def get_programme(request, programme_id: int):
     "/{programme_id}",
     response=responses({200: ProgrammeOut}, 409),
     summary="Change a programme",
-    description=f"{MANAGER} Seed, holdout and qualifying metric are frozen once customers are enrolled (409).",
+    description=describe(
+        MANAGER,
+        "Only fields sent change. Seed, holdout and qualifying metric are frozen once customers are enrolled.",
+        errors={
+            404: PROGRAMME_404,
+            409: [
+                "`programme_has_members`: a frozen field changed after customers were enrolled.",
+                "`programme_name_taken`: another programme has this name.",
+            ],
+            422: "`invalid_programme`: a required value is blank (`fields` names it).",
+        },
+    ),
 )
 def update_programme(request, programme_id: int, payload: ProgrammePatch):
     _manager(request)
@@ -112,8 +148,12 @@ class PowerQuery(Schema):
     "/{programme_id}/power",
     response=responses({200: PowerOut}),
     summary="Detectable retention effect by holdout size",
-    description=f"{MANAGER} For planning the holdout: the smallest retention difference (percentage points) "
-    "detectable at 95% confidence and 80% power, for several holdout shares and the programme's own.",
+    description=describe(
+        MANAGER,
+        "For planning the holdout: the smallest retention difference (percentage points) detectable at 95% "
+        "confidence and 80% power, for several holdout shares and the programme's own.",
+        errors={404: PROGRAMME_404},
+    ),
 )
 def programme_power(request, programme_id: int, query: Query[PowerQuery]):
     _manager(request)
@@ -140,7 +180,12 @@ def programme_power(request, programme_id: int, query: Query[PowerQuery]):
 
 
 @router.get(
-    "/{programme_id}/tiers", response=responses({200: list[TierOut]}), summary="List tiers", description=MANAGER
+    "/{programme_id}/tiers",
+    response=responses({200: list[TierOut]}),
+    summary="List tiers",
+    description=describe(
+        MANAGER, "The programme's tiers by rank, with thresholds and benefits.", errors={404: PROGRAMME_404}
+    ),
 )
 @paginate(Page)
 def list_tiers(request, programme_id: int):
@@ -152,7 +197,11 @@ def list_tiers(request, programme_id: int):
     "/{programme_id}/tiers",
     response=responses({201: TierOut}, 409),
     summary="Add a tier",
-    description=f"{MANAGER} Ranks are unique; thresholds must increase with rank (422 otherwise).",
+    description=describe(
+        MANAGER,
+        "Ranks are unique; thresholds must increase with rank. Accepts an `Idempotency-Key`.",
+        errors={404: PROGRAMME_404, 422: TIERS_422},
+    ),
 )
 def create_tier(request, programme_id: int, payload: TierIn, idempotency_key: str | None = IdempotencyKeyHeader):
     _manager(request)
@@ -170,7 +219,11 @@ def create_tier(request, programme_id: int, payload: TierIn, idempotency_key: st
     "/{programme_id}/tiers/{tier_id}",
     response=responses({200: TierOut}),
     summary="Change a tier",
-    description=f"{MANAGER} The ladder is validated again as a whole.",
+    description=describe(
+        MANAGER,
+        "Only fields sent change; the ladder is validated again as a whole.",
+        errors={404: TIER_404, 422: TIERS_422},
+    ),
 )
 def update_tier(request, programme_id: int, tier_id: int, payload: TierPatch):
     _manager(request)
@@ -181,7 +234,11 @@ def update_tier(request, programme_id: int, tier_id: int, payload: TierPatch):
     "/{programme_id}/tiers/{tier_id}",
     response=responses({204: None}, 409),
     summary="Delete a tier",
-    description=f"{MANAGER} Only a tier that never had members (409 `tier_in_use`).",
+    description=describe(
+        MANAGER,
+        "Only a tier that never had members can be deleted. 204 without a body.",
+        errors={404: TIER_404, 409: "`tier_in_use`: the tier has or had members."},
+    ),
 )
 def delete_tier(request, programme_id: int, tier_id: int):
     _manager(request)
@@ -196,10 +253,21 @@ def delete_tier(request, programme_id: int, tier_id: int):
     "/{programme_id}/enrolments",
     response=responses({200: EnrolmentOut, 201: EnrolmentOut}, 409),
     summary="Enrol a segment run",
-    description=f"{MANAGER} Queues the set-based enrolment of a succeeded segment run: customers not yet in "
-    "the programme are split into treatment and control by the reproducible hash of the programme seed and the "
-    "customer id. 201 with the queued enrolment; enrolling the same run again answers 200 with the existing "
-    "enrolment and changes nothing. Follow `status`/`result` with GET.",
+    description=describe(
+        MANAGER,
+        "Queues the set-based enrolment of a succeeded segment run: customers not yet in the programme are split "
+        "into treatment and control by the reproducible hash of the programme seed and the customer id. 201 with "
+        "the queued enrolment; enrolling the same run again answers 200 with the existing enrolment and changes "
+        "nothing. Follow `status`/`result` with GET. Accepts an `Idempotency-Key`.",
+        errors={
+            400: [
+                "`programme_closed`: the programme is not active.",
+                "`segment_run_not_succeeded`: the segment run has not finished successfully.",
+                "`programme_has_no_tiers`: add tiers before enrolling.",
+            ],
+            404: [PROGRAMME_404, "`segment_run_not_found`: no segment run with `segment_run_id`."],
+        },
+    ),
 )
 def create_enrolment(
     request, programme_id: int, payload: EnrolmentIn, idempotency_key: str | None = IdempotencyKeyHeader
@@ -225,7 +293,7 @@ def create_enrolment(
     "/{programme_id}/enrolments",
     response=responses({200: list[EnrolmentOut]}),
     summary="List enrolments",
-    description=MANAGER,
+    description=describe(MANAGER, "The programme's enrolments, newest first. Paginated.", errors={404: PROGRAMME_404}),
 )
 @paginate(Page)
 def list_enrolments(request, programme_id: int):
@@ -237,8 +305,12 @@ def list_enrolments(request, programme_id: int):
     "/{programme_id}/enrolments/{enrolment_id}",
     response=responses({200: EnrolmentOut}),
     summary="Get an enrolment and its result",
-    description=f"{MANAGER} `result`: counts per group and tier, group means of revenue and engagement, "
-    "sample-ratio checks and the minimum detectable retention effect.",
+    description=describe(
+        MANAGER,
+        "`result`: counts per group and tier, group means of revenue and engagement, sample-ratio checks and the "
+        "minimum detectable retention effect.",
+        errors={404: [PROGRAMME_404, "`enrolment_not_found`: no enrolment with this id in the programme."]},
+    ),
 )
 def get_enrolment(request, programme_id: int, enrolment_id: int):
     _manager(request)
@@ -249,11 +321,33 @@ def get_enrolment(request, programme_id: int, enrolment_id: int):
 
 
 @router.post(
+    "/{programme_id}/enrolments/{enrolment_id}/retry",
+    response=responses({202: EnrolmentOut}, 409),
+    summary="Retry a failed enrolment",
+    description=describe(
+        MANAGER,
+        f"{RETRY_DESCRIPTION} It writes only the memberships still missing.",
+        errors={**RETRY_ERRORS, 404: "`programme_not_found`, `enrolment_not_found`: no such programme or enrolment."},
+    ),
+)
+def retry_enrolment(request, programme_id: int, enrolment_id: int):
+    _manager(request)
+    enrolment = Enrolment.objects.filter(programme=programme_get(programme_id), pk=enrolment_id).first()
+    if enrolment is None:
+        raise NotFound("No such enrolment.", code="enrolment_not_found")
+    return Status(202, enrolment_retry(enrolment=enrolment))
+
+
+@router.post(
     "/{programme_id}/evaluate",
     response=responses({200: EvaluationOut}),
     summary="Re-evaluate tiers now",
-    description=f"{MANAGER} Runs the tier policy for every member now (the beat task does it on the "
-    "programme's cadence). Idempotent within a day.",
+    description=describe(
+        MANAGER,
+        "Runs the tier policy for every member now (the beat task does it on the programme's cadence). "
+        "Idempotent within a day.",
+        errors={404: PROGRAMME_404},
+    ),
 )
 def evaluate(request, programme_id: int):
     _manager(request)
@@ -277,7 +371,12 @@ class MembershipFilters(Schema):
     "/{programme_id}/memberships",
     response=responses({200: list[MembershipOut]}),
     summary="List memberships",
-    description=MANAGER,
+    description=describe(
+        MANAGER,
+        "Both groups (treatment and control), filtered by group, status, tier, source run, customer, grace period "
+        "or override. Paginated.",
+        errors={404: PROGRAMME_404},
+    ),
 )
 @paginate(Page)
 def list_memberships(request, programme_id: int, filters: Query[MembershipFilters]):
@@ -289,7 +388,9 @@ def list_memberships(request, programme_id: int, filters: Query[MembershipFilter
     "/{programme_id}/memberships/{membership_id}",
     response=responses({200: MembershipOut}),
     summary="Get a membership",
-    description=MANAGER,
+    description=describe(
+        MANAGER, "One membership with its tier, override and grace period.", errors={404: MEMBERSHIP_404}
+    ),
 )
 def get_membership(request, programme_id: int, membership_id: int):
     _manager(request)
@@ -305,7 +406,9 @@ class TierChangeFilters(Schema):
     "/{programme_id}/tier-changes",
     response=responses({200: list[TierChangeOut]}),
     summary="Tier-change history",
-    description=f"{MANAGER} Newest first.",
+    description=describe(
+        MANAGER, "Tier changes of the programme's members, newest first. Paginated.", errors={404: PROGRAMME_404}
+    ),
 )
 @paginate(Page)
 def list_tier_changes(request, programme_id: int, filters: Query[TierChangeFilters]):
@@ -317,8 +420,16 @@ def list_tier_changes(request, programme_id: int, filters: Query[TierChangeFilte
     "/{programme_id}/memberships/{membership_id}/override",
     response=responses({200: MembershipOut}),
     summary="Set a tier override",
-    description=f"{MANAGER} The override tier applies until `expires_at` (future), whatever the evaluation "
-    "says; recorded as a TierChange `override` with the reason.",
+    description=describe(
+        MANAGER,
+        "The override tier applies until `expires_at` (future), whatever the evaluation says; recorded as a "
+        "TierChange `override` with the reason.",
+        errors={
+            400: "`membership_not_active`: only an active treatment membership can have an override.",
+            404: [*MEMBERSHIP_404, "`tier_not_found`: `tier_id` is not a tier of this programme."],
+            422: "`invalid_override`: `expires_at` not in the future, or no reason (`fields` names them).",
+        },
+    ),
 )
 def set_override(request, programme_id: int, membership_id: int, payload: OverrideIn):
     user = _manager(request)
@@ -337,7 +448,11 @@ def set_override(request, programme_id: int, membership_id: int, payload: Overri
     "/{programme_id}/memberships/{membership_id}/override",
     response=responses({200: MembershipOut}),
     summary="Remove a tier override",
-    description=f"{MANAGER} Back to the evaluated tier now (TierChange `override_expired`). Idempotent.",
+    description=describe(
+        MANAGER,
+        "Back to the evaluated tier now (TierChange `override_expired`). Idempotent.",
+        errors={404: MEMBERSHIP_404},
+    ),
 )
 def clear_override(request, programme_id: int, membership_id: int):
     user = _manager(request)

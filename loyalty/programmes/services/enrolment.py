@@ -10,7 +10,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
-from core import outbox
+from core import outbox, runs
 from core.errors import BusinessRuleError
 from loyalty.customers.models import Customer
 from loyalty.programmes.models import Enrolment, Membership, Programme, TierChange
@@ -56,13 +56,16 @@ def enrolment_start(
 def enrolment_run(*, enrolment_id: int, now: datetime | None = None) -> Enrolment | None:
     """Run a queued enrolment (the Celery task calls this). Safe to run twice: only the first claim works."""
     now = now or timezone.now()
-    claimed = Enrolment.objects.filter(pk=enrolment_id, status__in=[RunStatus.PENDING, RunStatus.FAILED]).update(
-        status=RunStatus.RUNNING, started_at=now, progress=5, error=""
+    # Claimed by a conditional UPDATE: a duplicate delivery, or one of a running enrolment, does nothing (one
+    # whose worker died is requeued by the reconciler, core.runs).
+    claimed = runs.run_claim(
+        Enrolment, enrolment_id, progress=5, statuses=(RunStatus.PENDING, RunStatus.FAILED), error=""
     )
     if not claimed:
         return None
     try:
-        enrolled = _enrol(enrolment_id=enrolment_id, now=now)
+        with runs.heartbeat(Enrolment, enrolment_id):
+            enrolled = _enrol(enrolment_id=enrolment_id, now=now)
     except Exception as exc:
         logger.exception("Enrolment %s failed", enrolment_id)
         Enrolment.objects.filter(pk=enrolment_id).update(
@@ -131,7 +134,7 @@ def _enrol(*, enrolment_id: int, now: datetime) -> int:
         if connection.vendor == "postgresql":
             cursor.execute(f"ANALYZE {m_t}")  # fresh statistics for the statements below
         timings["memberships"] = round(time.perf_counter() - started, 3)
-        Enrolment.objects.filter(pk=enrolment_id).update(progress=60)
+        runs.run_progress(Enrolment, enrolment_id, 60)
 
         mark = time.perf_counter()
         new_treatment = (
@@ -162,9 +165,21 @@ def _enrol(*, enrolment_id: int, now: datetime) -> int:
         skipped_count=skipped,
         result=result,
         timings=timings,
+        heartbeat_at=timezone.now(),
         finished_at=timezone.now(),
     )
     return enrolled
+
+
+def enrolment_retry(*, enrolment: Enrolment) -> Enrolment:
+    """A failed enrolment runs again (409 `run_not_failed` otherwise). It writes only the memberships that are
+    still missing, so a retry after a partial failure is safe."""
+    return runs.run_retry(Enrolment, enrolment.pk, task_name="loyalty.tasks.run_enrolment")
+
+
+def enrolments_reconcile() -> dict[str, list[int]]:
+    """Requeue or fail enrolments that never started or whose worker died (beat, core.runs)."""
+    return runs.runs_reconcile(Enrolment, task_name="loyalty.tasks.run_enrolment")
 
 
 def _points(share: float | None) -> float | None:

@@ -1,12 +1,16 @@
-"""Member emails from the notification outbox (written set-based by enrolment and re-evaluation)."""
+"""Member emails from the notification outbox (written set-based by enrolment and re-evaluation). They go to the
+member's one contact address (`loyalty.customers.contact`)."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from django.conf import settings
 from django.core.mail import get_connection, send_mail
 from django.db import transaction
 from django.utils import timezone
 
+from loyalty.customers.contact import contact_emails
 from loyalty.programmes.models import Enrolment, MemberNotification, Membership
 from loyalty.programmes.services.tier_policy import programme_next_evaluation
 
@@ -61,10 +65,10 @@ def _invitation(membership: Membership) -> tuple[str, str]:
     )
 
 
-def invitations_send(*, enrolment_id: int) -> int:
+def invitations_send(*, enrolment_id: int, now: datetime | None = None) -> int:
     """Invite the treatment members of an enrolment by email, in batches claimed under a row lock and stamped
     `invited_at` in the same transaction: a second run (or a second worker) sends nothing twice. The control
-    group is never written to."""
+    group is never written to. `now`: the `invited_at` stamp (default now)."""
     enrolment = Enrolment.objects.filter(pk=enrolment_id).first()
     if enrolment is None:
         return 0
@@ -86,13 +90,18 @@ def invitations_send(*, enrolment_id: int) -> int:
             if not batch:
                 return sent
             connection = get_connection()
+            addresses = contact_emails(m.customer_id for m in batch)
             for membership in batch:
-                if membership.customer.email:
+                if addresses[membership.customer_id]:
                     subject, body = _invitation(membership)
                     send_mail(
-                        subject, body, settings.DEFAULT_FROM_EMAIL, [membership.customer.email], connection=connection
+                        subject,
+                        body,
+                        settings.DEFAULT_FROM_EMAIL,
+                        [addresses[membership.customer_id]],
+                        connection=connection,
                     )
-            Membership.objects.filter(pk__in=[m.pk for m in batch]).update(invited_at=timezone.now())
+            Membership.objects.filter(pk__in=[m.pk for m in batch]).update(invited_at=now or timezone.now())
             sent += len(batch)
 
 
@@ -117,8 +126,9 @@ def notifications_send(*, limit: int = 10_000) -> int:
             if not batch:
                 break
             connection = get_connection()
+            addresses = contact_emails(n.membership.customer_id for n in batch)
             for notification in batch:
-                email = notification.membership.customer.email
+                email = addresses[notification.membership.customer_id]
                 if email:
                     subject, body = _render(notification)
                     send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [email], connection=connection)

@@ -13,7 +13,8 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
-from core import outbox
+from core import outbox, runs
 from core.errors import Conflict, ValidationFailed
 from loyalty.programmes.models import Programme, Tier
 from loyalty.retention import selectors as q
@@ -37,6 +38,52 @@ DEFAULT_HORIZONS = (3, 6, 12)
 RMST_DAYS = 365
 AT_RISK_DAYS = (0, 30, 91, 183, 274, 365, 548, 730)
 TREATMENT, CONTROL = "treatment", "control"
+
+
+@dataclass(frozen=True)
+class Minimums:
+    """What a number needs before the report shows it (below these, it says what is missing and when it will be
+    there, instead of an estimate, an interval or a p-value)."""
+
+    members_per_group: int = 10  # evaluable members in each group: a horizon, CUPED, log-rank and RMST
+    churned: int = 5  # churned members, both groups together, at a horizon
+    retained: int = 5  # retained members, both groups together, at a horizon
+    survival_events: int = 10  # churn events, both groups together, for the log-rank test and RMST
+    followup_days: int = 30  # days of follow-up for the survival chart and the log-rank test
+
+    def explanation(self) -> str:
+        return (
+            f"Shown only with enough data: a horizon's uplift needs at least {self.members_per_group} members per "
+            f"group followed to the horizon (or churned before it) and at least {self.churned} churned and "
+            f"{self.retained} retained members in the two groups together; CUPED needs {self.members_per_group} "
+            f"members per group enrolled at least the horizon ago; the log-rank test needs "
+            f"{self.members_per_group} members per group followed {self.followup_days} days or more and "
+            f"{self.survival_events} churn events; RMST needs {self.members_per_group} members per group followed "
+            f"the whole {RMST_DAYS} days and {self.survival_events} churn events; the survival chart needs "
+            f"{self.followup_days} days of follow-up. Otherwise the report says what is missing and, where follow-up "
+            "is what is missing, the date it will be there."
+        )
+
+
+MINIMUMS = Minimums()
+
+
+def _ready_on(first_enrolled: dict[str, datetime | None], days: int, as_of: datetime) -> str | None:
+    """The day the N-th earliest enrolled member of each group has been enrolled `days` days (N: the minimum
+    members per group), if that lies after `as_of`; None when a group has fewer members or it has passed."""
+    if any(first_enrolled.get(g) is None for g in (TREATMENT, CONTROL)):
+        return None
+    day = max(first_enrolled[TREATMENT], first_enrolled[CONTROL]) + timedelta(days=days)
+    return day.date().isoformat() if day > as_of else None
+
+
+def _followup_note(first_enrolled: dict[str, datetime | None], days: int, as_of: datetime, what: str) -> str:
+    ready = _ready_on(first_enrolled, days, as_of)
+    if ready:
+        return f" Enough members will have {what} on {ready}."
+    if any(first_enrolled.get(g) is None for g in (TREATMENT, CONTROL)):
+        return " Not before more members are enrolled in both groups."
+    return ""
 
 
 def _f(value: float | None, digits: int = 6) -> float | None:
@@ -87,9 +134,22 @@ def proportion_difference(*, n_t: int, x_t: int, n_c: int, x_c: int) -> dict[str
     return {"difference": diff, "ci_low": diff - Z * se, "ci_high": diff + Z * se, "p_value": p_value}
 
 
-def compare_retention(*, months: int, n_t: int, churned_t: int, n_c: int, churned_c: int, label: str) -> dict:
+def compare_retention(
+    *,
+    months: int,
+    n_t: int,
+    churned_t: int,
+    n_c: int,
+    churned_c: int,
+    label: str,
+    minimums: Minimums = MINIMUMS,
+    ready_on: str | None = None,
+    enrolled: tuple[int, int] | None = None,
+) -> dict:
     """Retention at a horizon in both groups, the absolute uplift (treatment minus control, percentage
-    points) with its 95% CI and p-value, and the relative churn reduction."""
+    points) with its 95% CI and p-value, and the relative churn reduction. Below `minimums` the uplift, its
+    interval and p are null, `available` is false and `reason` says what is missing (and `ready_on`, the day
+    follow-up will suffice, if known; `enrolled`: members of each group, evaluable or not)."""
     retained_t, retained_c = n_t - churned_t, n_c - churned_c
     test = proportion_difference(n_t=n_t, x_t=retained_t, n_c=n_c, x_c=retained_c)
     rate_t = retained_t / n_t if n_t else None
@@ -111,6 +171,29 @@ def compare_retention(*, months: int, n_t: int, churned_t: int, n_c: int, churne
         )
         if reduction is not None:
             explanation += f" Churn is {reduction * 100:.0f}% lower in treatment than in control (relative)."
+    missing = []
+    if min(n_t, n_c) < minimums.members_per_group:
+        missing.append(
+            f"{minimums.members_per_group} members per group followed {months} months (treatment {n_t}, control {n_c})"
+        )
+    churned, retained = churned_t + churned_c, retained_t + retained_c
+    if churned < minimums.churned:
+        missing.append(f"{minimums.churned} churned members in the two groups together (now {churned})")
+    if retained < minimums.retained:
+        missing.append(f"{minimums.retained} retained members in the two groups together (now {retained})")
+    reason = None
+    if missing:
+        reason = f"{label}, {months} months: no uplift shown yet; it needs at least {' and '.join(missing)}."
+        if min(n_t, n_c) < minimums.members_per_group:
+            if ready_on:
+                reason += f" Enough members will have been followed {months} months on {ready_on}."
+            elif enrolled is not None and min(enrolled) < minimums.members_per_group:
+                reason += " Not before more members are enrolled in both groups."
+            else:
+                reason += f" It will show as more members reach {months} months."
+        else:
+            reason += " It will show once enough members have churned or stayed that long."
+        explanation, test, reduction, p = reason, dict.fromkeys(test), None, None
     return {
         "months": months,
         "horizon_days": q.horizon_days(months),
@@ -122,6 +205,9 @@ def compare_retention(*, months: int, n_t: int, churned_t: int, n_c: int, churne
         "p_value": _f(p),
         "significant": p is not None and p < ALPHA,
         "relative_churn_reduction": _f(reduction),
+        "available": reason is None,
+        "reason": reason,
+        "ready_on": ready_on if reason else None,
         "explanation": explanation,
     }
 
@@ -216,7 +302,16 @@ def rmst_variance(kmf: KaplanMeierFitter, tau: float) -> float:
     return variance
 
 
-def survival_section(counts: list[tuple[str, int, int, int]]) -> dict:
+def survival_section(
+    counts: list[tuple[str, int, int, int]],
+    *,
+    minimums: Minimums = MINIMUMS,
+    first_enrolled: dict[str, datetime | None] | None = None,
+    as_of: datetime | None = None,
+) -> dict:
+    """Kaplan-Meier curves per group, the log-rank test and RMST, each with `available` and a `reason` when
+    follow-up or churn events fall short of `minimums` (`first_enrolled`: per group, the enrolment of the N-th
+    earliest member, to say when follow-up will suffice)."""
     from lifelines.statistics import logrank_test
     from lifelines.utils import restricted_mean_survival_time
     from scipy import stats
@@ -257,7 +352,73 @@ def survival_section(counts: list[tuple[str, int, int, int]]) -> dict:
         "logrank": None,
         "rmst": None,
     }
-    if TREATMENT in fitters and CONTROL in fitters:
+    first_enrolled = first_enrolled or {}
+    as_of = as_of or timezone.now()
+    longest = max((max(d) for d, _, _ in data.values()), default=0)
+    events = sum(c["events"] for c in curves)
+    followed = {
+        g: sum(n for day, n in zip(data[g][0], data[g][2], strict=True) if day >= minimums.followup_days) for g in data
+    }
+    through = {g: sum(n for day, n in zip(data[g][0], data[g][2], strict=True) if day >= RMST_DAYS) for g in data}
+    m = minimums.members_per_group
+    chart_reason = None
+    if longest < minimums.followup_days:
+        chart_reason = (
+            f"No survival curve yet: the longest follow-up is {longest} days and a curve needs "
+            f"{minimums.followup_days}."
+            + _followup_note(
+                first_enrolled, minimums.followup_days, as_of, f"been followed {minimums.followup_days} days"
+            )
+        )
+    section["chart"] = {"available": chart_reason is None, "reason": chart_reason, "longest_followup_days": longest}
+    both = TREATMENT in fitters and CONTROL in fitters
+    missing = []
+    if not both:
+        missing.append("members in both groups")
+    if min(followed.get(TREATMENT, 0), followed.get(CONTROL, 0)) < m:
+        missing.append(
+            f"{m} members per group followed {minimums.followup_days} days or more (treatment "
+            f"{followed.get(TREATMENT, 0)}, control {followed.get(CONTROL, 0)})"
+        )
+    if events < minimums.survival_events:
+        missing.append(f"{minimums.survival_events} churn events (now {events})")
+    if missing:
+        reason = "No log-rank test yet: it needs at least " + " and ".join(missing) + "."
+        if min(followed.get(TREATMENT, 0), followed.get(CONTROL, 0)) < m:
+            reason += _followup_note(
+                first_enrolled, minimums.followup_days, as_of, f"been followed {minimums.followup_days} days"
+            )
+        section["logrank"] = {
+            "available": False,
+            "reason": reason,
+            "chi2": None,
+            "p_value": None,
+            "significant": False,
+            "explanation": reason,
+        }
+    rmst_missing = [x for x in missing if not x.startswith(f"{m} members per group followed")]
+    if min(through.get(TREATMENT, 0), through.get(CONTROL, 0)) < m:
+        rmst_missing.append(
+            f"{m} members per group followed the whole {RMST_DAYS} days (treatment {through.get(TREATMENT, 0)}, "
+            f"control {through.get(CONTROL, 0)})"
+        )
+    if rmst_missing:
+        reason = f"No restricted mean survival time yet: it needs at least {' and '.join(rmst_missing)}."
+        if min(through.get(TREATMENT, 0), through.get(CONTROL, 0)) < m:
+            reason += _followup_note(first_enrolled, RMST_DAYS, as_of, f"been followed {RMST_DAYS} days")
+        section["rmst"] = {
+            "available": False,
+            "reason": reason,
+            "horizon_days": RMST_DAYS,
+            "treatment": None,
+            "control": None,
+            "difference_days": None,
+            "ci_low": None,
+            "ci_high": None,
+            "p_value": None,
+            "explanation": reason,
+        }
+    if both and not missing:
         dt, et, wt = data[TREATMENT]
         dc, ec, wc = data[CONTROL]
         lr = logrank_test(
@@ -270,14 +431,17 @@ def survival_section(counts: list[tuple[str, int, int, int]]) -> dict:
         )
         p = _f(lr.p_value)
         section["logrank"] = {
+            "available": True,
+            "reason": None,
             "chi2": _f(lr.test_statistic),
             "p_value": p,
             "significant": p is not None and p < ALPHA,
             "explanation": (
                 f"Log-rank test of equal survival curves over the whole follow-up "
-                f"(treatment n={sum(wt)}, control n={sum(wc)}): {_p_text(p)}."
+                f"(treatment n={sum(wt)}, control n={sum(wc)}, {events} churn events): {_p_text(p)}."
             ),
         }
+    if both and not rmst_missing:
         rm_t, var_t = (
             restricted_mean_survival_time(fitters[TREATMENT], t=RMST_DAYS),
             rmst_variance(fitters[TREATMENT], RMST_DAYS),
@@ -288,13 +452,9 @@ def survival_section(counts: list[tuple[str, int, int, int]]) -> dict:
         )
         diff, se = rm_t - rm_c, math.sqrt(max(var_t, 0) + max(var_c, 0))
         p_rmst = float(2 * stats.norm.sf(abs(diff / se))) if se > 0 else None
-        follow = max(max(dt), max(dc))
-        note = (
-            ""
-            if follow >= RMST_DAYS
-            else f" Follow-up reaches only {follow} days, so the curves are carried flat to {RMST_DAYS} days."
-        )
         section["rmst"] = {
+            "available": True,
+            "reason": None,
             "horizon_days": RMST_DAYS,
             "treatment": _f(rm_t, 2),
             "control": _f(rm_c, 2),
@@ -305,28 +465,49 @@ def survival_section(counts: list[tuple[str, int, int, int]]) -> dict:
             "explanation": (
                 f"Restricted mean survival time: of the first {RMST_DAYS} days after enrolment, a treatment member "
                 f"stayed {rm_t:.1f} days on average and a control member {rm_c:.1f}; the programme gains "
-                f"{diff:+.1f} days of tenure per customer ({_p_text(p_rmst)}).{note}"
+                f"{diff:+.1f} days of tenure per customer ({_p_text(p_rmst)})."
             ),
         }
     return section
 
 
-def cuped_section(moments: list[q.RevenueMoments], horizons: Sequence[int]) -> list[dict]:
+def cuped_section(
+    moments: list[q.RevenueMoments],
+    horizons: Sequence[int],
+    *,
+    minimums: Minimums = MINIMUMS,
+    first_enrolled: dict[str, datetime | None] | None = None,
+    as_of: datetime | None = None,
+) -> list[dict]:
     """Revenue in the first months after enrolment per group, raw and CUPED-adjusted with the revenue of the
-    year before enrolment as covariate (theta pooled over both groups). Normal-approximation CI and p."""
+    year before enrolment as covariate (theta pooled over both groups). Normal-approximation CI and p. Shown
+    only with `minimums.members_per_group` members per group enrolled at least the horizon ago."""
     from scipy import stats
 
     by = {(m.group, m.months): m for m in moments}
+    need = max(minimums.members_per_group, 2)
     out = []
     for months in horizons:
         t, c = by.get((TREATMENT, months)), by.get((CONTROL, months))
-        if not t or not c or t.n < 2 or c.n < 2:
+        if not t or not c or t.n < need or c.n < need:
+            reason = (
+                f"{months} months: no revenue comparison yet; it needs at least {need} members per group enrolled "
+                f"{months} months ago (treatment {t.n if t else 0}, control {c.n if c else 0})."
+                + _followup_note(
+                    first_enrolled or {},
+                    q.horizon_days(months),
+                    as_of or timezone.now(),
+                    f"been enrolled {months} months",
+                )
+            )
             out.append(
                 {
                     "months": months,
                     "treatment_n": t.n if t else 0,
                     "control_n": c.n if c else 0,
-                    "explanation": f"{months} months: too few members enrolled that long ago.",
+                    "available": False,
+                    "reason": reason,
+                    "explanation": reason,
                 }
             )
             continue
@@ -343,7 +524,14 @@ def cuped_section(moments: list[q.RevenueMoments], horizons: Sequence[int]) -> l
         cov_all = cov(n_all, sx, sy, t.sxy + c.sxy)
         theta = cov_all / var_x_all if var_x_all > 0 else 0.0
         mean_x_all = sx / n_all
-        res: dict[str, Any] = {"months": months, "treatment_n": t.n, "control_n": c.n, "theta": _f(theta)}
+        res: dict[str, Any] = {
+            "months": months,
+            "treatment_n": t.n,
+            "control_n": c.n,
+            "available": True,
+            "reason": None,
+            "theta": _f(theta),
+        }
         raw, adj = {}, {}
         for g, m in ((TREATMENT, t), (CONTROL, c)):
             vy, vx, cxy = var(m.n, m.sy, m.syy), var(m.n, m.sx, m.sxx), cov(m.n, m.sx, m.sy, m.sxy)
@@ -395,11 +583,22 @@ def _sum_cells(cells, horizons, key: Callable) -> dict:
     return acc
 
 
-def _comparisons(acc, key, horizons, label) -> list[dict]:
+def _comparisons(acc, key, horizons, label, minimums: Minimums = MINIMUMS, ready_on=None) -> list[dict]:
     empty = {"members": 0, "e": [0] * len(horizons), "c": [0] * len(horizons)}
     t, c = acc.get((key, TREATMENT), empty), acc.get((key, CONTROL), empty)
+    ready_on = ready_on or {}
     return [
-        compare_retention(months=m, n_t=t["e"][i], churned_t=t["c"][i], n_c=c["e"][i], churned_c=c["c"][i], label=label)
+        compare_retention(
+            months=m,
+            n_t=t["e"][i],
+            churned_t=t["c"][i],
+            n_c=c["e"][i],
+            churned_c=c["c"][i],
+            label=label,
+            minimums=minimums,
+            ready_on=ready_on.get(m),
+            enrolled=(t["members"], c["members"]),
+        )
         for i, m in enumerate(horizons)
     ]
 
@@ -410,8 +609,11 @@ def impact_report_compute(
     as_of: datetime | None = None,
     horizons: Sequence[int] = DEFAULT_HORIZONS,
     progress: Callable[[int], None] | None = None,
+    minimums: Minimums = MINIMUMS,
 ) -> dict:
-    """The whole report as a JSON-ready dict. `progress(percent)` is called between steps."""
+    """The whole report as a JSON-ready dict. `progress(percent)` is called between steps. Estimates, intervals
+    and tests without enough follow-up or events (`minimums`) are left out with `available: false` and a
+    `reason`."""
     as_of = as_of or timezone.now()
     horizons = sorted({int(h) for h in horizons})
     if not horizons or horizons[0] < 1 or horizons[-1] > 60:
@@ -461,7 +663,9 @@ def impact_report_compute(
     }
 
     # Retention at horizons, intention to treat.
-    overall = _comparisons(by_group, "all", horizons, "All members")
+    first_enrolled = q.nth_enrolment(programme_id=programme.pk, as_of=as_of, n=minimums.members_per_group)
+    ready_on = {m: _ready_on(first_enrolled, q.horizon_days(m), as_of) for m in horizons}
+    overall = _comparisons(by_group, "all", horizons, "All members", minimums, ready_on)
     excluded = []
     for i in range(len(horizons)):
         evaluable = sum(a["e"][i] for a in by_group.values())
@@ -495,10 +699,29 @@ def impact_report_compute(
             n_c=non_users["e"][i],
             churned_c=non_users["c"][i],
             label="Naive users vs non-users (biased)",
+            minimums=minimums,
         )
+        explanation = (
+            f"{months} months: {_pct(rate)} of the {eligible_t} evaluable treatment members took up the "
+            "programme. Effect on those who took it up (CACE = ITT uplift / take-up): "
+            f"{_pts(cace['estimate'])} "
+            "(CI scaled from the ITT interval, take-up taken as known). For contrast only, the naive "
+            f"users-versus-non-users difference is {_pts(naive['uplift'])}: users "
+            "select themselves (those who would stay anyway use the programme more), so it overstates the "
+            "effect and must not be reported as the programme's effect."
+        )
+        if not eligible_t:
+            explanation = f"{months} months: no treatment member has been followed that long yet."
+        elif not itt["available"]:
+            explanation = (
+                f"{months} months: {_pct(rate)} of the {eligible_t} evaluable treatment members took up the "
+                "programme. No effect on those who took it up yet: it is the intention-to-treat uplift divided by "
+                "take-up, and that uplift is not available at this horizon (see Retention)."
+            )
         per_horizon.append(
             {
                 "months": months,
+                "available": itt["available"],
                 "take_up": _f(rate),
                 "itt_uplift": itt["uplift"],
                 "cace": cace["estimate"],
@@ -507,15 +730,7 @@ def impact_report_compute(
                 "naive_users_rate": naive["treatment"]["rate"],
                 "naive_non_users_rate": naive["control"]["rate"],
                 "naive_difference": naive["uplift"],
-                "explanation": (
-                    f"{months} months: {_pct(rate)} of the {eligible_t} evaluable treatment members took up the "
-                    "programme. Effect on those who took it up (CACE = ITT uplift / take-up): "
-                    f"{_pts(cace['estimate'])} "
-                    "(CI scaled from the ITT interval, take-up taken as known). For contrast only, the naive "
-                    f"users-versus-non-users difference is {_pts(naive['uplift'])}: users "
-                    "select themselves (those who would stay anyway use the programme more), so it overstates the "
-                    "effect and must not be reported as the programme's effect."
-                ),
+                "explanation": explanation,
             }
         )
     take_up = {
@@ -537,24 +752,29 @@ def impact_report_compute(
         {
             "tier_id": i,
             "tier_name": tier_name(i),
-            "horizons": _comparisons(by_tier, i, horizons, f"Tier {tier_name(i)}"),
+            "horizons": _comparisons(by_tier, i, horizons, f"Tier {tier_name(i)}", minimums),
         }
         for i in tier_ids
     ]
     by_cohort = _sum_cells(cells, horizons, key=lambda c: c.cohort)
     cohort_section = [
-        {"cohort": k, "horizons": _comparisons(by_cohort, k, horizons, f"Cohort {k}")}
+        {"cohort": k, "horizons": _comparisons(by_cohort, k, horizons, f"Cohort {k}", minimums)}
         for k in sorted({k for k, _ in by_cohort})
     ]
     by_band = _sum_cells(cells, horizons, key=lambda c: c.band)
     band_names = {k: q.ENGAGEMENT_BANDS[k] if k >= 0 else "unscored" for k, _ in by_band}
     band_section = [
-        {"band": band_names[b], "horizons": _comparisons(by_band, b, horizons, f"Engagement {band_names[b]}")}
+        {"band": band_names[b], "horizons": _comparisons(by_band, b, horizons, f"Engagement {band_names[b]}", minimums)}
         for b in sorted(band_names)
     ]
     done("breakdowns", 55)
 
-    survival = survival_section(q.survival_counts(programme_id=programme.pk, as_of=as_of))
+    survival = survival_section(
+        q.survival_counts(programme_id=programme.pk, as_of=as_of),
+        minimums=minimums,
+        first_enrolled=first_enrolled,
+        as_of=as_of,
+    )
     done("survival", 75)
 
     over_time = defaultdict(dict)
@@ -570,7 +790,13 @@ def impact_report_compute(
         }
         for k, v in sorted(over_time.items())
     ]
-    cuped = cuped_section(q.revenue_moments(programme_id=programme.pk, as_of=as_of, horizons=horizons), horizons)
+    cuped = cuped_section(
+        q.revenue_moments(programme_id=programme.pk, as_of=as_of, horizons=horizons),
+        horizons,
+        minimums=minimums,
+        first_enrolled=first_enrolled,
+        as_of=as_of,
+    )
     done("revenue", 95)
 
     return {
@@ -585,6 +811,15 @@ def impact_report_compute(
             "interval and a chi-square p-value (Fisher's exact test for small counts). Tiers are the tier at "
             "enrolment (shadow tier for control)."
         ),
+        "minimums": {
+            "members_per_group": minimums.members_per_group,
+            "churned": minimums.churned,
+            "retained": minimums.retained,
+            "survival_events": minimums.survival_events,
+            "followup_days": minimums.followup_days,
+            "rmst_days": RMST_DAYS,
+            "explanation": minimums.explanation(),
+        },
         "groups": {
             "treatment": n_t,
             "control": n_c,
@@ -635,10 +870,9 @@ def impact_report_request(*, programme: Programme, as_of: datetime | None, horiz
 
 def impact_report_run_stored(*, report_id: int) -> ImpactReport:
     """Compute a stored report. Idempotent: a finished report is left alone; a claimed running one is
-    refused, so two deliveries of the task never compute it twice at once."""
-    claimed = ImpactReport.objects.filter(pk=report_id, status=ImpactReport.Status.PENDING).update(
-        status=ImpactReport.Status.RUNNING, started_at=timezone.now(), progress=1
-    )
+    refused, so two deliveries of the task never compute it twice at once (one whose worker died is requeued
+    by the reconciler, core.runs)."""
+    claimed = runs.run_claim(ImpactReport, report_id, progress=1)
     report = ImpactReport.objects.select_related("programme").get(pk=report_id)
     if not claimed:
         if report.status == ImpactReport.Status.RUNNING:
@@ -646,12 +880,13 @@ def impact_report_run_stored(*, report_id: int) -> ImpactReport:
         return report
 
     def progress(percent: int) -> None:
-        ImpactReport.objects.filter(pk=report_id).update(progress=percent)
+        runs.run_progress(ImpactReport, report_id, percent)
 
     try:
-        result = impact_report_compute(
-            programme=report.programme, as_of=report.as_of, horizons=report.horizons, progress=progress
-        )
+        with runs.heartbeat(ImpactReport, report_id):
+            result = impact_report_compute(
+                programme=report.programme, as_of=report.as_of, horizons=report.horizons, progress=progress
+            )
     except Exception as exc:  # recorded on the report; the task is not retried with the same input
         logger.exception("Impact report %s failed", report_id)
         ImpactReport.objects.filter(pk=report_id).update(
@@ -664,7 +899,18 @@ def impact_report_run_stored(*, report_id: int) -> ImpactReport:
         progress=100,
         result=result,
         timings=result["timings"],
+        heartbeat_at=timezone.now(),
         finished_at=timezone.now(),
     )
     report.refresh_from_db()
     return report
+
+
+def impact_report_retry(*, report: ImpactReport) -> ImpactReport:
+    """A failed stored report is computed again (409 `run_not_failed` otherwise)."""
+    return runs.run_retry(ImpactReport, report.pk, task_name="loyalty.tasks.impact_report_run", result=None)
+
+
+def impact_reports_reconcile() -> dict[str, list[int]]:
+    """Requeue or fail stored reports that never started or whose worker died (beat, core.runs)."""
+    return runs.runs_reconcile(ImpactReport, task_name="loyalty.tasks.impact_report_run")

@@ -36,6 +36,12 @@ def chart_survival_svg(report: dict) -> str:
     fig = _figure(figsize=(8, 5))
     ax = fig.add_subplot(111)
     survival = report["survival"]
+    chart = survival.get("chart") or {"available": True}
+    if not chart["available"]:  # no follow-up: a sentence, not curves on a degenerate axis
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, _wrap(chart["reason"]), ha="center", va="center", fontsize=11)
+        return _svg(fig)
+    longest = 0
     for curve in survival["curves"]:
         days = [0] + [p["day"] for p in curve["points"]]
         surv = [1.0] + [p["survival"] if p["survival"] is not None else float("nan") for p in curve["points"]]
@@ -44,10 +50,17 @@ def chart_survival_svg(report: dict) -> str:
         colour = COLOURS.get(curve["group"], "black")
         ax.step(days, surv, where="post", color=colour, label=f"{curve['group']} (n={curve['n']})")
         ax.fill_between(days, low, high, step="post", color=colour, alpha=0.15)
+        longest = max(longest, *days)
+    ax.set_xlim(0, max(longest, 1))
+    ax.set_ylim(0, 1.02)
     ax.set_xlabel("Days since enrolment")
     ax.set_ylabel("Share still a customer")
     title = "Retention: Kaplan-Meier by assigned group"
-    if survival.get("logrank") and survival["logrank"]["p_value"] is not None:
+    if (
+        survival.get("logrank")
+        and survival["logrank"].get("available", True)
+        and survival["logrank"]["p_value"] is not None
+    ):
         title += f" (log-rank p = {survival['logrank']['p_value']:.3g})"
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -61,10 +74,23 @@ def chart_survival_svg(report: dict) -> str:
     return _svg(fig)
 
 
+def _wrap(text: str, width: int = 70) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
+
+
+def uplift_chart_months(report: dict) -> int | None:
+    """The longest horizon whose overall uplift is available (None if none is)."""
+    available = [c["months"] for c in report["retention"] if c.get("available", c["uplift"] is not None)]
+    return max(available) if available else None
+
+
 def chart_uplift_by_tier_svg(report: dict, *, months: int | None = None) -> str:
-    """Retention uplift (points) per tier at one horizon with 95% CI error bars."""
+    """Retention uplift (points) per tier at one horizon with 95% CI error bars; only comparisons with enough
+    follow-up and events (the others have no uplift). Default horizon: the longest available one."""
     horizons = report["horizons"]
-    months = months if months is not None else horizons[-1]
+    months = months if months is not None else (uplift_chart_months(report) or horizons[-1])
     if months not in horizons:
         raise ValidationFailed(f"Horizon {months} is not in this report.", fields={"months": [f"One of {horizons}."]})
     index = horizons.index(months)
@@ -82,7 +108,14 @@ def chart_uplift_by_tier_svg(report: dict, *, months: int | None = None) -> str:
     if names:
         ax.bar(names, values, yerr=[lows, highs], capsize=6, color=COLOURS["treatment"], alpha=0.8)
     else:
-        ax.text(0.5, 0.5, "No member has been enrolled that long yet.", ha="center", va="center")
+        ax.text(
+            0.5,
+            0.5,
+            _wrap(f"No uplift at {months} months has enough follow-up and churn events yet (see the report)."),
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_ylabel("Retention uplift, points (treatment - control)")
     ax.set_title(f"Uplift at {months} months by tier (shadow tier for control), 95% CI")
@@ -113,6 +146,8 @@ def _comparison_row(scope: str, key: str, c: dict) -> list:
         c["p_value"],
         c["significant"],
         c["relative_churn_reduction"],
+        c.get("available", True),
+        c.get("reason"),
     ]
 
 
@@ -134,6 +169,8 @@ def report_table(report: dict, table: str) -> tuple[list[str], list[list]]:
             "p_value",
             "significant",
             "relative_churn_reduction",
+            "available",
+            "reason",
         ]
         rows = [_comparison_row("overall", "all", c) for c in report["retention"]]
         rows += [_comparison_row("tier", t["tier_name"], c) for t in report["by_tier"] for c in t["horizons"]]
@@ -181,6 +218,7 @@ def report_table(report: dict, table: str) -> tuple[list[str], list[list]]:
             "adjusted_ci_high",
             "adjusted_p_value",
             "variance_reduction",
+            "available",
         ]
         rows = []
         for r in report["revenue"]["cuped"]:
@@ -197,6 +235,7 @@ def report_table(report: dict, table: str) -> tuple[list[str], list[list]]:
                     adj.get("ci_high"),
                     adj.get("p_value"),
                     r.get("variance_reduction"),
+                    r.get("available", True),
                 ]
             )
         return header, rows

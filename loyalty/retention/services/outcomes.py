@@ -209,19 +209,20 @@ def outcomes_record(
 
 
 @transaction.atomic
-def outcomes_derive_for_churned(*, customer_ids: Sequence[int]) -> int:
+def outcomes_derive_for_churned(*, customer_ids: Sequence[int], now: datetime | None = None) -> int:
     """Append a `churned` outcome (source `derived`, observed at the customer's `churned_at`) for every live
     membership (active or holdout) of these churned customers, in one INSERT ... SELECT.
 
     Skipped: memberships that already have a non-superseded `churned` outcome (e.g. the feed sent it),
-    and churn dates before enrolment. Safe to run twice. Returns the number of rows written."""
+    and churn dates before enrolment. Safe to run twice. Returns the number of rows written. `now` is the
+    recorded_at of the new rows (default now)."""
     ids = sorted({int(i) for i in customer_ids})
     if not ids:
         return 0
     outcome_table = RetentionOutcome._meta.db_table
     membership_table = Membership._meta.db_table
     customer_table = Customer._meta.db_table
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    now = connection.ops.adapt_datetimefield_value(now or timezone.now())
     total = 0
     chunk = 5000  # stay below SQLite's bound-parameter limit
     with connection.cursor() as cursor:

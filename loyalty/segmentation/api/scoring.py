@@ -1,14 +1,15 @@
 """Manager API: scoring models and scoring runs (role programme_manager)."""
 
 from django.shortcuts import get_object_or_404
-from ninja import Path, Router
+from ninja import Path, Router, Status
 from ninja.pagination import paginate
 
 from accounts.models import Role
 from core.auth import require_role, user_auth
 from core.idempotency import IdempotencyKeyHeader, run_idempotent
 from core.pagination import Page
-from core.schemas import responses
+from core.runs import RETRY_DESCRIPTION, RETRY_ERRORS
+from core.schemas import describe, responses
 from loyalty.segmentation.models import CustomerMetrics, ScoringModel, ScoringRun
 from loyalty.segmentation.schemas.scoring import (
     CustomerMetricsOut,
@@ -24,14 +25,21 @@ from loyalty.segmentation.services.scoring import (
     scoring_model_default,
     scoring_model_update,
     scoring_run_create,
+    scoring_run_retry,
 )
 
 ID = Path(..., ge=1, le=2**62)
 router = Router(tags=["scoring"], auth=user_auth)
 MANAGER = Role.PROGRAMME_MANAGER
+WHO = "programme managers (role `programme_manager`)."
 
 
-@router.get("/models", response=responses({200: list[ScoringModelOut]}), summary="List scoring models")
+@router.get(
+    "/models",
+    response=responses({200: list[ScoringModelOut]}),
+    summary="List scoring models",
+    description=describe(WHO, "Every version of every scoring model, newest first. Paginated (limit/offset)."),
+)
 @paginate(Page)
 def list_models(request):
     require_role(request, MANAGER)
@@ -42,7 +50,12 @@ def list_models(request):
     "/models",
     response=responses({201: ScoringModelOut}, 409),
     summary="Create a scoring model (or the next version of one)",
-    description="Fields left out take the default model's values. A name that exists makes its next version.",
+    description=describe(
+        WHO,
+        "Fields left out take the default model's values. A name that exists makes its next version. Accepts an "
+        "`Idempotency-Key`.",
+        errors={422: "`invalid_scoring_model`: weights or windows out of range (`fields` names them)."},
+    ),
 )
 def create_model(request, payload: ScoringModelIn, idempotency_key: str | None = IdempotencyKeyHeader):
     user = require_role(request, MANAGER)
@@ -56,7 +69,12 @@ def create_model(request, payload: ScoringModelIn, idempotency_key: str | None =
     )
 
 
-@router.get("/models/{model_id}", response=responses({200: ScoringModelOut}), summary="A scoring model")
+@router.get(
+    "/models/{model_id}",
+    response=responses({200: ScoringModelOut}),
+    summary="A scoring model",
+    description=describe(WHO, "One version of a scoring model with its windows and weights."),
+)
 def get_model(request, model_id: int = ID):
     require_role(request, MANAGER)
     return get_object_or_404(ScoringModel, pk=model_id)
@@ -66,7 +84,14 @@ def get_model(request, model_id: int = ID):
     "/models/{model_id}",
     response=responses({200: ScoringModelOut}, 409),
     summary="Change an unused scoring model",
-    description="409 `scoring_model_locked` once a run used it: create a new version instead.",
+    description=describe(
+        WHO,
+        "Only fields sent change. A model is immutable once a scoring run used it: create a new version instead.",
+        errors={
+            409: "`scoring_model_locked`: a scoring run already used this model.",
+            422: "`invalid_scoring_model`: weights or windows out of range (`fields` names them).",
+        },
+    ),
 )
 def update_model(request, payload: ScoringModelPatch, model_id: int = ID):
     require_role(request, MANAGER)
@@ -74,7 +99,12 @@ def update_model(request, payload: ScoringModelPatch, model_id: int = ID):
     return scoring_model_update(model=model, **payload.model_dump(exclude_unset=True))
 
 
-@router.get("/runs", response=responses({200: list[ScoringRunOut]}), summary="List scoring runs")
+@router.get(
+    "/runs",
+    response=responses({200: list[ScoringRunOut]}),
+    summary="List scoring runs",
+    description=describe(WHO, "Scoring runs with status, progress and timings, newest first. Paginated."),
+)
 @paginate(Page)
 def list_runs(request):
     require_role(request, MANAGER)
@@ -85,7 +115,12 @@ def list_runs(request):
     "/runs",
     response=responses({202: ScoringRunOut}, 409),
     summary="Start a scoring run",
-    description="Computes CustomerMetrics for every customer in the background; poll the run for status.",
+    description=describe(
+        WHO,
+        "Computes CustomerMetrics for every customer in the background (202); poll the run for its status. "
+        "Without `scoring_model_id` the default model is used. Accepts an `Idempotency-Key`.",
+        errors={404: "`not_found`: no scoring model with `scoring_model_id`."},
+    ),
 )
 def create_run(request, payload: ScoringRunIn, idempotency_key: str | None = IdempotencyKeyHeader):
     user = require_role(request, MANAGER)
@@ -99,16 +134,36 @@ def create_run(request, payload: ScoringRunIn, idempotency_key: str | None = Ide
     return run_idempotent(request, key=idempotency_key, payload=payload, action=action, out=ScoringRunOut, status=202)
 
 
-@router.get("/runs/{run_id}", response=responses({200: ScoringRunOut}), summary="A scoring run")
+@router.get(
+    "/runs/{run_id}",
+    response=responses({200: ScoringRunOut}),
+    summary="A scoring run",
+    description=describe(WHO, "Status (`pending`, `running`, `succeeded`, `failed`), progress, counts and timings."),
+)
 def get_run(request, run_id: int = ID):
     require_role(request, MANAGER)
     return get_object_or_404(ScoringRun, pk=run_id)
+
+
+@router.post(
+    "/runs/{run_id}/retry",
+    response=responses({202: ScoringRunOut}, 409),
+    summary="Retry a failed scoring run",
+    description=describe(WHO, RETRY_DESCRIPTION, errors=RETRY_ERRORS),
+)
+def retry_run(request, run_id: int = ID):
+    require_role(request, MANAGER)
+    return Status(202, scoring_run_retry(run=get_object_or_404(ScoringRun, pk=run_id)))
 
 
 @router.get(
     "/runs/{run_id}/metrics",
     response=responses({200: list[CustomerMetricsOut]}),
     summary="Metrics of a scoring run, by revenue rank",
+    description=describe(
+        WHO,
+        "Revenue, revenue rank and percentile, engagement score and its parts, per customer. Paginated.",
+    ),
 )
 @paginate(Page)
 def list_metrics(request, run_id: int = ID):
@@ -120,6 +175,11 @@ def list_metrics(request, run_id: int = ID):
     "/runs/{run_id}/metrics/{customer_id}",
     response=responses({200: CustomerMetricsOut}),
     summary="One customer's metrics in a scoring run",
+    description=describe(
+        WHO,
+        "The metrics of one customer in one run.",
+        errors={404: "`not_found`: no such run, or the customer was not scored in it."},
+    ),
 )
 def get_metrics(request, run_id: int = ID, customer_id: int = ID):
     require_role(request, MANAGER)

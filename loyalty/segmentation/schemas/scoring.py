@@ -63,6 +63,8 @@ class ScoringRunOut(Schema):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    attempts: int
+    heartbeat_at: datetime
 
 
 class CustomerMetricsOut(Schema):

@@ -86,6 +86,8 @@ class SegmentRunOut(Schema):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    attempts: int
+    heartbeat_at: datetime
 
 
 class SegmentMemberOut(Schema):

@@ -28,7 +28,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
-from core import outbox
+from core import outbox, runs
 from core.errors import Conflict, ValidationFailed
 from core.sql import (
     adapt_date,
@@ -427,38 +427,52 @@ def scoring_run_delete(*, run: ScoringRun) -> None:
 
 
 def _set_progress(run: ScoringRun, progress: int, **extra: Any) -> None:
-    ScoringRun.objects.filter(pk=run.pk).update(progress=progress, **extra)
+    runs.run_progress(ScoringRun, run.pk, progress, **extra)
 
 
 def scoring_run_execute(*, run_id: int) -> ScoringRun:
-    """Execute a run (idempotent: a finished run is left alone, an interrupted one starts over). A failure is
-    recorded on the run (status failed, error) and leaves no metrics behind."""
+    """Execute a pending run. Claimed by a conditional UPDATE (pending -> running): a duplicate delivery, or a
+    delivery of a run that is running, finished or failed, leaves it alone (a run whose worker died is requeued
+    by the reconciler, core.runs). A failure is recorded on the run (status failed, error) and leaves no
+    metrics behind. The run's heartbeat moves at every step and, in a worker, every RUN_HEARTBEAT_INTERVAL."""
     run = ScoringRun.objects.select_related("scoring_model").get(pk=run_id)
-    if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
+    if not runs.run_claim(ScoringRun, run.pk, progress=5):
         return run
     timings: dict[str, float] = {}
-    _set_progress(run, 5, status=RunStatus.RUNNING, started_at=timezone.now(), error="")
     try:
-        t = day_number(run.as_of.astimezone(UTC).date())
-        started = time.perf_counter()
-        state = scoring_state_update(model=run.scoring_model, t=t)
-        timings["state"] = round(time.perf_counter() - started, 3)
-        _set_progress(run, 50)
-        started = time.perf_counter()
-        with transaction.atomic(), connection.cursor() as cursor:
-            tune_transaction(cursor)
-            scored = _metrics_insert(cursor, run, run.scoring_model, t=t, r=state["revenue_as_of_day"])
-            timings["metrics"] = round(time.perf_counter() - started, 3)
-            ScoringRun.objects.filter(pk=run.pk).update(
-                status=RunStatus.SUCCEEDED,
-                progress=100,
-                customers_scored=scored,
-                timings={**timings, "state_mode": state["mode"], "state_recomputed": state["recomputed"]},
-                finished_at=timezone.now(),
-            )
+        with runs.heartbeat(ScoringRun, run.pk):
+            t = day_number(run.as_of.astimezone(UTC).date())
+            started = time.perf_counter()
+            state = scoring_state_update(model=run.scoring_model, t=t)
+            timings["state"] = round(time.perf_counter() - started, 3)
+            _set_progress(run, 50)
+            runs.step_delay()
+            started = time.perf_counter()
+            with transaction.atomic(), connection.cursor() as cursor:
+                tune_transaction(cursor)
+                scored = _metrics_insert(cursor, run, run.scoring_model, t=t, r=state["revenue_as_of_day"])
+                timings["metrics"] = round(time.perf_counter() - started, 3)
+                ScoringRun.objects.filter(pk=run.pk).update(
+                    status=RunStatus.SUCCEEDED,
+                    progress=100,
+                    customers_scored=scored,
+                    timings={**timings, "state_mode": state["mode"], "state_recomputed": state["recomputed"]},
+                    heartbeat_at=timezone.now(),
+                    finished_at=timezone.now(),
+                )
     except Exception as exc:
         ScoringRun.objects.filter(pk=run.pk).update(
             status=RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=timezone.now()
         )
     run.refresh_from_db()
     return run
+
+
+def scoring_run_retry(*, run: ScoringRun) -> ScoringRun:
+    """A failed run starts again (409 `run_not_failed` otherwise)."""
+    return runs.run_retry(ScoringRun, run.pk, task_name="loyalty.tasks.scoring_run_task", customers_scored=0)
+
+
+def scoring_runs_reconcile() -> dict[str, list[int]]:
+    """Requeue or fail scoring runs that never started or whose worker died (beat, core.runs)."""
+    return runs.runs_reconcile(ScoringRun, task_name="loyalty.tasks.scoring_run_task")

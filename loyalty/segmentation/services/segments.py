@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
-from core import outbox
+from core import outbox, runs
 from core.errors import BusinessRuleError, Conflict, NotFound
 from core.sql import is_postgres, tune_transaction
 from loyalty.customers.models import Customer
@@ -222,13 +222,13 @@ def _members_insert(cursor, run: SegmentRun, compiled: Compiled) -> int:
 
 def segment_run_execute(*, run_id: int) -> SegmentRun:
     """Execute a segment run in one transaction: either every member is written or none (a failure is
-    recorded on the run). Idempotent: finished runs are left alone."""
+    recorded on the run). Claimed by a conditional UPDATE (pending -> running): a duplicate delivery does
+    nothing; a run whose worker died is requeued by the reconciler (core.runs)."""
     run = SegmentRun.objects.select_related("scoring_run").get(pk=run_id)
-    if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
+    if not runs.run_claim(SegmentRun, run.pk, progress=10):
         return run
-    SegmentRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, progress=10, started_at=timezone.now())
     try:
-        with transaction.atomic(), connection.cursor() as cursor:
+        with runs.heartbeat(SegmentRun, run.pk), transaction.atomic(), connection.cursor() as cursor:
             tune_transaction(cursor)
             started = time.perf_counter()
             cursor.execute(f"DELETE FROM {MEMBERS} WHERE run_id = %s", [run.pk])
@@ -245,6 +245,7 @@ def segment_run_execute(*, run_id: int) -> SegmentRun:
                     "members": round(inserted - started, 3),
                     "count": round(time.perf_counter() - inserted, 3),
                 },
+                heartbeat_at=timezone.now(),
                 finished_at=timezone.now(),
             )
     except Exception as exc:
@@ -253,6 +254,18 @@ def segment_run_execute(*, run_id: int) -> SegmentRun:
         )
     run.refresh_from_db()
     return run
+
+
+def segment_run_retry(*, run: SegmentRun) -> SegmentRun:
+    """A failed segment run starts again (409 `run_not_failed` otherwise)."""
+    return runs.run_retry(
+        SegmentRun, run.pk, task_name="loyalty.tasks.segment_run_task", member_count=0, candidates_count=0
+    )
+
+
+def segment_runs_reconcile() -> dict[str, list[int]]:
+    """Requeue or fail segment runs that never started or whose worker died (beat, core.runs)."""
+    return runs.runs_reconcile(SegmentRun, task_name="loyalty.tasks.segment_run_task")
 
 
 def _succeeded(run: SegmentRun) -> None:

@@ -142,10 +142,11 @@ def test_login_verified_before_enrolment_is_linked_by_the_enrolment(programme, d
     assert response.status_code == 200, response.content
     assert response.json()["tier"] == {"name": "Gold", "rank": 2}
     # The invitation tells the linked member to sign in, the other one to create an account.
+    # Ana's goes to her verified login, the contact address of a linked member.
     invitations = {message.to[0]: message.body for message in mail.outbox}
-    assert sorted(invitations) == ["Ana.Member@Example.test", "bob@example.test"]
-    assert "Sign in to your account to see your benefits" in invitations["Ana.Member@Example.test"]
-    assert "Create your account" not in invitations["Ana.Member@Example.test"]
+    assert sorted(invitations) == ["ana.member@example.test", "bob@example.test"]
+    assert "Sign in to your account to see your benefits" in invitations["ana.member@example.test"]
+    assert "Create your account" not in invitations["ana.member@example.test"]
     assert "Create your account with this email address (bob@example.test)" in invitations["bob@example.test"]
 
 

@@ -144,3 +144,70 @@ def test_timeline_query_count_does_not_grow_with_history(manager_api, history, d
 
 def test_timeline_for_managers_only(agent_api, history):
     assert agent_api.get(f"retention/customers/{history.customer_id}/timeline").status_code == 403
+
+
+def test_a_day_zero_churn_without_follow_up_claims_nothing(manager, manager_api):
+    """Everyone enrolled two hours ago, one control member churned an hour later: no horizon, no log-rank,
+    no RMST, no survival chart; the report, the API and the page say what is missing and when it comes."""
+    from django.utils import timezone
+
+    from loyalty.retention.services.outcomes import outcome_record_manual
+
+    enrolled = timezone.now() - timedelta(hours=2)
+    pop = build(
+        n_treatment=90,
+        n_control=10,
+        retention_treatment=1.0,
+        retention_control=1.0,
+        holdout_percent=10,
+        enrolled_at=enrolled,
+    )
+    outcome_record_manual(membership_id=pop.control[0].pk, observed_at=enrolled + timedelta(hours=1), outcome="churned")
+    report = manager_api.get(f"retention/programmes/{pop.programme.pk}/impact").json()
+    ready_3 = (enrolled + timedelta(days=91)).date().isoformat()
+    first = report["retention"][0]
+    assert (first["months"], first["available"], first["uplift"], first["ci_low"], first["ci_high"]) == (
+        3,
+        False,
+        None,
+        None,
+        None,
+    )
+    assert first["p_value"] is None and first["significant"] is False and first["ready_on"] == ready_3
+    assert first["reason"] == (
+        "All members, 3 months: no uplift shown yet; it needs at least 10 members per group followed 3 months "
+        "(treatment 0, control 0) and 5 churned members in the two groups together (now 0) and 5 retained "
+        f"members in the two groups together (now 0). Enough members will have been followed 3 months on {ready_3}."
+    )
+    assert [c["available"] for c in report["retention"]] == [False, False, False]
+    survival = report["survival"]
+    assert survival["logrank"] == {
+        "available": False,
+        "reason": survival["logrank"]["reason"],
+        "chi2": None,
+        "p_value": None,
+        "significant": False,
+        "explanation": survival["logrank"]["reason"],
+    }
+    ready_30 = (enrolled + timedelta(days=30)).date().isoformat()
+    assert survival["logrank"]["reason"] == (
+        "No log-rank test yet: it needs at least 10 members per group followed 30 days or more (treatment 0, "
+        f"control 0) and 10 churn events (now 1). Enough members will have been followed 30 days on {ready_30}."
+    )
+    assert survival["rmst"]["available"] is False and survival["rmst"]["difference_days"] is None
+    assert survival["chart"] == {
+        "available": False,
+        "reason": "No survival curve yet: the longest follow-up is 0 days and a curve needs 30. Enough members "
+        f"will have been followed 30 days on {ready_30}.",
+        "longest_followup_days": 0,
+    }
+    assert all(not r["available"] for r in report["revenue"]["cuped"])
+    assert not any(h["available"] for h in report["take_up"]["by_horizon"])
+    assert "significant at" not in str(report) and "days of tenure" not in str(report)
+
+    html = _browser(manager).get(f"/manager/programmes/{pop.programme.pk}/impact/").content.decode()
+    assert "significant at" not in html and "days of tenure" not in html
+    assert " to </td>" not in html and "<td> to" not in html  # no empty interval
+    assert 'src="data:image/svg+xml' not in html  # no chart drawn on a degenerate axis
+    assert survival["chart"]["reason"] in html and survival["logrank"]["reason"] in html
+    assert f"Enough members will have been followed 3 months on {ready_3}." in html

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from loyalty.models import Customer, CustomerMetrics, ImpactReport, RetentionOutcome, ScoringModel, ScoringRun
-from loyalty.retention.services.impact import impact_report_compute
+from loyalty.retention.services.impact import Minimums, impact_report_compute
 from tests.factories import CustomerFactory, MembershipFactory, ProgrammeFactory, TierFactory
 from tests.loyalty.retention.population import AS_OF, ENROLLED, add_revenue, build
 
@@ -91,7 +91,15 @@ def test_kaplan_meier_matches_a_hand_computed_example():
     assert steps[100] == (2, 0, 2, pytest.approx(5 / 12, abs=1e-6))
     control = next(c for c in survival["curves"] if c["group"] == "control")
     assert {p["day"]: p["survival"] for p in control["points"]}[50] == pytest.approx(0.75)
-    # RMST to 365 days, curve carried flat after the last observation: 10*1 + 10*5/6 + 345*5/12.
+    # Six and four members followed 100 days at most: too few for RMST, which says why and when.
+    assert survival["rmst"]["available"] is False and survival["rmst"]["treatment"] is None
+    assert survival["rmst"]["reason"] == (
+        "No restricted mean survival time yet: it needs at least 10 churn events (now 4) and 10 members per group "
+        "followed the whole 365 days (treatment 0, control 0). Not before more members are enrolled in both groups."
+    )
+    # Without minimums: RMST to 365 days, curve carried flat after the last observation: 10*1 + 10*5/6 + 345*5/12.
+    none = Minimums(members_per_group=0, churned=0, retained=0, survival_events=0, followup_days=0)
+    survival = impact_report_compute(programme=programme, as_of=AS_OF, minimums=none)["survival"]
     assert survival["rmst"]["treatment"] == pytest.approx(10 + 10 * 5 / 6 + 345 * 5 / 12, abs=0.01)
     assert survival["rmst"]["control"] == pytest.approx(50 + 315 * 0.75, abs=0.01)
     assert {r["day"]: (r["treatment"], r["control"]) for r in survival["at_risk"]}[30] == (2, 4)

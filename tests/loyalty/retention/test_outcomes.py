@@ -264,3 +264,13 @@ def test_import_outcomes_is_all_or_nothing_with_line_numbers(tmp_path, member):
         call_command("import_outcomes", str(csv_file))
     assert "line 3.membership_id: Unknown membership 424242." in str(error.value)
     assert RetentionOutcome.objects.count() == 0
+
+
+def test_outcome_revenue_change_is_a_plain_two_place_decimal(manager_api, member):
+    response = manager_api.post(
+        "retention/outcomes",
+        {"membership_id": member.pk, "observed_at": OBSERVED, "outcome": "downgraded_plan", "revenue_change": "-5.5"},
+    )
+    assert (response.status_code, response.json()["revenue_change"]) == (201, "-5.50")
+    listed = manager_api.get(f"retention/outcomes?membership_id={member.pk}").json()
+    assert [i["revenue_change"] for i in listed["items"]] == ["-5.50"]

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('loyalty', '0003_natural_primary_keys'),
+        ('loyalty', '0004_run_heartbeat'),
     ]
 
     operations = [
