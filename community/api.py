@@ -47,7 +47,7 @@ from core.auth import request_user, require_role, user_auth
 from core.errors import ValidationFailed
 from core.idempotency import IdempotencyKeyHeader, run_idempotent
 from core.pagination import Page
-from core.schemas import responses
+from core.schemas import describe, responses
 
 router = Router(auth=user_auth)
 
@@ -88,9 +88,12 @@ def _viewer(request) -> int | None:
     response=responses({200: MyCommunityOut}),
     tags=[MEMBER],
     summary="My ambassador status and campaigns",
-    description="Any logged-in user. Campaigns where the caller is an ambassador, may refer as a member, or was "
-    "referred, with their referral code. Held-out nominees and control customers get the same empty answer "
-    "as anyone else.",
+    description=describe(
+        "any logged-in user.",
+        "Any logged-in user. Campaigns where the caller is an ambassador, may refer as a member, or was "
+        "referred, with their referral code. Held-out nominees and control customers get the same empty answer "
+        "as anyone else.",
+    ),
 )
 def my_community(request):
     return selectors.member_community(user=request_user(request))
@@ -101,9 +104,13 @@ def my_community(request):
     response=responses({200: CodeOut}, 409),
     tags=[REFERRALS],
     summary="My referral code in a campaign",
-    description="Ambassadors, members of campaigns open to members, and customers referred in the campaign; "
-    "the same code every time. Anyone else: 404 `campaign_not_found` (a campaign is never revealed). "
-    "Ended campaign: 409 `campaign_ended`.",
+    description=describe(
+        "any logged-in user.",
+        "Ambassadors, members of campaigns open to members, and customers referred in the campaign; the same "
+        "code every time. Anyone else: 404 `campaign_not_found` (a campaign is never revealed). Ended campaign: "
+        "409 `campaign_ended`.",
+        errors={409: "`campaign_not_found`; `campaign_ended`: the state does not allow it (see above)."},
+    ),
 )
 def my_code(request, campaign_id: int = CampaignId):
     code = referrals.referral_code_get_or_create(user=request_user(request), campaign_id=campaign_id)
@@ -115,9 +122,16 @@ def my_code(request, campaign_id: int = CampaignId):
     response=responses({201: ReferralOut}, 409),
     tags=[REFERRALS],
     summary="Enter the referral code I was given (sign-up)",
-    description="A newly signed-up customer attributes themselves to the code's holder. 400 `unknown_code`, "
-    "`outside_window`, `not_a_new_customer`, `self_referral`, `referrer_inactive`, `no_customer`; 409 "
-    "`already_attributed` (one attribution per customer, the first valid code wins).",
+    description=describe(
+        "any logged-in user.",
+        "A newly signed-up customer attributes themselves to the code's holder. 400 `unknown_code`, "
+        "`outside_window`, `not_a_new_customer`, `self_referral`, `referrer_inactive`, `no_customer`; 409 "
+        "`already_attributed` (one attribution per customer, the first valid code wins).",
+        errors={
+            409: "`unknown_code`; `outside_window`; `not_a_new_customer`; `self_referral`; `referrer_inactive`; "
+            "`no_customer`; `already_attributed`: the state does not allow it (see above)."
+        },
+    ),
 )
 def claim(request, payload: ClaimIn):
     referral = referrals.referral_claim(user=request_user(request), code=payload.code)
@@ -140,7 +154,7 @@ def claim(request, payload: ClaimIn):
     response=responses({200: list[RoundOut]}),
     tags=[IDEAS],
     summary="Idea rounds",
-    description="Any logged-in user. Newest first.",
+    description=describe("any logged-in user.", "Any logged-in user. Newest first."),
 )
 @paginate(Page)
 def list_rounds(request):
@@ -158,8 +172,11 @@ class IdeaFilters(Schema):
     response=responses({200: list[IdeaOut]}),
     tags=[IDEAS],
     summary="Ideas of a round, with vote counts",
-    description="Any logged-in user. Ideas a manager opened and did not hide, most votes first; authors by "
-    "first name and initial; `voted_by_me` for the caller.",
+    description=describe(
+        "any logged-in user.",
+        "Any logged-in user. Ideas a manager opened and did not hide, most votes first; authors by first name "
+        "and initial; `voted_by_me` for the caller.",
+    ),
 )
 @paginate(Page)
 def list_ideas(request, filters: Query[IdeaFilters], round_id: int = RoundId):
@@ -173,9 +190,13 @@ def list_ideas(request, filters: Query[IdeaFilters], round_id: int = RoundId):
     response=responses({201: IdeaOut}, 409),
     tags=[IDEAS],
     summary="Post an idea",
-    description="Members with an active membership, while the round is open (409 `round_closed`). It is "
-    "`submitted` until a manager opens it. At most 3 ideas a day: 429 `posting_limit`. Accepts "
-    "`Idempotency-Key`: a retry returns the first answer.",
+    description=describe(
+        "members with an active treatment membership (anyone else: `not_a_member`).",
+        "Members with an active membership, while the round is open (409 `round_closed`). It is `submitted` "
+        "until a manager opens it. At most 3 ideas a day: 429 `posting_limit`. Accepts `Idempotency-Key`: a "
+        "retry returns the first answer.",
+        errors={409: "`round_closed`; `submitted`: the state does not allow it (see above)."},
+    ),
 )
 def post_idea(request, payload: IdeaIn, round_id: int = RoundId, idempotency_key: str | None = IdempotencyKeyHeader):
     user = request_user(request)
@@ -194,7 +215,10 @@ def post_idea(request, payload: IdeaIn, round_id: int = RoundId, idempotency_key
     response=responses({200: IdeaDetailOut}),
     tags=[IDEAS],
     summary="An idea with its comments",
-    description="Any logged-in user; hidden ideas and ideas not opened yet (except to their author) are 404.",
+    description=describe(
+        "any logged-in user.",
+        "Any logged-in user; hidden ideas and ideas not opened yet (except to their author) are 404.",
+    ),
 )
 def get_idea(request, idea_id: int = IdeaId):
     return selectors.idea_get(idea_id=idea_id, customer_id=_viewer(request))
@@ -205,8 +229,15 @@ def get_idea(request, idea_id: int = IdeaId):
     response=responses({200: IdeaOut}, 409),
     tags=[IDEAS],
     summary="Vote for an idea",
-    description="Members; once per idea (409 `already_voted`), on open or shortlisted ideas (409 "
-    "`idea_not_votable`) of an open round (409 `round_closed`), not one's own (400 `own_idea`).",
+    description=describe(
+        "members with an active treatment membership (anyone else: `not_a_member`).",
+        "Members; once per idea (409 `already_voted`), on open or shortlisted ideas (409 `idea_not_votable`) of "
+        "an open round (409 `round_closed`), not one's own (400 `own_idea`).",
+        errors={
+            409: "`already_voted`; `idea_not_votable`; `round_closed`; `own_idea`: the state does not allow it "
+            "(see above)."
+        },
+    ),
 )
 def vote(request, idea_id: int = IdeaId):
     user = request_user(request)
@@ -219,7 +250,11 @@ def vote(request, idea_id: int = IdeaId):
     response=responses({200: IdeaOut}, 409),
     tags=[IDEAS],
     summary="Withdraw my vote",
-    description="Members, while the round is open and the idea takes votes. No vote: 404 `vote_not_found`.",
+    description=describe(
+        "members with an active treatment membership (anyone else: `not_a_member`).",
+        "Members, while the round is open and the idea takes votes. No vote: 404 `vote_not_found`.",
+        errors={409: "`vote_not_found`: the state does not allow it (see above)."},
+    ),
 )
 def unvote(request, idea_id: int = IdeaId):
     user = request_user(request)
@@ -232,8 +267,12 @@ def unvote(request, idea_id: int = IdeaId):
     response=responses({201: CommentOut}, 409),
     tags=[IDEAS],
     summary="Comment on an idea",
-    description="Members. At most 10 comments an hour: 429 `posting_limit`. Finished ideas or closed rounds: "
-    "409 `comments_closed`.",
+    description=describe(
+        "members with an active treatment membership (anyone else: `not_a_member`).",
+        "Members. At most 10 comments an hour: 429 `posting_limit`. Finished ideas or closed rounds: 409 "
+        "`comments_closed`.",
+        errors={409: "`comments_closed`: the state does not allow it (see above)."},
+    ),
 )
 def comment_idea(
     request, payload: CommentIn, idea_id: int = IdeaId, idempotency_key: str | None = IdempotencyKeyHeader
@@ -256,7 +295,7 @@ def comment_idea(
     response=responses({200: list[PollSummaryOut]}),
     tags=[POLLS],
     summary="Polls and news",
-    description="Any logged-in user. Newest first; hidden ones are left out.",
+    description=describe("any logged-in user.", "Any logged-in user. Newest first; hidden ones are left out."),
 )
 @paginate(Page)
 def list_polls(request):
@@ -269,7 +308,9 @@ def list_polls(request):
     response=responses({200: PollOut}),
     tags=[POLLS],
     summary="A poll, its results (after answering or closing) and comments",
-    description="Any logged-in user. Counts are null until the caller answered or the poll closed.",
+    description=describe(
+        "any logged-in user.", "Any logged-in user. Counts are null until the caller answered or the poll closed."
+    ),
 )
 def get_poll(request, poll_id: int = PollId):
     return selectors.poll_get(poll_id=poll_id, customer_id=_viewer(request))
@@ -280,8 +321,12 @@ def get_poll(request, poll_id: int = PollId):
     response=responses({200: PollOut}, 409),
     tags=[POLLS],
     summary="Answer a poll",
-    description="Members, once (409 `already_answered`), before closing (409 `poll_closed`); news takes no "
-    "answers (409 `not_a_poll`). Answers with the results.",
+    description=describe(
+        "members with an active treatment membership (anyone else: `not_a_member`).",
+        "Members, once (409 `already_answered`), before closing (409 `poll_closed`); news takes no answers (409 "
+        "`not_a_poll`). Answers with the results.",
+        errors={409: "`already_answered`; `poll_closed`; `not_a_poll`: the state does not allow it (see above)."},
+    ),
 )
 def answer_poll(request, payload: AnswerIn, poll_id: int = PollId):
     user = request_user(request)
@@ -294,7 +339,11 @@ def answer_poll(request, payload: AnswerIn, poll_id: int = PollId):
     response=responses({201: CommentOut}, 409),
     tags=[POLLS],
     summary="Comment on a poll or news",
-    description="Members, until closing (409 `poll_closed`). At most 10 comments an hour: 429 `posting_limit`.",
+    description=describe(
+        "members with an active treatment membership (anyone else: `not_a_member`).",
+        "Members, until closing (409 `poll_closed`). At most 10 comments an hour: 429 `posting_limit`.",
+        errors={409: "`poll_closed`: the state does not allow it (see above)."},
+    ),
 )
 def comment_poll(
     request, payload: CommentIn, poll_id: int = PollId, idempotency_key: str | None = IdempotencyKeyHeader
@@ -317,7 +366,9 @@ def comment_poll(
     response=responses({201: RoundOut}),
     tags=[MANAGER],
     summary="Open an idea round",
-    description="Programme managers. A start, an end and a budget.",
+    description=describe(
+        "programme managers (role `programme_manager`).", "Programme managers. A start, an end and a budget."
+    ),
 )
 def create_round(request, payload: RoundIn):
     user = require_role(request, Role.PROGRAMME_MANAGER)
@@ -343,7 +394,9 @@ class ManagerIdeaFilters(Schema):
     response=responses({200: list[ManagerIdeaOut]}),
     tags=[MANAGER],
     summary="Every idea of a round, for moderation",
-    description="Programme managers. Submitted and hidden ideas included.",
+    description=describe(
+        "programme managers (role `programme_manager`).", "Programme managers. Submitted and hidden ideas included."
+    ),
 )
 @paginate(Page)
 def manage_ideas(request, filters: Query[ManagerIdeaFilters], round_id: int = RoundId):
@@ -360,9 +413,13 @@ def _manager_idea(idea_id: int):
     response=responses({200: ManagerIdeaOut}, 409),
     tags=[MANAGER],
     summary="Move an idea to another status",
-    description="Programme managers. submitted → open|declined, open → shortlisted|declined, shortlisted → "
-    "open|declined, funded → delivered; funding is its own operation. Else 409 `invalid_transition`. The "
-    "author is emailed.",
+    description=describe(
+        "programme managers (role `programme_manager`).",
+        "Programme managers. submitted → open|declined, open → shortlisted|declined, shortlisted → "
+        "open|declined, funded → delivered; funding is its own operation. Else 409 `invalid_transition`. The "
+        "author is emailed.",
+        errors={409: "`invalid_transition`: the state does not allow it (see above)."},
+    ),
 )
 def idea_status(request, payload: TransitionIn, idea_id: int = IdeaId):
     user = require_role(request, Role.PROGRAMME_MANAGER)
@@ -375,8 +432,12 @@ def idea_status(request, payload: TransitionIn, idea_id: int = IdeaId):
     response=responses({200: ManagerIdeaOut}, 409),
     tags=[MANAGER],
     summary="Fund a shortlisted idea",
-    description="Programme managers. The round's funded total never exceeds its budget: 409 `budget_exceeded` "
-    "with what remains. Only shortlisted ideas: 409 `idea_not_shortlisted`.",
+    description=describe(
+        "programme managers (role `programme_manager`).",
+        "Programme managers. The round's funded total never exceeds its budget: 409 `budget_exceeded` with what "
+        "remains. Only shortlisted ideas: 409 `idea_not_shortlisted`.",
+        errors={409: "`budget_exceeded`; `idea_not_shortlisted`: the state does not allow it (see above)."},
+    ),
 )
 def idea_fund(request, payload: FundIn, idea_id: int = IdeaId):
     user = require_role(request, Role.PROGRAMME_MANAGER)
@@ -389,7 +450,11 @@ def idea_fund(request, payload: FundIn, idea_id: int = IdeaId):
     response=responses({200: ManagerIdeaOut}, 409),
     tags=[MANAGER],
     summary="Hide an idea",
-    description="Programme managers, with a reason. It leaves every member list. Already hidden: 409.",
+    description=describe(
+        "programme managers (role `programme_manager`).",
+        "Programme managers, with a reason. It leaves every member list. Already hidden: 409.",
+        errors={409: "`conflict`: the state does not allow it (see above)."},
+    ),
 )
 def idea_hide(request, payload: HideIn, idea_id: int = IdeaId):
     user = require_role(request, Role.PROGRAMME_MANAGER)
@@ -402,7 +467,11 @@ def idea_hide(request, payload: HideIn, idea_id: int = IdeaId):
     response=responses({200: CommentOut}, 409),
     tags=[MANAGER],
     summary="Hide a comment",
-    description="Programme managers, with a reason. Already hidden: 409 `already_hidden`.",
+    description=describe(
+        "programme managers (role `programme_manager`).",
+        "Programme managers, with a reason. Already hidden: 409 `already_hidden`.",
+        errors={409: "`already_hidden`: the state does not allow it (see above)."},
+    ),
 )
 def comment_hide(request, payload: HideIn, comment_id: int = CommentId):
     user = require_role(request, Role.PROGRAMME_MANAGER)
@@ -414,8 +483,10 @@ def comment_hide(request, payload: HideIn, comment_id: int = CommentId):
     response=responses({201: PollOut}),
     tags=[MANAGER],
     summary="Post a poll or news",
-    description="Programme managers. A poll has 2 to 10 distinct options; news may have none. Closing time in "
-    "the future.",
+    description=describe(
+        "programme managers (role `programme_manager`).",
+        "Programme managers. A poll has 2 to 10 distinct options; news may have none. Closing time in the future.",
+    ),
 )
 def create_poll(request, payload: PollIn):
     user = require_role(request, Role.PROGRAMME_MANAGER)
@@ -435,7 +506,11 @@ def create_poll(request, payload: PollIn):
     response=responses({200: PollSummaryOut}, 409),
     tags=[MANAGER],
     summary="Hide a poll or news",
-    description="Programme managers, with a reason. Already hidden: 409 `already_hidden`.",
+    description=describe(
+        "programme managers (role `programme_manager`).",
+        "Programme managers, with a reason. Already hidden: 409 `already_hidden`.",
+        errors={409: "`already_hidden`: the state does not allow it (see above)."},
+    ),
 )
 def poll_hide(request, payload: HideIn, poll_id: int = PollId):
     user = require_role(request, Role.PROGRAMME_MANAGER)
@@ -447,7 +522,10 @@ def poll_hide(request, payload: HideIn, poll_id: int = PollId):
     response=responses({201: CampaignOut}),
     tags=[MANAGER],
     summary="Create an ambassador campaign",
-    description="Programme managers. A window, a cap on nominees, the held-out share of nominees (0-50%).",
+    description=describe(
+        "programme managers (role `programme_manager`).",
+        "Programme managers. A window, a cap on nominees, the held-out share of nominees (0-50%).",
+    ),
 )
 def create_campaign(request, payload: CampaignIn):
     user = require_role(request, Role.PROGRAMME_MANAGER)
@@ -470,7 +548,7 @@ def create_campaign(request, payload: CampaignIn):
     response=responses({200: list[CampaignOut]}),
     tags=[MANAGER],
     summary="Ambassador campaigns",
-    description="Programme managers.",
+    description=describe("programme managers (role `programme_manager`).", "Programme managers."),
 )
 @paginate(Page)
 def list_campaigns(request):
@@ -483,8 +561,12 @@ def list_campaigns(request):
     response=responses({200: NominateOut}, 409),
     tags=[MANAGER],
     summary="Nominate ambassadors from a segment run",
-    description="Programme managers. The best-ranked active treatment members of the run, up to `cap` and never "
-    "beyond the campaign's maximum; each is an ambassador or held out by the reproducible split.",
+    description=describe(
+        "programme managers (role `programme_manager`).",
+        "Programme managers. The best-ranked active treatment members of the run, up to `cap` and never beyond "
+        "the campaign's maximum; each is an ambassador or held out by the reproducible split.",
+        errors={409: "`cap`: the state does not allow it (see above)."},
+    ),
 )
 def nominate(request, payload: NominateIn, campaign_id: int = CampaignId):
     require_role(request, Role.PROGRAMME_MANAGER)
@@ -500,7 +582,7 @@ class NomineeFilters(Schema):
     response=responses({200: list[NomineeOut]}),
     tags=[MANAGER],
     summary="A campaign's nominees",
-    description="Programme managers. In rank order.",
+    description=describe("programme managers (role `programme_manager`).", "Programme managers. In rank order."),
 )
 @paginate(Page)
 def list_nominees(request, filters: Query[NomineeFilters], campaign_id: int = CampaignId):
@@ -513,7 +595,11 @@ def list_nominees(request, filters: Query[NomineeFilters], campaign_id: int = Ca
     response=responses({200: NomineeOut}, 409),
     tags=[MANAGER],
     summary="Record what an ambassador received",
-    description="Programme managers. Held-out nominees receive nothing: 409 `held_out_nominee`.",
+    description=describe(
+        "programme managers (role `programme_manager`).",
+        "Programme managers. Held-out nominees receive nothing: 409 `held_out_nominee`.",
+        errors={409: "`held_out_nominee`: the state does not allow it (see above)."},
+    ),
 )
 def record_received(request, payload: ReceivedIn, nominee_id: int = NomineeId):
     require_role(request, Role.PROGRAMME_MANAGER)
@@ -525,10 +611,13 @@ def record_received(request, payload: ReceivedIn, nominee_id: int = NomineeId):
     response=responses({200: CampaignReportOut}),
     tags=[MANAGER],
     summary="Campaign report",
-    description="Programme managers. Referrals and conversions per ambassador (top 100 chains), chain depth "
-    "distribution, K per generation (converted ÷ distinct referrers) and overall, revenue of referred "
-    "customers since attribution, and the uplift in revenue per nominee of ambassadors over held-out "
-    "nominees with a 95% interval.",
+    description=describe(
+        "programme managers (role `programme_manager`).",
+        "Programme managers. Referrals and conversions per ambassador (top 100 chains), chain depth "
+        "distribution, K per generation (converted ÷ distinct referrers) and overall, revenue of referred "
+        "customers since attribution, and the uplift in revenue per nominee of ambassadors over held-out "
+        "nominees with a 95% interval.",
+    ),
 )
 def campaign_report(request, campaign_id: int = CampaignId):
     require_role(request, Role.PROGRAMME_MANAGER)
@@ -540,8 +629,11 @@ def campaign_report(request, campaign_id: int = CampaignId):
     response=responses({200: InfluenceRefreshOut}),
     tags=[MANAGER],
     summary="Recompute conversions and influence now",
-    description="Programme managers. Marks converted referrals and rewrites every customer's influence (the "
-    "segment rule field `influence`). Also runs periodically.",
+    description=describe(
+        "programme managers (role `programme_manager`).",
+        "Programme managers. Marks converted referrals and rewrites every customer's influence (the segment "
+        "rule field `influence`). Also runs periodically.",
+    ),
 )
 def refresh_influence(request):
     require_role(request, Role.PROGRAMME_MANAGER)
