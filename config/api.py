@@ -185,6 +185,7 @@ def server_error(request, exc: Exception):
 
 def _mount_routers() -> None:
     from accounts.api import router as accounts_router
+    from community.api import router as community_router
     from concierge.api import router as concierge_router
     from core.api import router as core_router
     from events.api import router as events_router
@@ -195,6 +196,7 @@ def _mount_routers() -> None:
     api.add_router("", loyalty_router)
     api.add_router("", concierge_router)
     api.add_router("", events_router)
+    api.add_router("", community_router)
 
 
 _mount_routers()

@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "loyalty",
     "concierge",
     "events",
+    "community",
     "demo",
 ]
 
@@ -282,6 +283,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Periodic work: one entry per task, `schedule` in seconds (loaded into django-celery-beat by
 # `manage.py sync_beat`, which `make run` and the beat service run).
+from community.schedule import BEAT as COMMUNITY_BEAT  # noqa: E402
 from concierge.schedule import BEAT as CONCIERGE_BEAT  # noqa: E402
 from events.schedule import BEAT as EVENTS_BEAT  # noqa: E402
 from loyalty.schedule import BEAT as LOYALTY_BEAT  # noqa: E402
@@ -309,6 +311,7 @@ CELERY_BEAT_SCHEDULE: dict = {
     **LOYALTY_BEAT,
     **CONCIERGE_BEAT,
     **EVENTS_BEAT,
+    **COMMUNITY_BEAT,
 }
 
 # Stripe

@@ -4,6 +4,7 @@ from loyalty.customers.models import Channel, Customer, Interaction, RevenueEntr
 from loyalty.programmes.models import Enrolment, MemberNotification, Membership, Programme, Tier, TierChange
 from loyalty.retention.models import ImpactReport, RetentionOutcome
 from loyalty.segmentation.models import (
+    CustomerInfluence,
     CustomerMetrics,
     InteractionDayRollup,
     RevenueDayRollup,
@@ -18,6 +19,7 @@ from loyalty.segmentation.models import (
 __all__ = [
     "Channel",
     "Customer",
+    "CustomerInfluence",
     "CustomerMetrics",
     "Enrolment",
     "ImpactReport",

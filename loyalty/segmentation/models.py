@@ -255,3 +255,17 @@ class SegmentMember(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "customer"], name="segmentmember_run_customer_unique")]
         indexes = [models.Index(fields=["run", "rank"], name="segmentmember_run_rank_idx")]
+
+
+class CustomerInfluence(models.Model):
+    """A customer's influence in the community, for segment rules (field `influence`). Loyalty owns the table;
+    the community app computes it and writes it through loyalty.segmentation.services.influence, so loyalty
+    never imports community. Customers without a row have influence 0."""
+
+    customer = models.OneToOneField(
+        "loyalty.Customer", primary_key=True, on_delete=models.CASCADE, related_name="influence"
+    )
+    score = models.FloatField(help_text="Referral credit plus weighted votes received.")
+    referral_credit = models.FloatField(default=0, help_text="Converted referrals, discounted per generation.")
+    votes_received = models.PositiveIntegerField(default=0)
+    computed_at = models.DateTimeField()

@@ -25,7 +25,7 @@ from datetime import UTC, date, datetime
 from django.db import DatabaseError, connection, transaction
 
 from loyalty.customers.models import Channel, Customer, Interaction, RevenueEntry
-from loyalty.ingestion.services import churn
+from loyalty.ingestion.services import churn, hand_over
 from loyalty.ingestion.services.validation import (
     MAX_REPORTED_ERRORS,
     RowError,
@@ -106,6 +106,8 @@ def ingest_rows(
             if dry_run:
                 raise _DryRun()
             _after_write(kind, touched, result, now=now)
+            if kind == "customers":
+                hand_over.customers_ingested(rows)
     except _DryRun:
         pass
     result.unchanged = result.rows - result.created - result.updated

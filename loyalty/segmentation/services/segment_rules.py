@@ -4,7 +4,8 @@ A rule is a JSON tree:
     {"all": [node, ...]} | {"any": [node, ...]} | {"not": node}
     | {"field": <name>, "op": "eq|ne|lt|lte|gt|gte|in|not_in", "value": ...}
 `{}` (or null) matches every scored customer. Fields are the CustomerMetrics of the scoring run and customer
-attributes: region, status, age, age_band, tenure_days (age and tenure as of the scoring run's day).
+attributes: region, status, age, age_band, tenure_days (age and tenure as of the scoring run's day), and the
+community `influence` (converted referrals discounted per generation plus weighted votes received; 0 if none).
 The SQL runs over `m` (CustomerMetrics) joined with `c` (Customer); every value is a query parameter.
 """
 
@@ -32,6 +33,11 @@ METRIC_FIELDS: dict[str, tuple[str, str]] = {
     "active_weeks": (INTEGER, "m.active_weeks"),
     "days_since_last": (INTEGER, "m.days_since_last"),
     "decayed_activity": (NUMBER, "m.decayed_activity"),
+    # Community influence (loyalty.CustomerInfluence, written by the community app); 0 without a row.
+    "influence": (
+        NUMBER,
+        "COALESCE((SELECT ci.score FROM loyalty_customerinfluence ci WHERE ci.customer_id = m.customer_id), 0)",
+    ),
 }
 AGE_BANDS: dict[str, tuple[int, int]] = {
     "under 18": (0, 17),
