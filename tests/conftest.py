@@ -168,9 +168,8 @@ def broker_at(url: str):
         else:
             os.environ["CELERY_BROKER_URL"] = to  # Celery reads the variable before its configuration
         app.conf.broker_url = to
-        if app._pool is not None:
-            app._pool.force_close_all()
-            app._pool = None
+        app._pool = None  # the next connection is made for the new URL (the old pool is left to close)
+        app.amqp._producer_pool = None
 
     previous_env, previous = os.environ.get("CELERY_BROKER_URL"), app.conf.broker_url
     switch(url)

