@@ -235,7 +235,7 @@ def test_audit_has_no_write_operations(client):
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_assignment_one_wins_the_other_gets_409():
     agents = [UserFactory(roles=["concierge_agent"]) for _ in range(6)]
     user, _ = make_member()

@@ -164,7 +164,7 @@ def test_bad_input_is_422_naming_the_field(payload, field):
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_creates_never_exceed_the_allowance():
     allowance, threads_n = 3, 10
     user, membership = make_member(monthly_request_allowance=allowance)
