@@ -188,6 +188,9 @@ def test_a_day_zero_churn_without_follow_up_claims_nothing(manager, manager_api)
         "p_value": None,
         "significant": False,
         "explanation": survival["logrank"]["reason"],
+        "p_adjusted": None,
+        "role": "exploratory",
+        "srm_warning": False,
     }
     ready_30 = (enrolled + timedelta(days=30)).date().isoformat()
     assert survival["logrank"]["reason"] == (

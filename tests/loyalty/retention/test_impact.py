@@ -10,7 +10,15 @@ from decimal import Decimal
 
 import pytest
 
-from loyalty.models import Customer, CustomerMetrics, ImpactReport, RetentionOutcome, ScoringModel, ScoringRun
+from loyalty.models import (
+    Customer,
+    CustomerMetrics,
+    ImpactReport,
+    Membership,
+    RetentionOutcome,
+    ScoringModel,
+    ScoringRun,
+)
 from loyalty.retention.services.impact import Minimums, impact_report_compute
 from tests.factories import CustomerFactory, MembershipFactory, ProgrammeFactory, TierFactory
 from tests.loyalty.retention.population import AS_OF, ENROLLED, add_revenue, build
@@ -231,33 +239,59 @@ def test_cuped_adjustment_narrows_the_revenue_interval_around_the_truth():
     assert month1["treatment_n"] == 300
 
 
-def test_retention_by_engagement_band_uses_the_latest_scoring_run():
+def _metrics(run, customer_id, score):
+    return CustomerMetrics(
+        scoring_run=run,
+        customer_id=customer_id,
+        revenue_minor=0,
+        revenue_rank=1,
+        revenue_percentile=50,
+        engagement_score=score,
+        engagement_percentile=50,
+        channels_used=1,
+        active_weeks=1,
+    )
+
+
+def test_engagement_bands_come_from_the_scoring_run_the_enrolment_used_never_a_later_one():
+    from loyalty.models import Segment, SegmentRun
+
     pop = build(n_treatment=200, n_control=200, retention_treatment=0.9, retention_control=0.8, seed=4)
     model = ScoringModel.objects.create(name="default")
-    old = ScoringRun.objects.create(scoring_model=model, as_of=AS_OF - timedelta(days=30), status="succeeded")
-    new = ScoringRun.objects.create(scoring_model=model, as_of=AS_OF - timedelta(days=1), status="succeeded")
+    at_enrolment = ScoringRun.objects.create(
+        scoring_model=model, as_of=ENROLLED - timedelta(days=5), status="succeeded"
+    )
+    segment_run_source = ScoringRun.objects.create(
+        scoring_model=model, as_of=ENROLLED - timedelta(days=40), status="succeeded"
+    )
+    later = ScoringRun.objects.create(scoring_model=model, as_of=AS_OF - timedelta(days=1), status="succeeded")
+    members = pop.treatment + pop.control
     rows = []
-    for i, m in enumerate(pop.treatment + pop.control):
-        for run, score in ((old, 50.0), (new, 10.0 if i % 2 else 90.0)):
-            rows.append(
-                CustomerMetrics(
-                    scoring_run=run,
-                    customer_id=m.customer_id,
-                    revenue_minor=0,
-                    revenue_rank=1,
-                    revenue_percentile=50,
-                    engagement_score=score,
-                    engagement_percentile=50,
-                    channels_used=1,
-                    active_weeks=1,
-                )
-            )
+    for i, m in enumerate(members):
+        # At enrolment: alternately 10 and 90; after it everybody scores 50 (post-treatment, must not be used).
+        rows += [_metrics(at_enrolment, m.customer_id, 10.0 if i % 2 else 90.0), _metrics(later, m.customer_id, 50.0)]
+        rows.append(_metrics(segment_run_source, m.customer_id, 30.0))
     CustomerMetrics.objects.bulk_create(rows)
-    engagement = impact_report_compute(programme=pop.programme, as_of=AS_OF)["engagement"]
-    assert engagement["scoring_run_id"] == new.pk
-    bands = {b["band"]: b["horizons"][2] for b in engagement["bands"]}
-    assert set(bands) == {"0-20", "80-100"}
-    assert bands["0-20"]["treatment"]["n"] + bands["80-100"]["treatment"]["n"] == 200
+    # The first 20 treatment members were enrolled from a segment run that used an older scoring run.
+    run = SegmentRun.objects.create(segment=Segment.objects.create(name="top"), scoring_run=segment_run_source)
+    Membership.objects.filter(pk__in=[m.pk for m in pop.treatment[:20]]).update(source_run=run)
+    report = impact_report_compute(programme=pop.programme, as_of=AS_OF)
+    engagement = report["engagement"]
+    assert engagement["scoring_run_ids"] == sorted([at_enrolment.pk, segment_run_source.pk])
+    bands = {b["band"]: b for b in engagement["bands"]}
+    assert set(bands) == {"0-20", "20-40", "80-100"}
+    assert {k: (b["srm"]["treatment"], b["srm"]["control"]) for k, b in bands.items()} == {
+        "0-20": (90, 100),
+        "20-40": (20, 0),
+        "80-100": (90, 100),
+    }
+    assert "never a later one" in engagement["explanation"]
+    # A band of treatment members only fails its own split check: shown as untrustworthy, not as an effect.
+    only_treatment = bands["20-40"]
+    assert only_treatment["srm"]["mismatch"] is True
+    for c in only_treatment["horizons"]:
+        assert c["role"] == "untrustworthy" and c["uplift"] is None and c["significant"] is False
+        assert "fails its sample-ratio check" in c["explanation"]
 
 
 def test_report_api_for_managers_only(manager_api, agent_api):
