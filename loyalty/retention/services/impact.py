@@ -268,6 +268,7 @@ def compare_retention(
             reason += " It will show once enough members have churned or stayed that long."
         explanation, test, reduction, p = reason, dict.fromkeys(test), None, None
     return {
+        "label": label,
         "months": months,
         "horizon_days": q.horizon_days(months),
         "treatment": {"n": n_t, "retained": retained_t, "rate": _f(rate_t)},
@@ -986,9 +987,9 @@ def _judge(report: dict, *, programme: Programme, primary_months: int, last_enro
     family = []
     for holder, stats_, kind in _effects(report):
         stats_["significant"] = False
-        if holder.get("subgroup_srm_mismatch") and holder.get("available", True):
+        if holder.get("subgroup_srm_mismatch"):
             reason = (
-                f"{holder['explanation'].split(',')[0]}: this subgroup's own treatment/control split fails its "
+                f"{holder['label']}, {holder['months']} months: this subgroup's own treatment/control split fails its "
                 "sample-ratio check (p < 0.001), so its comparison is untrustworthy and no effect is shown."
             )
             for k in ("uplift", "ci_low", "ci_high", "p_value", "relative_churn_reduction"):
