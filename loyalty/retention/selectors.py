@@ -77,7 +77,11 @@ def _tables() -> dict[str, str]:
 
 
 def _year(expr: str) -> str:
-    return f"CAST(EXTRACT(YEAR FROM {expr} AT TIME ZONE 'UTC') AS integer)" if _pg() else f"CAST(strftime('%%Y', {expr}) AS INTEGER)"
+    return (
+        f"CAST(EXTRACT(YEAR FROM {expr} AT TIME ZONE 'UTC') AS integer)"
+        if _pg()
+        else f"CAST(strftime('%%Y', {expr}) AS INTEGER)"
+    )
 
 
 def _members_cte() -> str:

@@ -417,7 +417,12 @@ def survival_section(
     ]
     section: dict[str, Any] = {
         "curves": curves,
-        "at_risk": [{"day": r["day"], "treatment": r.get(TREATMENT, 0), "control": r.get(CONTROL, 0)} for r in at_risk],
+        # Cut at the end of follow-up: no rows for days nobody has been followed to yet.
+        "at_risk": [
+            {"day": r["day"], "treatment": r.get(TREATMENT, 0), "control": r.get(CONTROL, 0)}
+            for r in at_risk
+            if r["day"] <= max((max(d) for d, _, _ in data.values()), default=0)
+        ],
         "explanation": (
             "Kaplan-Meier estimate of the share of members still customers by days since enrolment, per assigned "
             "group; members who have not churned are censored at their last observation. `at_risk` is the number "
@@ -985,7 +990,7 @@ def _judge(report: dict, *, programme: Programme, primary_months: int, last_enro
     interim = decision_day is None or as_of < decision_day
     primary = next(c for c in report["retention"] if c["months"] == primary_months)
     family = []
-    for holder, stats_, kind in _effects(report):
+    for holder, stats_, _kind in _effects(report):
         stats_["significant"] = False
         if holder.get("subgroup_srm_mismatch"):
             reason = (

@@ -20,7 +20,7 @@ from loyalty.models import (
     ScoringModel,
     ScoringRun,
 )
-from loyalty.retention.services.impact import Z, Minimums, impact_report_compute
+from loyalty.retention.services.impact import Minimums, Z, impact_report_compute
 from tests.factories import CustomerFactory, MembershipFactory, ProgrammeFactory, TierFactory
 from tests.loyalty.retention.population import AS_OF, ENROLLED, add_revenue, build
 
@@ -363,7 +363,7 @@ def test_charts_are_svg_and_csv_tables_export(manager_api, agent_api):
     rows = list(csv.reader(io.StringIO(exported.content.decode())))
     assert rows[0][:4] == ["scope", "key", "months", "treatment_n"]
     assert [r[:3] for r in rows[1:4]] == [["overall", "all", "3"], ["overall", "all", "6"], ["overall", "all", "12"]]
-    assert {r[0] for r in rows[1:]} == {"overall", "tier", "cohort", "engagement_band"}
+    assert {r[0] for r in rows[1:]} == {"overall", "tier", "cohort", "engagement_band", "age_band"}
 
 
 def test_formula_like_names_are_neutralised_in_csv(manager_api):
@@ -542,7 +542,9 @@ def test_cuped_covariate_leaves_out_the_enrolment_months_bill():
         )
         for m in pop.treatment + pop.control
     )
-    cuped = next(c for c in impact_report_compute(programme=pop.programme, as_of=AS_OF)["revenue"]["cuped"] if c["months"] == 6)
+    cuped = next(
+        c for c in impact_report_compute(programme=pop.programme, as_of=AS_OF)["revenue"]["cuped"] if c["months"] == 6
+    )
     adjusted = cuped["adjusted"]
     assert adjusted["ci_low"] < 6 * 5 < adjusted["ci_high"]
     assert abs(adjusted["difference"] - 30) < 0.5
