@@ -31,6 +31,7 @@ class Simulated:
     end: datetime
     effect: float
     revenue_effect: float
+    take_up: float = 0.5
 
     def true_uplift(self, months: int) -> float:
         from loyalty.retention.selectors import horizon_days
@@ -183,7 +184,9 @@ def simulate_programme(
             for ext, at in batch
         ]
         ingest_rows(kind="customers", rows=rows_validate("customers", rows), now=min(sent, end))
-    return Simulated(programme=programme, start=start, end=end, effect=effect, revenue_effect=revenue_effect)
+    return Simulated(
+        programme=programme, start=start, end=end, effect=effect, revenue_effect=revenue_effect, take_up=take_up
+    )
 
 
 def headline(report: dict, sim: Simulated) -> dict[str, tuple[float | None, float | None, float | None, float]]:
@@ -191,6 +194,11 @@ def headline(report: dict, sim: Simulated) -> dict[str, tuple[float | None, floa
     out = {}
     for c in report["retention"]:
         out[f"ITT uplift {c['months']} months"] = (c["uplift"], c["ci_low"], c["ci_high"], sim.true_uplift(c["months"]))
+    # The complier effect's estimand: the ITT effect over the share that takes the programme up.
+    for h in report["take_up"]["by_horizon"]:
+        if h["cace"] is not None:
+            truth = sim.true_uplift(h["months"]) / sim.take_up
+            out[f"Complier effect {h['months']} months"] = (h["cace"], h["cace_ci_low"], h["cace_ci_high"], truth)
     if sim.effect == 0 and sim.revenue_effect == 0:  # revenue truth known exactly only without any effect
         for r in report["revenue"]["cuped"]:
             if r.get("adjusted"):
