@@ -544,7 +544,9 @@ def survival_section(
             "explanation": (
                 f"Restricted mean survival time: of the first {RMST_DAYS} days after enrolment, a treatment member "
                 f"stayed {rm_t:.1f} days on average and a control member {rm_c:.1f}; the programme gains "
-                f"{diff:+.1f} days of tenure per customer ({_p_text(p_rmst)})."
+                f"{diff:+.1f} days of tenure per customer"
+                + (f" (95% CI {diff - Z * se:+.1f} to {diff + Z * se:+.1f} days, " if se > 0 else " (")
+                + f"{_p_text(p_rmst)})."
             ),
         }
     return section

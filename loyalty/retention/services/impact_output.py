@@ -63,7 +63,7 @@ def chart_survival_svg(report: dict) -> str:
     ):
         from loyalty.retention.services.impact import p_format
 
-        title += f" (log-rank {p_format(survival['logrank']['p_value'])})"
+        title += f" (log-rank {p_format(survival['logrank']['p_value'])}, exploratory)"
     ax.set_title(title)
     ax.grid(alpha=0.3)
     if survival["curves"]:
