@@ -104,10 +104,18 @@ def _pts(value: float | None) -> str:
 
 
 def p_format(p: float | None) -> str:
-    """'p = 0.0386', 'p < 0.001', or 'no test possible'."""
+    """'p < 0.001', 'p = 0.039', 'p = 0.04996' (never rounded onto or across 0.05), 'p = 0.27', or 'no test'."""
     if p is None:
         return "no test possible"
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}" if p < 0.0095 else f"p = {p:.2f}"
+    if p < 0.001:
+        return "p < 0.001"
+    if p >= 0.1:
+        return f"p = {p:.2f}"
+    for digits in (3, 4, 5, 6):  # more digits until the printed value falls on the same side of 0.05
+        text = f"{p:.{digits}f}"
+        if float(text) != ALPHA and (float(text) < ALPHA) == (p < ALPHA):
+            break
+    return f"p = {text}"
 
 
 def _p_text(p: float | None, *, significant: bool | None = None, role: str = "") -> str:

@@ -439,11 +439,13 @@ def test_p_value_and_interval_never_disagree_and_full_retention_is_not_a_zero_wi
 def test_p_values_read_as_less_than_one_in_a_thousand_and_relative_churn_says_higher_or_lower():
     from loyalty.retention.services.impact import compare_retention, p_format
 
-    assert [p_format(p) for p in (0.0, 1e-9, 0.00099, 0.0386, 0.2)] == [
+    assert [p_format(p) for p in (0.0, 1e-9, 0.00099, 0.0386, 0.04996, 0.0502, 0.2)] == [
         "p < 0.001",
         "p < 0.001",
         "p < 0.001",
-        "p = 0.04",
+        "p = 0.039",
+        "p = 0.04996",
+        "p = 0.0502",
         "p = 0.20",
     ]
     worse = compare_retention(months=12, n_t=1000, churned_t=220, n_c=1000, churned_c=200, label="All members")
