@@ -32,6 +32,15 @@ class Programme(models.Model):
         default=0.89, help_text="Expected yearly retention without the programme (for the detectable-effect estimate)."
     )
     last_evaluated_at = models.DateTimeField(null=True, blank=True, help_text="Last tier re-evaluation.")
+    primary_metric = models.CharField(
+        max_length=32,
+        choices=[("retention", "Retention at the primary horizon (intention to treat)")],
+        default="retention",
+        help_text="The impact report's one confirmatory question; every other comparison is exploratory.",
+    )
+    primary_horizon_months = models.PositiveSmallIntegerField(
+        default=12, help_text="Months after enrolment at which the primary question is decided (1 to 60)."
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -44,6 +53,10 @@ class Programme(models.Model):
                 condition=Q(holdout_percent__gte=0, holdout_percent__lte=50), name="programme_holdout_range"
             ),
             models.CheckConstraint(condition=Q(evaluation_cadence_days__gte=1), name="programme_cadence_positive"),
+            models.CheckConstraint(
+                condition=Q(primary_horizon_months__gte=1, primary_horizon_months__lte=60),
+                name="programme_primary_horizon_range",
+            ),
             models.CheckConstraint(condition=Q(grace_period_days__gte=1), name="programme_grace_positive"),
             models.CheckConstraint(
                 condition=Q(expected_retention__gt=0, expected_retention__lt=1), name="programme_retention_range"

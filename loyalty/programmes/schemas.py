@@ -21,6 +21,12 @@ class ProgrammeIn(Schema):
     evaluation_cadence_days: int = Field(30, ge=1, le=3650)
     grace_period_days: int = Field(60, ge=1, le=3650)
     expected_retention: float = Field(0.89, gt=0, lt=1, description="Yearly retention without the programme.")
+    primary_metric: Literal["retention"] = Field(
+        "retention", description="The impact report's one confirmatory question (frozen once customers are enrolled)."
+    )
+    primary_horizon_months: int = Field(
+        12, ge=1, le=60, description="Months after enrolment at which the primary question is decided."
+    )
 
 
 class ProgrammePatch(Schema):
@@ -33,6 +39,8 @@ class ProgrammePatch(Schema):
     evaluation_cadence_days: int | None = Field(None, ge=1, le=3650)
     grace_period_days: int | None = Field(None, ge=1, le=3650)
     expected_retention: float | None = Field(None, gt=0, lt=1)
+    primary_metric: Literal["retention"] | None = None
+    primary_horizon_months: int | None = Field(None, ge=1, le=60)
 
 
 class ProgrammeOut(Schema):
@@ -46,6 +54,8 @@ class ProgrammeOut(Schema):
     evaluation_cadence_days: int
     grace_period_days: int
     expected_retention: float
+    primary_metric: str
+    primary_horizon_months: int
     last_evaluated_at: datetime | None
     created_at: datetime
 

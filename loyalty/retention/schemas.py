@@ -92,6 +92,12 @@ class ComparisonOut(Schema):
     available: bool = Field(True, description="False when follow-up or events fall short of the report's minimums.")
     reason: str | None = Field(None, description="What is missing (and until when), when not available.")
     ready_on: str | None = Field(None, description="Day enough members will have been followed to the horizon.")
+    role: str | None = Field(
+        None, description="`primary` (the one confirmatory question), `exploratory` or `untrustworthy`."
+    )
+    p_adjusted: float | None = Field(None, description="Benjamini-Hochberg adjusted p (exploratory comparisons).")
+    subgroup_srm_mismatch: bool | None = Field(None, description="The subgroup's own split fails its SRM check.")
+    srm_warning: bool = Field(False, description="The overall split fails its SRM check: not trustworthy.")
 
 
 class SrmOut(Schema):
@@ -124,6 +130,7 @@ class TakeUpHorizonOut(Schema):
     naive_difference: float | None
     explanation: str
     available: bool = True
+    srm_warning: bool = False
 
 
 class TakeUpOut(Schema):
@@ -139,21 +146,42 @@ class TakeUpOut(Schema):
 class TierBreakdownOut(Schema):
     tier_id: int | None
     tier_name: str
+    srm: SrmOut | None = None
     horizons: list[ComparisonOut]
 
 
 class CohortBreakdownOut(Schema):
     cohort: str
+    srm: SrmOut | None = None
     horizons: list[ComparisonOut]
 
 
 class BandBreakdownOut(Schema):
     band: str
+    srm: SrmOut | None = None
     horizons: list[ComparisonOut]
 
 
+class AgeBreakdownOut(Schema):
+    age_band: str
+    srm: SrmOut | None = None
+    horizons: list[ComparisonOut]
+
+
+class DecisionOut(Schema):
+    primary_metric: str
+    primary_months: int
+    interim: bool = Field(description="Before every member reached the primary horizon: not a decision.")
+    decision_day: str | None
+    srm_failed: bool
+    looks: str = Field(description="How repeated looks are handled: `interim_not_a_decision`.")
+    exploratory_comparisons: int
+    exploratory_adjustment: str
+    explanation: str
+
+
 class EngagementOut(Schema):
-    scoring_run_id: int | None
+    scoring_run_ids: list[int] = Field([], description="Scoring runs the enrolments used (bands at enrolment).")
     bands: list[BandBreakdownOut]
     explanation: str
 
@@ -185,6 +213,9 @@ class LogrankOut(Schema):
     chi2: float | None
     p_value: float | None
     significant: bool
+    p_adjusted: float | None = None
+    role: str | None = None
+    srm_warning: bool = False
     explanation: str
     available: bool = Field(True, description="False when follow-up or events fall short of the report's minimums.")
     reason: str | None = Field(None, description="What is missing (and until when), when not available.")
@@ -198,6 +229,10 @@ class RmstOut(Schema):
     ci_low: float | None
     ci_high: float | None
     p_value: float | None
+    significant: bool = False
+    p_adjusted: float | None = None
+    role: str | None = None
+    srm_warning: bool = False
     explanation: str
     available: bool = Field(True, description="False when follow-up or events fall short of the report's minimums.")
     reason: str | None = Field(None, description="What is missing (and until when), when not available.")
@@ -233,6 +268,8 @@ class RevenueEstimateOut(Schema):
     ci_low: float | None
     ci_high: float | None
     p_value: float | None
+    significant: bool = False
+    p_adjusted: float | None = None
 
 
 class CupedOut(Schema):
@@ -243,6 +280,8 @@ class CupedOut(Schema):
     raw: RevenueEstimateOut | None = None
     adjusted: RevenueEstimateOut | None = None
     variance_reduction: float | None = None
+    role: str | None = None
+    srm_warning: bool = False
     explanation: str
     available: bool = Field(True, description="False when follow-up or events fall short of the report's minimums.")
     reason: str | None = Field(None, description="What is missing (and until when), when not available.")
@@ -288,6 +327,8 @@ class ImpactReportBodyOut(Schema):
     retention: list[ComparisonOut]
     by_tier: list[TierBreakdownOut]
     by_cohort: list[CohortBreakdownOut]
+    by_age: list[AgeBreakdownOut] = []
+    decision: DecisionOut | None = None
     engagement: EngagementOut
     survival: SurvivalOut
     revenue: RevenueOut

@@ -21,12 +21,13 @@ from django.db import connection
 from loyalty.customers.models import Customer, Interaction, RevenueEntry
 from loyalty.programmes.models import Membership, TierChange
 from loyalty.retention.models import RetentionOutcome
-from loyalty.segmentation.models import CustomerMetrics, RunStatus, ScoringRun
+from loyalty.segmentation.models import CustomerMetrics, RunStatus, ScoringRun, SegmentRun
 
 DAYS_PER_MONTH = 365.25 / 12
 PRE_PERIOD_DAYS = 365
 TAKE_UP_CHANNELS = ("concierge", "event")
 ENGAGEMENT_BANDS = ("0-20", "20-40", "40-60", "60-80", "80-100")
+AGE_BANDS = ("under 25", "25-34", "35-44", "45-54", "55-64", "65 and over")
 
 
 def horizon_days(months: int) -> int:
@@ -70,12 +71,27 @@ def _tables() -> dict[str, str]:
         "interaction": Interaction._meta.db_table,
         "metrics": CustomerMetrics._meta.db_table,
         "revenue": RevenueEntry._meta.db_table,
+        "segmentrun": SegmentRun._meta.db_table,
+        "scoringrun": ScoringRun._meta.db_table,
     }
+
+
+def _year(expr: str) -> str:
+    return (
+        f"CAST(EXTRACT(YEAR FROM {expr} AT TIME ZONE 'UTC') AS integer)"
+        if _pg()
+        else f"CAST(strftime('%%Y', {expr}) AS INTEGER)"
+    )
 
 
 def _members_cte() -> str:
     """CTEs `eff`, `base` and `d`: one row per membership with group, enrolment tier, cohort, event, tenure,
-    age, take-up and engagement band. Parameters (named): p, as_of, run."""
+    age, take-up, engagement band and age band. Parameters (named): p, as_of.
+
+    Subgroups are baseline only: the engagement band comes from the scoring run the enrolment used (the
+    membership's source segment run), or, without one, the latest succeeded scoring run as of the enrolment;
+    never from a run after it (churners stop interacting, treated members use the concierge). The age band
+    is the age in the enrolment year."""
     t = _tables()
     placeholders = ", ".join(f"'{c}'" for c in TAKE_UP_CHANNELS)
     return f"""
@@ -108,15 +124,26 @@ def _members_cte() -> str:
             CASE WHEN cm.engagement_score IS NULL THEN -1
                  WHEN cm.engagement_score < 20 THEN 0 WHEN cm.engagement_score < 40 THEN 1
                  WHEN cm.engagement_score < 60 THEN 2 WHEN cm.engagement_score < 80 THEN 3
-                 ELSE 4 END AS band
+                 ELSE 4 END AS band,
+            CASE WHEN c.birth_year IS NULL THEN -1
+                 WHEN {_year("m.enrolled_at")} - c.birth_year < 25 THEN 0
+                 WHEN {_year("m.enrolled_at")} - c.birth_year < 35 THEN 1
+                 WHEN {_year("m.enrolled_at")} - c.birth_year < 45 THEN 2
+                 WHEN {_year("m.enrolled_at")} - c.birth_year < 55 THEN 3
+                 WHEN {_year("m.enrolled_at")} - c.birth_year < 65 THEN 4
+                 ELSE 5 END AS age_band
         FROM {t["membership"]} m
         JOIN {t["customer"]} c ON c.id = m.customer_id
         LEFT JOIN eff e ON e.membership_id = m.id AND e.rn = 1
-        LEFT JOIN {t["metrics"]} cm ON cm.customer_id = m.customer_id AND cm.scoring_run_id = %(run)s
+        LEFT JOIN {t["segmentrun"]} sr ON sr.id = m.source_run_id
+        LEFT JOIN {t["metrics"]} cm ON cm.customer_id = m.customer_id AND cm.scoring_run_id = COALESCE(
+            sr.scoring_run_id,
+            (SELECT r.id FROM {t["scoringrun"]} r WHERE r.status = 'succeeded' AND r.as_of <= m.enrolled_at
+             ORDER BY r.as_of DESC, r.id DESC LIMIT 1))
         WHERE m.programme_id = %(p)s AND m.enrolled_at <= %(as_of)s
     ),
     d AS (
-        SELECT mid, grp, cid, enrolled_at, tier_id, event, took_up, band,
+        SELECT mid, grp, cid, enrolled_at, tier_id, event, took_up, band, age_band,
                {_month("enrolled_at")} AS cohort,
                CASE WHEN end_at < enrolled_at THEN 0 ELSE {_floor(_days("end_at", "enrolled_at"))} END AS dur,
                {_floor(_days("%(as_of)s", "enrolled_at"))} AS age
@@ -142,6 +169,7 @@ class Cell:
     cohort: str
     took_up: bool
     band: int
+    age_band: int
     members: int
     evaluable: tuple[int, ...]
     churned: tuple[int, ...]
@@ -156,11 +184,29 @@ def latest_scoring_run_id(*, as_of: datetime) -> int | None:
     )
 
 
-def _params(programme_id: int, as_of: datetime, run_id: int | None) -> dict:
-    return {"p": programme_id, "as_of": connection.ops.adapt_datetimefield_value(as_of), "run": run_id or -1}
+def _params(programme_id: int, as_of: datetime, run_id: int | None = None) -> dict:
+    return {"p": programme_id, "as_of": connection.ops.adapt_datetimefield_value(as_of)}
 
 
-def impact_cells(*, programme_id: int, as_of: datetime, horizons: Sequence[int], run_id: int | None) -> list[Cell]:
+def baseline_scoring_runs(*, programme_id: int, as_of: datetime) -> list[int]:
+    """The scoring runs the engagement bands come from (those the enrolments used)."""
+    sql = (
+        _members_cte()
+        + f"""
+    SELECT DISTINCT cm.scoring_run_id FROM d
+    JOIN {_tables()["metrics"]} cm ON cm.customer_id = d.cid
+    JOIN {_tables()["membership"]} m ON m.id = d.mid
+    LEFT JOIN {_tables()["segmentrun"]} sr ON sr.id = m.source_run_id
+    WHERE cm.scoring_run_id = COALESCE(sr.scoring_run_id,
+        (SELECT r.id FROM {_tables()["scoringrun"]} r WHERE r.status = 'succeeded' AND r.as_of <= m.enrolled_at
+         ORDER BY r.as_of DESC, r.id DESC LIMIT 1))
+    ORDER BY 1
+    """
+    )
+    return [int(r[0]) for r in _fetch(sql, _params(programme_id, as_of))]
+
+
+def impact_cells(*, programme_id: int, as_of: datetime, horizons: Sequence[int]) -> list[Cell]:
     columns = []
     for i, months in enumerate(horizons):
         h = horizon_days(months)
@@ -171,12 +217,12 @@ def impact_cells(*, programme_id: int, as_of: datetime, horizons: Sequence[int],
     sql = (
         _members_cte()
         + f"""
-    SELECT grp, tier_id, cohort, took_up, band, COUNT(*), {", ".join(columns)}
-    FROM d GROUP BY grp, tier_id, cohort, took_up, band
-    ORDER BY grp, tier_id, cohort, took_up, band
+    SELECT grp, tier_id, cohort, took_up, band, age_band, COUNT(*), {", ".join(columns)}
+    FROM d GROUP BY grp, tier_id, cohort, took_up, band, age_band
+    ORDER BY grp, tier_id, cohort, took_up, band, age_band
     """
     )
-    rows = _fetch(sql, _params(programme_id, as_of, run_id))
+    rows = _fetch(sql, _params(programme_id, as_of))
     k = len(horizons)
     return [
         Cell(
@@ -185,9 +231,10 @@ def impact_cells(*, programme_id: int, as_of: datetime, horizons: Sequence[int],
             cohort=r[2],
             took_up=bool(r[3]),
             band=int(r[4]),
-            members=int(r[5]),
-            evaluable=tuple(int(r[6 + 2 * i] or 0) for i in range(k)),
-            churned=tuple(int(r[7 + 2 * i] or 0) for i in range(k)),
+            age_band=int(r[5]),
+            members=int(r[6]),
+            evaluable=tuple(int(r[7 + 2 * i] or 0) for i in range(k)),
+            churned=tuple(int(r[8 + 2 * i] or 0) for i in range(k)),
         )
         for r in rows
     ]
@@ -234,7 +281,8 @@ def revenue_by_month(*, programme_id: int, as_of: datetime, months: int = 12) ->
 
 @dataclass(frozen=True)
 class RevenueMoments:
-    """Sums over members of one group evaluable at a horizon: X = revenue in the year before enrolment,
+    """Sums over members of one group evaluable at a horizon: X = revenue of the twelve whole months before the
+    enrolment month (`_pre_window`),
     Y = revenue in the first `months` after enrolment."""
 
     group: str
@@ -247,10 +295,23 @@ class RevenueMoments:
     sxy: float
 
 
+def _pre_window(enrolled: str) -> tuple[str, str]:
+    """CUPED's pre-period: revenue lines whose service period ends before the enrolment day. A line's period
+    is the first day of the month it covers (a line dated within a month counts as that month), so only periods
+    before the first day of the enrolment month, back to twelve months before it. The enrolment month's own
+    bill covers days after enrolment and is left out."""
+    if _pg():
+        start = f"CAST(date_trunc('month', {enrolled} AT TIME ZONE 'UTC') AS date)"
+        return start, f"CAST(date_trunc('month', {enrolled} AT TIME ZONE 'UTC') - interval '12 months' AS date)"
+    return f"date({enrolled}, 'start of month')", f"date({enrolled}, 'start of month', '-12 months')"
+
+
 def revenue_moments(*, programme_id: int, as_of: datetime, horizons: Sequence[int]) -> list[RevenueMoments]:
     t = _tables()
     rd = _days(_date_as_ts("r.period"), "d.enrolled_at")
-    per_member = [f"SUM(CASE WHEN {rd} < 0 AND {rd} >= -{PRE_PERIOD_DAYS} THEN {_float('r.amount')} ELSE 0 END) AS x"]
+    month_start, year_before = _pre_window("d.enrolled_at")
+    pre = f"r.period < {month_start} AND r.period >= {year_before}"
+    per_member = [f"SUM(CASE WHEN {pre} THEN {_float('r.amount')} ELSE 0 END) AS x"]
     outer = []
     for i, months in enumerate(horizons):
         h = horizon_days(months)
@@ -281,6 +342,16 @@ def revenue_moments(*, programme_id: int, as_of: datetime, horizons: Sequence[in
             v = [float(x or 0) for x in row[1 + 6 * i : 7 + 6 * i]]
             result.append(RevenueMoments(row[0], months, int(v[0]), v[1], v[2], v[3], v[4], v[5]))
     return result
+
+
+def last_enrolment(*, programme_id: int, as_of: datetime) -> datetime | None:
+    """When the latest member enrolled by `as_of` was enrolled."""
+    return (
+        Membership.objects.filter(programme_id=programme_id, enrolled_at__lte=as_of)
+        .order_by("-enrolled_at")
+        .values_list("enrolled_at", flat=True)
+        .first()
+    )
 
 
 def nth_enrolment(*, programme_id: int, as_of: datetime, n: int) -> dict[str, datetime | None]:

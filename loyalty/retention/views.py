@@ -32,8 +32,8 @@ def impact_dashboard(request, programme_id: int):
         .order_by("-finished_at", "-id")
         .first()
     )
-    if stored and "minimums" not in (stored.result or {}):
-        stored = None  # computed before the report said what it cannot show: compute it again
+    if stored and not {"minimums", "decision"} <= set(stored.result or {}):
+        stored = None  # computed before the report said what it cannot show or claim: compute it again
     report = stored.result if stored and request.GET.get("live") != "1" else impact_report_compute(programme=programme)
     survival_available = (report["survival"].get("chart") or {}).get("available", True)
     months = uplift_chart_months(report)

@@ -17,3 +17,13 @@ def pct(value) -> str:
 def points(value) -> str:
     """0.049 -> '+4.9'; None -> 'n/a'."""
     return "n/a" if value is None or value == "" else f"{float(value) * 100:+.1f}"
+
+
+@register.filter
+def pvalue(value) -> str:
+    """0.0000 -> 'p < 0.001'; 0.0386 -> 'p = 0.04'; None -> 'no test'."""
+    if value is None or value == "":
+        return "no test"
+    from loyalty.retention.services.impact import p_format
+
+    return p_format(float(value))

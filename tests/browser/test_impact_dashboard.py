@@ -44,7 +44,7 @@ def test_impact_dashboard_in_a_browser(browser, live_server):
         "Uplift (points)",
         "95% CI",
         "p",
-        "Relative churn reduction",
+        "Question",
     ] in browser.execute_script(TABLE_HEADERS)
     # The charts are images that the browser decoded (an SVG that does not parse has no natural size).
     charts = [img for img in browser.execute_script(CHART_IMAGES) if img["src"].startswith("data:image/svg+xml")]

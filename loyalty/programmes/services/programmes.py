@@ -15,7 +15,8 @@ from loyalty.programmes.models import Membership, Programme, Tier, TierChange
 QUALIFYING_METRICS = ("revenue_percentile", "engagement_score", "engagement_percentile", "revenue_minor")
 
 # Fields that decide who is held out and how tiers are judged: frozen once the programme has members.
-FROZEN_WHEN_ENROLLED = ("seed", "holdout_percent", "qualifying_metric")
+# The primary question is declared before the data come in (a pre-registered analysis): frozen too.
+FROZEN_WHEN_ENROLLED = ("seed", "holdout_percent", "qualifying_metric", "primary_metric", "primary_horizon_months")
 
 TIER_FIELDS = (
     "rank",
@@ -43,6 +44,9 @@ def _validate_programme(values: dict[str, Any]) -> None:
     retention = values.get("expected_retention")
     if retention is not None and not (0 < retention < 1):
         fields["expected_retention"] = ["Strictly between 0 and 1."]
+    horizon = values.get("primary_horizon_months")
+    if horizon is not None and not (1 <= horizon <= 60):
+        fields["primary_horizon_months"] = ["Between 1 and 60 months."]
     if values.get("name") is not None and not values["name"].strip():
         fields["name"] = ["Required."]
     if values.get("seed") is not None and not values["seed"].strip():
@@ -81,7 +85,7 @@ def programme_update(*, programme: Programme, **values: Any) -> Programme:
     ]
     if changed_frozen and Membership.objects.filter(programme=programme).exists():
         raise Conflict(
-            "The seed, holdout and qualifying metric cannot change once customers are enrolled.",
+            "The seed, holdout, qualifying metric and primary question cannot change once customers are enrolled.",
             code="programme_has_members",
             fields={name: ["Frozen once customers are enrolled."] for name in changed_frozen},
         )

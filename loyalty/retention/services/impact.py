@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -102,36 +103,116 @@ def _pts(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 100:+.1f} points"
 
 
-def _p_text(p: float | None) -> str:
+def p_format(p: float | None) -> str:
+    """'p < 0.001', 'p = 0.039', 'p = 0.04996' (never rounded onto or across 0.05), 'p = 0.27', or 'no test'."""
     if p is None:
         return "no test possible"
-    verdict = "significant" if p < ALPHA else "not significant"
-    return f"p = {p:.3g}, {verdict} at the 5% level"
+    if p < 0.001:
+        return "p < 0.001"
+    if p >= 0.1:
+        return f"p = {p:.2f}"
+    for digits in (3, 4, 5, 6):  # more digits until the printed value falls on the same side of 0.05
+        text = f"{p:.{digits}f}"
+        if float(text) != ALPHA and (float(text) < ALPHA) == (p < ALPHA):
+            break
+    return f"p = {text}"
+
+
+def _p_text(p: float | None, *, significant: bool | None = None, role: str = "") -> str:
+    if p is None:
+        return "no test possible"
+    significant = p < ALPHA if significant is None else significant
+    verdict = "significant" if significant else "not significant"
+    return f"{p_format(p)}, {verdict} at the 5% level{role}"
 
 
 # --- statistics on aggregates -------------------------------------------------------------------------------
 
 
-def proportion_difference(*, n_t: int, x_t: int, n_c: int, x_c: int) -> dict[str, float | None]:
-    """Difference of two proportions x_t/n_t - x_c/n_c with a 95% Wald interval and a two-sided p-value
-    (Pearson chi-square without continuity correction; Fisher's exact test when an expected count is < 5)."""
-    from scipy import stats
+def wilson_interval(x: int, n: int, z: float = Z) -> tuple[float, float]:
+    """Wilson score interval of a proportion x/n (Newcombe 1998, method 3)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = x / n
+    denom = n + z * z
+    centre = (x + z * z / 2) / denom
+    half = z / denom * math.sqrt(max(x * (n - x) / n, 0.0) + z * z / 4)
+    return max(0.0, min(centre - half, p)), min(1.0, max(centre + half, p))
 
+
+def newcombe_interval(*, n_t: int, x_t: int, n_c: int, x_c: int, z: float = Z) -> tuple[float, float]:
+    """Newcombe's hybrid score interval for p_t - p_c (Newcombe 1998, method 10): the Wilson intervals of the
+    two proportions combined. Never degenerate: 10/10 against 20/20 gives about [-0.16, +0.28]."""
+    p_t, p_c = x_t / n_t, x_c / n_c
+    l_t, u_t = wilson_interval(x_t, n_t, z)
+    l_c, u_c = wilson_interval(x_c, n_c, z)
+    d = p_t - p_c
+    return (
+        d - math.sqrt((p_t - l_t) ** 2 + (u_c - p_c) ** 2),
+        d + math.sqrt((u_t - p_t) ** 2 + (p_c - l_c) ** 2),
+    )
+
+
+def newcombe_p_value(*, n_t: int, x_t: int, n_c: int, x_c: int) -> float:
+    """Two-sided p-value obtained by inverting Newcombe's interval: the largest confidence level at which the
+    interval still excludes 0 is 1 - p. So p < 0.05 exactly when the 95% interval excludes 0."""
+    from scipy import optimize, stats
+
+    d = x_t / n_t - x_c / n_c
+    if d == 0:
+        return 1.0
+
+    def bound(z: float) -> float:  # the bound nearer to 0, signed so that it is > 0 while 0 is excluded
+        low, high = newcombe_interval(n_t=n_t, x_t=x_t, n_c=n_c, x_c=x_c, z=z)
+        return low if d > 0 else -high
+
+    top = 38.0
+    if bound(top) > 0:
+        return float(2 * stats.norm.sf(top))
+    z_star = optimize.brentq(bound, 1e-9, top, xtol=1e-10)
+    return float(2 * stats.norm.sf(z_star))
+
+
+def proportion_difference(*, n_t: int, x_t: int, n_c: int, x_c: int) -> dict[str, float | None]:
+    """Difference of two proportions x_t/n_t - x_c/n_c with Newcombe's hybrid score 95% interval and the
+    two-sided p-value of the same method (the interval inverted), so the two never disagree."""
     if n_t == 0 or n_c == 0:
         return {"difference": None, "ci_low": None, "ci_high": None, "p_value": None}
-    p_t, p_c = x_t / n_t, x_c / n_c
-    diff = p_t - p_c
-    se = math.sqrt(p_t * (1 - p_t) / n_t + p_c * (1 - p_c) / n_c)
-    table = np.array([[x_t, n_t - x_t], [x_c, n_c - x_c]])
-    if table.sum(axis=0).min() == 0:
-        p_value = 1.0  # no variation at all: nothing to test
-    else:
-        expected = stats.contingency.expected_freq(table)
-        if expected.min() < 5:
-            p_value = float(stats.fisher_exact(table).pvalue)
-        else:
-            p_value = float(stats.chi2_contingency(table, correction=False).pvalue)
-    return {"difference": diff, "ci_low": diff - Z * se, "ci_high": diff + Z * se, "p_value": p_value}
+    low, high = newcombe_interval(n_t=n_t, x_t=x_t, n_c=n_c, x_c=x_c)
+    p_value = newcombe_p_value(n_t=n_t, x_t=x_t, n_c=n_c, x_c=x_c)
+    return {"difference": x_t / n_t - x_c / n_c, "ci_low": low, "ci_high": high, "p_value": p_value}
+
+
+def complier_effect(*, itt: float, itt_ci: tuple[float, float], took_up: int, eligible: int) -> dict:
+    """Effect on those who took the programme up (CACE = ITT / take-up r; control has no access), with a 95%
+    interval by the delta method: Var(CACE) = Var(ITT)/r^2 + ITT^2 Var(r)/r^4, Var(ITT) from the width of the
+    ITT interval, Var(r) = r(1-r)/n. The take-up's own uncertainty widens the interval (ignored covariance:
+    take-up and retention are measured on the same treatment members, so this is an approximation)."""
+    r = took_up / eligible
+    se_itt = (itt_ci[1] - itt_ci[0]) / (2 * Z)
+    var = se_itt**2 / r**2 + itt**2 * (r * (1 - r) / eligible) / r**4
+    estimate, se = itt / r, math.sqrt(var)
+    return {"estimate": _f(estimate), "ci_low": _f(estimate - Z * se), "ci_high": _f(estimate + Z * se)}
+
+
+def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values (q-values), in the order given."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [1.0] * m
+    running = 1.0
+    for rank in range(m, 0, -1):
+        i = order[rank - 1]
+        running = min(running, p_values[i] * m / rank)
+        adjusted[i] = min(running, 1.0)
+    return adjusted
+
+
+def _relative_churn_text(reduction: float) -> str:
+    if abs(reduction) < 0.0005:
+        return " Churn is the same in both groups."
+    word = "lower" if reduction > 0 else "higher"
+    return f" Treatment churned {abs(reduction) * 100:.0f}% {word} than control, relative to control's churn."
 
 
 def compare_retention(
@@ -170,7 +251,7 @@ def compare_retention(
             f"(95% CI {test['ci_low'] * 100:+.1f} to {test['ci_high'] * 100:+.1f}), {_p_text(p)}."
         )
         if reduction is not None:
-            explanation += f" Churn is {reduction * 100:.0f}% lower in treatment than in control (relative)."
+            explanation += _relative_churn_text(reduction)
     missing = []
     if min(n_t, n_c) < minimums.members_per_group:
         missing.append(
@@ -195,6 +276,7 @@ def compare_retention(
             reason += " It will show once enough members have churned or stayed that long."
         explanation, test, reduction, p = reason, dict.fromkeys(test), None, None
     return {
+        "label": label,
         "months": months,
         "horizon_days": q.horizon_days(months),
         "treatment": {"n": n_t, "retained": retained_t, "rate": _f(rate_t)},
@@ -343,7 +425,12 @@ def survival_section(
     ]
     section: dict[str, Any] = {
         "curves": curves,
-        "at_risk": [{"day": r["day"], "treatment": r.get(TREATMENT, 0), "control": r.get(CONTROL, 0)} for r in at_risk],
+        # Cut at the end of follow-up: no rows for days nobody has been followed to yet.
+        "at_risk": [
+            {"day": r["day"], "treatment": r.get(TREATMENT, 0), "control": r.get(CONTROL, 0)}
+            for r in at_risk
+            if r["day"] <= max((max(d) for d, _, _ in data.values()), default=0)
+        ],
         "explanation": (
             "Kaplan-Meier estimate of the share of members still customers by days since enrolment, per assigned "
             "group; members who have not churned are censored at their last observation. `at_risk` is the number "
@@ -465,7 +552,9 @@ def survival_section(
             "explanation": (
                 f"Restricted mean survival time: of the first {RMST_DAYS} days after enrolment, a treatment member "
                 f"stayed {rm_t:.1f} days on average and a control member {rm_c:.1f}; the programme gains "
-                f"{diff:+.1f} days of tenure per customer ({_p_text(p_rmst)})."
+                f"{diff:+.1f} days of tenure per customer"
+                + (f" (95% CI {diff - Z * se:+.1f} to {diff + Z * se:+.1f} days, " if se > 0 else " (")
+                + f"{_p_text(p_rmst)})."
             ),
         }
     return section
@@ -618,6 +707,8 @@ def impact_report_compute(
     horizons = sorted({int(h) for h in horizons})
     if not horizons or horizons[0] < 1 or horizons[-1] > 60:
         raise ValidationFailed("Horizons are months between 1 and 60.", fields={"horizons": ["1 to 60 months."]})
+    primary_months = int(programme.primary_horizon_months)
+    horizons = sorted({*horizons, primary_months})  # the primary question is always answered
     timings: dict[str, float] = {}
     step = time.perf_counter()
 
@@ -629,8 +720,7 @@ def impact_report_compute(
         if progress:
             progress(percent)
 
-    run_id = q.latest_scoring_run_id(as_of=as_of)
-    cells = q.impact_cells(programme_id=programme.pk, as_of=as_of, horizons=horizons, run_id=run_id)
+    cells = q.impact_cells(programme_id=programme.pk, as_of=as_of, horizons=horizons)
     done("cells", 30)
     tiers = {t.pk: t for t in Tier.objects.filter(programme=programme)}
     holdout = float(programme.holdout_percent)
@@ -690,8 +780,9 @@ def impact_report_compute(
         rate = users["e"][i] / eligible_t if eligible_t else None
         cace = {"estimate": None, "ci_low": None, "ci_high": None}
         if rate and itt["uplift"] is not None:
-            pairs = (("estimate", "uplift"), ("ci_low", "ci_low"), ("ci_high", "ci_high"))
-            cace = {k: _f(itt[src] / rate) for k, src in pairs}
+            cace = complier_effect(
+                itt=itt["uplift"], itt_ci=(itt["ci_low"], itt["ci_high"]), took_up=users["e"][i], eligible=eligible_t
+            )
         naive = compare_retention(
             months=months,
             n_t=users["e"][i],
@@ -704,8 +795,8 @@ def impact_report_compute(
         explanation = (
             f"{months} months: {_pct(rate)} of the {eligible_t} evaluable treatment members took up the "
             "programme. Effect on those who took it up (CACE = ITT uplift / take-up): "
-            f"{_pts(cace['estimate'])} "
-            "(CI scaled from the ITT interval, take-up taken as known). For contrast only, the naive "
+            f"{_pts(cace['estimate'])} (95% CI {_pts(cace['ci_low'])} to {_pts(cace['ci_high'])}; delta method, "
+            "with the uncertainty of both the uplift and the take-up). For contrast only, the naive "
             f"users-versus-non-users difference is {_pts(naive['uplift'])}: users "
             "select themselves (those who would stay anyway use the programme more), so it overstates the "
             "effect and must not be reported as the programme's effect."
@@ -748,24 +839,34 @@ def impact_report_compute(
     }
     done("groups", 45)
 
+    def subgroup(acc, key, label: str) -> dict:
+        """A baseline subgroup's comparisons with its own sample-ratio check; a failing split is untrustworthy."""
+        check = srm_check(
+            treatment=acc.get((key, TREATMENT), {"members": 0})["members"],
+            control=acc.get((key, CONTROL), {"members": 0})["members"],
+            holdout_percent=holdout,
+            label=label,
+        )
+        comparisons = _comparisons(acc, key, horizons, label, minimums)
+        for c in comparisons:
+            c["subgroup_srm_mismatch"] = check["mismatch"]
+        return {"srm": check, "horizons": comparisons}
+
     tier_section = [
-        {
-            "tier_id": i,
-            "tier_name": tier_name(i),
-            "horizons": _comparisons(by_tier, i, horizons, f"Tier {tier_name(i)}", minimums),
-        }
-        for i in tier_ids
+        {"tier_id": i, "tier_name": tier_name(i), **subgroup(by_tier, i, f"Tier {tier_name(i)}")} for i in tier_ids
     ]
     by_cohort = _sum_cells(cells, horizons, key=lambda c: c.cohort)
-    cohort_section = [
-        {"cohort": k, "horizons": _comparisons(by_cohort, k, horizons, f"Cohort {k}", minimums)}
-        for k in sorted({k for k, _ in by_cohort})
-    ]
+    cohort_section = [{"cohort": k, **subgroup(by_cohort, k, f"Cohort {k}")} for k in sorted({k for k, _ in by_cohort})]
     by_band = _sum_cells(cells, horizons, key=lambda c: c.band)
     band_names = {k: q.ENGAGEMENT_BANDS[k] if k >= 0 else "unscored" for k, _ in by_band}
     band_section = [
-        {"band": band_names[b], "horizons": _comparisons(by_band, b, horizons, f"Engagement {band_names[b]}", minimums)}
+        {"band": band_names[b], **subgroup(by_band, b, f"Engagement {band_names[b]} at enrolment")}
         for b in sorted(band_names)
+    ]
+    by_age = _sum_cells(cells, horizons, key=lambda c: c.age_band)
+    age_names = {k: q.AGE_BANDS[k] if k >= 0 else "birth year unknown" for k, _ in by_age}
+    age_section = [
+        {"age_band": age_names[a], **subgroup(by_age, a, f"Age {age_names[a]} at enrolment")} for a in sorted(age_names)
     ]
     done("breakdowns", 55)
 
@@ -799,7 +900,7 @@ def impact_report_compute(
     )
     done("revenue", 95)
 
-    return {
+    report = {
         "programme": {"id": programme.pk, "name": programme.name, "holdout_percent": holdout},
         "as_of": as_of.isoformat(),
         "horizons": horizons,
@@ -807,9 +908,11 @@ def impact_report_compute(
             "Intention to treat: every customer counts in the group it was randomly assigned at enrolment "
             "(treatment or control), whatever it did afterwards. Only the latest outcome of a membership that no "
             "correction supersedes counts. A member counts at a horizon only if enrolled at least that long ago "
-            "(months of 30.44 days). Uplift = treatment retention minus control retention, with a 95% Wald "
-            "interval and a chi-square p-value (Fisher's exact test for small counts). Tiers are the tier at "
-            "enrolment (shadow tier for control)."
+            "(months of 30.44 days). Uplift = treatment retention minus control retention in points, with "
+            "Newcombe's hybrid score 95% interval (method 10) and the p-value of the same interval inverted, so "
+            "a p below 0.05 always goes with an interval that excludes 0. Subgroups (tier, cohort, engagement band, "
+            "age band) use values fixed at enrolment: the tier at enrolment (shadow tier for control), the "
+            "engagement score of the scoring run the enrolment used, the age in the enrolment year."
         ),
         "minimums": {
             "members_per_group": minimums.members_per_group,
@@ -830,13 +933,15 @@ def impact_report_compute(
         "retention": overall,
         "by_tier": tier_section,
         "by_cohort": cohort_section,
+        "by_age": age_section,
         "engagement": {
-            "scoring_run_id": run_id,
+            "scoring_run_ids": q.baseline_scoring_runs(programme_id=programme.pk, as_of=as_of),
             "bands": band_section,
             "explanation": (
-                "Retention by engagement score band (0-100, from the latest succeeded scoring run at the report "
-                "date), per assigned group. Within a band the groups are still randomised, so the uplift there is "
-                "causal; differences between bands are not."
+                "Retention by engagement score band (0-100) at enrolment: the score of the scoring run the "
+                "enrolment used (or the latest one before it), never a later one, since churners stop interacting "
+                "and members who use the concierge rise. Each band has its own sample-ratio check. Band results "
+                "are exploratory (adjusted for multiple comparisons); differences between bands are not causal."
             ),
         },
         "survival": survival,
@@ -849,6 +954,128 @@ def impact_report_compute(
             ),
         },
         "timings": timings,
+    }
+    last_enrolled = q.last_enrolment(programme_id=programme.pk, as_of=as_of)
+    _judge(report, programme=programme, primary_months=primary_months, last_enrolled=last_enrolled, as_of=as_of)
+    return report
+
+
+# --- one primary question, exploratory adjustment, interim looks, SRM -------------------------------------
+
+_VERDICT = re.compile(r"(p = [0-9.e-]+|p < 0\.001), (not )?significant at the 5% level")
+SRM_WARNING = (
+    "Warning: sample-ratio mismatch (the treatment/control split does not match the design, so members were lost "
+    "or added selectively): this figure is not trustworthy and is not called significant. "
+)
+
+
+def _effects(report: dict) -> list[tuple[dict, dict, str]]:
+    """Every effect with a p-value: (holder of the explanation, holder of p_value/significant, kind)."""
+    items = [(c, c, "overall") for c in report["retention"]]
+    for key in ("by_tier", "by_cohort", "by_age"):
+        items += [(c, c, key) for s in report[key] for c in s["horizons"]]
+    items += [(c, c, "engagement") for s in report["engagement"]["bands"] for c in s["horizons"]]
+    for key in ("logrank", "rmst"):
+        if report["survival"].get(key):
+            items.append((report["survival"][key], report["survival"][key], key))
+    items += [(r, r["adjusted"], "cuped") for r in report["revenue"]["cuped"] if r.get("adjusted")]
+    return items
+
+
+def _judge(report: dict, *, programme: Programme, primary_months: int, last_enrolled, as_of: datetime) -> None:
+    """Decide, once for the whole report, what may be called significant.
+
+    - The programme's primary question (retention at `primary_months`, intention to treat) is the one
+      confirmatory test, at the 5% level.
+    - Every other comparison is exploratory: Benjamini-Hochberg adjusted over all of them (false discovery rate
+      5%), labelled as such.
+    - Before every enrolled member has reached the primary horizon the report is an interim look: estimates and
+      intervals are shown, nothing is called significant, and the report says it is not a decision (no
+      always-valid sequential test is used; looking again later does not inflate the error rate because no
+      decision is taken before the horizon).
+    - A subgroup whose own split fails its sample-ratio check is untrustworthy: no effect is shown for it.
+    - When the overall split fails, every effect carries the warning and nothing is called significant."""
+    srm_failed = bool(report["srm"]["overall"]["mismatch"])
+    decision_day = last_enrolled + timedelta(days=q.horizon_days(primary_months)) if last_enrolled else None
+    interim = decision_day is None or as_of < decision_day
+    primary = next(c for c in report["retention"] if c["months"] == primary_months)
+    family = []
+    for holder, stats_, _kind in _effects(report):
+        stats_["significant"] = False
+        if holder.get("subgroup_srm_mismatch"):
+            reason = (
+                f"{holder['label']}, {holder['months']} months: this subgroup's own treatment/control split fails its "
+                "sample-ratio check (p < 0.001), so its comparison is untrustworthy and no effect is shown."
+            )
+            for k in ("uplift", "ci_low", "ci_high", "p_value", "relative_churn_reduction"):
+                holder[k] = None
+            holder.update(available=False, reason=reason, explanation=reason, role="untrustworthy")
+            continue
+        if holder is primary:
+            holder["role"] = "primary"
+            continue
+        holder["role"] = "exploratory"
+        if stats_.get("p_value") is not None and holder.get("available", True):
+            family.append((holder, stats_))
+    adjusted = benjamini_hochberg([st["p_value"] for _, st in family])
+    blocked = "srm" if srm_failed else "interim" if interim else None
+    decision = decision_day.date().isoformat() if decision_day else None
+
+    def verdict(p: float, significant: bool, label: str) -> str:
+        if blocked == "srm":
+            return f"{p_format(p)}; not trustworthy (sample-ratio mismatch), not called significant"
+        if blocked == "interim":
+            return f"{p_format(p)}; interim look, not a decision: nothing is called significant before {decision}"
+        return f"{p_format(p)}, {'significant' if significant else 'not significant'} {label}"
+
+    for (holder, st), q_value in zip(family, adjusted, strict=True):
+        st["p_adjusted"] = _f(q_value)
+        st["significant"] = blocked is None and q_value < ALPHA
+        label = (
+            f"after Benjamini-Hochberg adjustment over {len(family)} exploratory comparisons "
+            f"(adjusted {p_format(q_value)[2:]}; exploratory, not a decision)"
+        )
+        holder["explanation"] = _VERDICT.sub(verdict(st["p_value"], st["significant"], label), holder["explanation"])
+    if primary.get("available") and primary["p_value"] is not None:
+        primary["significant"] = blocked is None and primary["p_value"] < ALPHA
+        label = f"at the 5% level (the programme's primary question: {primary_months}-month retention, confirmatory)"
+        primary["explanation"] = _VERDICT.sub(
+            verdict(primary["p_value"], primary["significant"], label), primary["explanation"]
+        )
+    if srm_failed:
+        for holder, _, _ in _effects(report):
+            holder["explanation"] = SRM_WARNING + holder["explanation"]
+            holder["srm_warning"] = True
+        for h in report["take_up"]["by_horizon"]:
+            h["explanation"] = SRM_WARNING + h["explanation"]
+            h["srm_warning"] = True
+    if blocked == "srm":
+        status = "Not trustworthy: the treatment/control split fails the sample-ratio check. No result is a decision."
+    elif interim:
+        status = (
+            f"Interim look: not every member has reached the primary horizon ({primary_months} months) yet"
+            + (f"; the primary question is decided on {decision}." if decision else ".")
+            + " The figures are estimates to watch, not a decision, and nothing is called significant."
+        )
+    else:
+        status = (
+            f"Final for the primary question ({primary_months}-month retention): every member has been enrolled "
+            f"{primary_months} months. It is the only confirmatory result; everything else is exploratory."
+        )
+    report["decision"] = {
+        "primary_metric": programme.primary_metric,
+        "primary_months": primary_months,
+        "interim": interim,
+        "decision_day": decision,
+        "srm_failed": srm_failed,
+        "looks": "interim_not_a_decision",
+        "exploratory_comparisons": len(family),
+        "exploratory_adjustment": "benjamini-hochberg",
+        "explanation": status
+        + " Repeated looks: the report may be computed at any date; before the horizon it says it is interim and "
+        "claims nothing (no always-valid sequential test is used). Exploratory comparisons (other horizons, tiers, "
+        "cohorts, engagement and age bands, log-rank, RMST, revenue) are adjusted together by Benjamini-Hochberg "
+        "(5% false discovery rate).",
     }
 
 

@@ -61,7 +61,9 @@ def chart_survival_svg(report: dict) -> str:
         and survival["logrank"].get("available", True)
         and survival["logrank"]["p_value"] is not None
     ):
-        title += f" (log-rank p = {survival['logrank']['p_value']:.3g})"
+        from loyalty.retention.services.impact import p_format
+
+        title += f" (log-rank {p_format(survival['logrank']['p_value'])}, exploratory)"
     ax.set_title(title)
     ax.grid(alpha=0.3)
     if survival["curves"]:
@@ -148,6 +150,9 @@ def _comparison_row(scope: str, key: str, c: dict) -> list:
         c["relative_churn_reduction"],
         c.get("available", True),
         c.get("reason"),
+        c.get("role"),
+        c.get("p_adjusted"),
+        c.get("srm_warning", False),
     ]
 
 
@@ -171,6 +176,9 @@ def report_table(report: dict, table: str) -> tuple[list[str], list[list]]:
             "relative_churn_reduction",
             "available",
             "reason",
+            "role",
+            "p_adjusted",
+            "srm_warning",
         ]
         rows = [_comparison_row("overall", "all", c) for c in report["retention"]]
         rows += [_comparison_row("tier", t["tier_name"], c) for t in report["by_tier"] for c in t["horizons"]]
@@ -180,10 +188,14 @@ def report_table(report: dict, table: str) -> tuple[list[str], list[list]]:
             for b in report["engagement"]["bands"]
             for c in b["horizons"]
         ]
+        rows += [_comparison_row("age_band", a["age_band"], c) for a in report.get("by_age", []) for c in a["horizons"]]
         return header, rows
     if table == "srm":
         header = ["label", "treatment", "control", "expected_control", "chi2", "p_value", "mismatch"]
         items = [report["srm"]["overall"], *report["srm"]["by_tier"]]
+        for key in ("by_cohort", "by_age"):
+            items += [s["srm"] for s in report.get(key, []) if s.get("srm")]
+        items += [s["srm"] for s in report["engagement"]["bands"] if s.get("srm")]
         return header, [[s[h] for h in header] for s in items]
     if table == "take_up":
         header = [

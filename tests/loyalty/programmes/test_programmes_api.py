@@ -86,6 +86,25 @@ def test_holdout_and_seed_are_frozen_once_enrolled(manager_api):
     assert manager_api.patch(f"programmes/{programme.pk}", {"name": "Renamed"}).json()["name"] == "Renamed"
 
 
+def test_the_primary_question_is_declared_and_frozen_once_enrolled(manager_api):
+    created = manager_api.post("programmes", {"name": "Primary", "primary_horizon_months": 6})
+    assert (created.status_code, created.json()["primary_metric"], created.json()["primary_horizon_months"]) == (
+        201,
+        "retention",
+        6,
+    )
+    programme_id = created.json()["id"]
+    assert manager_api.patch(f"programmes/{programme_id}", {"primary_horizon_months": 61}).status_code == 422
+    assert (
+        manager_api.patch(f"programmes/{programme_id}", {"primary_horizon_months": 9}).json()["primary_horizon_months"]
+        == 9
+    )
+    MembershipFactory(programme_id=programme_id)
+    frozen = manager_api.patch(f"programmes/{programme_id}", {"primary_horizon_months": 12})
+    assert (frozen.status_code, frozen.json()["code"]) == (409, "programme_has_members")
+    assert frozen.json()["fields"] == {"primary_horizon_months": ["Frozen once customers are enrolled."]}
+
+
 def test_enrol_from_a_run_through_the_api(manager_api, django_capture_on_commit_callbacks):
     programme = ProgrammeFactory(holdout_percent=20)
     TierFactory(programme=programme, rank=1, name="Silver", threshold=0)

@@ -188,6 +188,9 @@ def test_a_day_zero_churn_without_follow_up_claims_nothing(manager, manager_api)
         "p_value": None,
         "significant": False,
         "explanation": survival["logrank"]["reason"],
+        "p_adjusted": None,
+        "role": "exploratory",
+        "srm_warning": False,
     }
     ready_30 = (enrolled + timedelta(days=30)).date().isoformat()
     assert survival["logrank"]["reason"] == (
@@ -211,3 +214,22 @@ def test_a_day_zero_churn_without_follow_up_claims_nothing(manager, manager_api)
     assert 'src="data:image/svg+xml' not in html  # no chart drawn on a degenerate axis
     assert survival["chart"]["reason"] in html and survival["logrank"]["reason"] in html
     assert f"Enough members will have been followed 3 months on {ready_3}." in html
+
+
+def test_dashboard_reads_in_points_with_intervals_and_p_values_below_one_in_a_thousand(manager):
+    import re
+
+    pop = build(
+        n_treatment=600, n_control=600, retention_treatment=0.95, retention_control=0.75, take_up=(0.5, 0.5), seed=6
+    )
+    html = _browser(manager).get(f"/manager/programmes/{pop.programme.pk}/impact/").content.decode()
+    assert "Final for the primary question (12-month retention)" in html
+    row = re.search(r"<td>12 months</td>.*?</tr>", html, re.S).group(0)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+    assert re.fullmatch(r"\+\d+\.\d", cells[3]) and re.fullmatch(r"[+-]\d+\.\d to [+-]\d+\.\d", cells[4])
+    assert cells[5].strip() == "p &lt; 0.001" and cells[6].strip() == "primary"
+    assert "p = 0.000" not in html and ">0.000<" not in html
+    # The complier effect with its interval, in points.
+    assert "<th>Effect on those who took it up (points)</th><th>95% CI</th>" in html
+    complier = re.search(r"<tr><td>12 months</td><td>[\d.]+%</td><td>(\+\d+\.\d)</td><td>(.*?)</td></tr>", html)
+    assert complier and re.fullmatch(r"\+\d+\.\d to \+\d+\.\d", complier.group(2))

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import statistics
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 
-from loyalty.models import Customer, CustomerMetrics, ImpactReport, RetentionOutcome, ScoringModel, ScoringRun
-from loyalty.retention.services.impact import Minimums, impact_report_compute
+from loyalty.models import (
+    Customer,
+    CustomerMetrics,
+    ImpactReport,
+    Membership,
+    RetentionOutcome,
+    ScoringModel,
+    ScoringRun,
+)
+from loyalty.retention.services.impact import Minimums, Z, impact_report_compute
 from tests.factories import CustomerFactory, MembershipFactory, ProgrammeFactory, TierFactory
 from tests.loyalty.retention.population import AS_OF, ENROLLED, add_revenue, build
 
@@ -231,33 +240,59 @@ def test_cuped_adjustment_narrows_the_revenue_interval_around_the_truth():
     assert month1["treatment_n"] == 300
 
 
-def test_retention_by_engagement_band_uses_the_latest_scoring_run():
+def _metrics(run, customer_id, score):
+    return CustomerMetrics(
+        scoring_run=run,
+        customer_id=customer_id,
+        revenue_minor=0,
+        revenue_rank=1,
+        revenue_percentile=50,
+        engagement_score=score,
+        engagement_percentile=50,
+        channels_used=1,
+        active_weeks=1,
+    )
+
+
+def test_engagement_bands_come_from_the_scoring_run_the_enrolment_used_never_a_later_one():
+    from loyalty.models import Segment, SegmentRun
+
     pop = build(n_treatment=200, n_control=200, retention_treatment=0.9, retention_control=0.8, seed=4)
     model = ScoringModel.objects.create(name="default")
-    old = ScoringRun.objects.create(scoring_model=model, as_of=AS_OF - timedelta(days=30), status="succeeded")
-    new = ScoringRun.objects.create(scoring_model=model, as_of=AS_OF - timedelta(days=1), status="succeeded")
+    at_enrolment = ScoringRun.objects.create(
+        scoring_model=model, as_of=ENROLLED - timedelta(days=5), status="succeeded"
+    )
+    segment_run_source = ScoringRun.objects.create(
+        scoring_model=model, as_of=ENROLLED - timedelta(days=40), status="succeeded"
+    )
+    later = ScoringRun.objects.create(scoring_model=model, as_of=AS_OF - timedelta(days=1), status="succeeded")
+    members = pop.treatment + pop.control
     rows = []
-    for i, m in enumerate(pop.treatment + pop.control):
-        for run, score in ((old, 50.0), (new, 10.0 if i % 2 else 90.0)):
-            rows.append(
-                CustomerMetrics(
-                    scoring_run=run,
-                    customer_id=m.customer_id,
-                    revenue_minor=0,
-                    revenue_rank=1,
-                    revenue_percentile=50,
-                    engagement_score=score,
-                    engagement_percentile=50,
-                    channels_used=1,
-                    active_weeks=1,
-                )
-            )
+    for i, m in enumerate(members):
+        # At enrolment: alternately 10 and 90; after it everybody scores 50 (post-treatment, must not be used).
+        rows += [_metrics(at_enrolment, m.customer_id, 10.0 if i % 2 else 90.0), _metrics(later, m.customer_id, 50.0)]
+        rows.append(_metrics(segment_run_source, m.customer_id, 30.0))
     CustomerMetrics.objects.bulk_create(rows)
-    engagement = impact_report_compute(programme=pop.programme, as_of=AS_OF)["engagement"]
-    assert engagement["scoring_run_id"] == new.pk
-    bands = {b["band"]: b["horizons"][2] for b in engagement["bands"]}
-    assert set(bands) == {"0-20", "80-100"}
-    assert bands["0-20"]["treatment"]["n"] + bands["80-100"]["treatment"]["n"] == 200
+    # The first 20 treatment members were enrolled from a segment run that used an older scoring run.
+    run = SegmentRun.objects.create(segment=Segment.objects.create(name="top"), scoring_run=segment_run_source)
+    Membership.objects.filter(pk__in=[m.pk for m in pop.treatment[:20]]).update(source_run=run)
+    report = impact_report_compute(programme=pop.programme, as_of=AS_OF)
+    engagement = report["engagement"]
+    assert engagement["scoring_run_ids"] == sorted([at_enrolment.pk, segment_run_source.pk])
+    bands = {b["band"]: b for b in engagement["bands"]}
+    assert set(bands) == {"0-20", "20-40", "80-100"}
+    assert {k: (b["srm"]["treatment"], b["srm"]["control"]) for k, b in bands.items()} == {
+        "0-20": (90, 100),
+        "20-40": (20, 0),
+        "80-100": (90, 100),
+    }
+    assert "never a later one" in engagement["explanation"]
+    # A band of treatment members only fails its own split check: shown as untrustworthy, not as an effect.
+    only_treatment = bands["20-40"]
+    assert only_treatment["srm"]["mismatch"] is True
+    for c in only_treatment["horizons"]:
+        assert c["role"] == "untrustworthy" and c["uplift"] is None and c["significant"] is False
+        assert "fails its sample-ratio check" in c["explanation"]
 
 
 def test_report_api_for_managers_only(manager_api, agent_api):
@@ -328,7 +363,7 @@ def test_charts_are_svg_and_csv_tables_export(manager_api, agent_api):
     rows = list(csv.reader(io.StringIO(exported.content.decode())))
     assert rows[0][:4] == ["scope", "key", "months", "treatment_n"]
     assert [r[:3] for r in rows[1:4]] == [["overall", "all", "3"], ["overall", "all", "6"], ["overall", "all", "12"]]
-    assert {r[0] for r in rows[1:]} == {"overall", "tier", "cohort", "engagement_band"}
+    assert {r[0] for r in rows[1:]} == {"overall", "tier", "cohort", "engagement_band", "age_band"}
 
 
 def test_formula_like_names_are_neutralised_in_csv(manager_api):
@@ -364,3 +399,188 @@ def test_report_and_charts_survive_empty_or_extreme_dates(manager_api, as_of):
         assert manager_api.get(f"{base}/charts/{chart}.svg?as_of={q}").status_code == 200
     for table in ("comparisons", "srm", "take_up", "survival", "revenue", "cuped"):
         assert manager_api.get(f"{base}/export.csv?table={table}&as_of={q}").status_code == 200
+
+
+# --- statistics that cannot mislead (issue 19) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("counts", "expected"),
+    [
+        # Newcombe (1998), Statistics in Medicine 17:873-890, table II, method 10 (hybrid score).
+        ((56, 70, 48, 80), (0.0524, 0.3339)),
+        ((9, 10, 3, 10), (0.1705, 0.8090)),
+        ((6, 7, 2, 7), (0.0582, 0.8062)),
+        ((5, 56, 0, 29), (-0.0381, 0.1926)),
+        ((0, 10, 0, 20), (-0.1611, 0.2775)),
+        ((10, 10, 0, 20), (0.6791, 1.0000)),
+    ],
+)
+def test_newcombe_hybrid_score_interval_matches_the_published_worked_examples(counts, expected):
+    from loyalty.retention.services.impact import newcombe_interval
+
+    x_t, n_t, x_c, n_c = counts
+    low, high = newcombe_interval(n_t=n_t, x_t=x_t, n_c=n_c, x_c=x_c)
+    assert (round(low, 4), round(high, 4)) == expected
+
+
+def test_p_value_and_interval_never_disagree_and_full_retention_is_not_a_zero_width_interval():
+    from loyalty.retention.services.impact import proportion_difference
+
+    for x_t, x_c in [(1020, 1000), (1025, 1000), (1030, 1000), (1040, 1000), (1000, 1000), (1100, 1000)]:
+        r = proportion_difference(n_t=1200, x_t=x_t, n_c=1200, x_c=x_c)
+        assert (r["p_value"] < 0.05) == (r["ci_low"] > 0 or r["ci_high"] < 0), (x_t, r)
+    # The issue's example: +1.1 points with an interval touching 0 must not be significant.
+    r = proportion_difference(n_t=10, x_t=10, n_c=10, x_c=10)
+    assert r["difference"] == 0 and r["p_value"] == 1.0
+    assert (round(r["ci_low"], 4), round(r["ci_high"], 4)) == (-0.2775, 0.2775)
+
+
+def test_p_values_read_as_less_than_one_in_a_thousand_and_relative_churn_says_higher_or_lower():
+    from loyalty.retention.services.impact import compare_retention, p_format
+
+    assert [p_format(p) for p in (0.0, 1e-9, 0.00099, 0.0386, 0.04996, 0.0502, 0.2)] == [
+        "p < 0.001",
+        "p < 0.001",
+        "p < 0.001",
+        "p = 0.039",
+        "p = 0.04996",
+        "p = 0.0502",
+        "p = 0.20",
+    ]
+    worse = compare_retention(months=12, n_t=1000, churned_t=220, n_c=1000, churned_c=200, label="All members")
+    assert "Treatment churned 10% higher than control, relative to control's churn." in worse["explanation"]
+    assert "-10%" not in worse["explanation"] and "p = 0" not in worse["explanation"].replace("p = 0.", "")
+
+
+def test_lost_control_churners_fail_the_split_and_no_line_claims_significance():
+    pop = build(n_treatment=900, n_control=900, retention_treatment=0.80, retention_control=0.80, seed=21)
+    # The feed lost every control customer who churned: only the stayers remain in control.
+    churned = RetentionOutcome.objects.filter(membership__in=pop.control, outcome="churned")
+    lost = list(churned.values_list("membership_id", flat=True))
+    churned.delete()
+    Membership.objects.filter(pk__in=lost).delete()
+    report = impact_report_compute(programme=pop.programme, as_of=AS_OF)
+    assert report["srm"]["overall"]["mismatch"] is True
+    assert report["decision"]["srm_failed"] is True
+    c12 = _at(report, 12)
+    assert c12["uplift"] < -0.1  # the naive figure looks like a large harm...
+    assert c12["significant"] is False and c12["srm_warning"] is True  # ...but it claims nothing
+    effects = [
+        *report["retention"],
+        *[c for s in report["by_tier"] + report["by_cohort"] + report["engagement"]["bands"] for c in s["horizons"]],
+        report["survival"]["logrank"],
+        report["survival"]["rmst"],
+        *report["take_up"]["by_horizon"],
+    ]
+    for e in effects:
+        assert e["explanation"].startswith("Warning: sample-ratio mismatch"), e["explanation"]
+        assert e.get("significant", False) is False
+        assert ", significant" not in e["explanation"]
+    assert report["decision"]["explanation"].startswith("Not trustworthy")
+
+
+def test_one_primary_question_the_rest_exploratory_and_adjusted():
+    pop = build(n_treatment=1500, n_control=1500, retention_treatment=0.86, retention_control=0.80, seed=11)
+    report = impact_report_compute(programme=pop.programme, as_of=AS_OF)
+    decision = report["decision"]
+    assert (decision["primary_metric"], decision["primary_months"], decision["interim"]) == ("retention", 12, False)
+    primary = _at(report, 12)
+    assert primary["role"] == "primary" and primary["significant"] is True
+    assert "the programme's primary question: 12-month retention, confirmatory" in primary["explanation"]
+    exploratory = [c for c in report["retention"] if c["months"] != 12]
+    exploratory += [c for t in report["by_tier"] for c in t["horizons"]]
+    assert {c["role"] for c in exploratory} == {"exploratory"}
+    for c in exploratory:
+        assert c["p_adjusted"] >= c["p_value"]
+        assert c["significant"] == (c["p_adjusted"] < 0.05)
+        assert "Benjamini-Hochberg" in c["explanation"]
+    others = [c for b in report["by_cohort"] + report["by_age"] + report["engagement"]["bands"] for c in b["horizons"]]
+    others += [report["survival"]["logrank"], report["survival"]["rmst"]]
+    others += [r["adjusted"] for r in report["revenue"]["cuped"] if r.get("adjusted")]
+    assert decision["exploratory_comparisons"] == len(exploratory) + sum(1 for c in others if c["p_value"] is not None)
+
+
+def test_a_different_primary_horizon_is_answered_and_labelled():
+    programme = ProgrammeFactory(holdout_percent=50, primary_horizon_months=9)
+    pop = build(
+        n_treatment=600, n_control=600, retention_treatment=0.86, retention_control=0.80, seed=8, programme=programme
+    )
+    report = impact_report_compute(programme=pop.programme, as_of=AS_OF)
+    assert report["horizons"] == [3, 6, 9, 12]
+    assert [c["role"] for c in report["retention"]] == ["exploratory", "exploratory", "primary", "exploratory"]
+
+
+def test_before_the_primary_horizon_the_report_is_interim_and_claims_nothing():
+    pop = build(n_treatment=1500, n_control=1500, retention_treatment=0.70, retention_control=0.50, seed=12)
+    as_of = ENROLLED + timedelta(days=200)  # the 3- and 6-month horizons have data, 12 months is not reached
+    report = impact_report_compute(programme=pop.programme, as_of=as_of)
+    decision = report["decision"]
+    assert decision["interim"] is True and decision["looks"] == "interim_not_a_decision"
+    assert decision["decision_day"] == (ENROLLED + timedelta(days=365)).date().isoformat()
+    assert decision["explanation"].startswith("Interim look: not every member has reached the primary horizon")
+    c6 = _at(report, 6)
+    assert c6["available"] is True and c6["p_value"] < 0.001 and c6["significant"] is False
+    assert "interim look, not a decision: nothing is called significant before" in c6["explanation"]
+    assert report["survival"]["logrank"]["significant"] is False
+
+
+def test_cuped_covariate_leaves_out_the_enrolment_months_bill():
+    import random
+
+    pop = build(n_treatment=300, n_control=300, retention_treatment=1.0, retention_control=1.0, seed=9)
+    rng = random.Random(1)
+    pre = {m.customer_id: Decimal(rng.randint(20, 400)) for m in pop.treatment + pop.control}
+    add_revenue(pop, pre=pre, post_uplift=Decimal(5), months_after=6)
+    # The enrolment month's bill, dated the 1st (before the enrolment on the 10th), covers days after enrolment.
+    from loyalty.models import RevenueEntry
+
+    RevenueEntry.objects.bulk_create(
+        RevenueEntry(
+            customer_id=m.customer_id,
+            period=ENROLLED.date().replace(day=1),
+            amount=pre[m.customer_id] + (5 if m.group == "treatment" else 0),
+            external_id=f"r-{m.pk}-enrolment-month",
+        )
+        for m in pop.treatment + pop.control
+    )
+    cuped = next(
+        c for c in impact_report_compute(programme=pop.programme, as_of=AS_OF)["revenue"]["cuped"] if c["months"] == 6
+    )
+    adjusted = cuped["adjusted"]
+    assert adjusted["ci_low"] < 6 * 5 < adjusted["ci_high"]
+    assert abs(adjusted["difference"] - 30) < 0.5
+
+
+def test_complier_effect_interval_carries_the_take_up_uncertainty():
+    from loyalty.retention.services.impact import complier_effect
+
+    r = complier_effect(itt=0.04, itt_ci=(0.02, 0.06), took_up=200, eligible=500)
+    assert r["estimate"] == pytest.approx(0.1)
+    # Scaled ITT interval would be [0.05, 0.15]; the take-up's own variance widens it.
+    assert r["ci_low"] < 0.05 and r["ci_high"] > 0.15
+    se = math.sqrt((0.02 / Z) ** 2 / 0.4**2 + 0.04**2 * (0.4 * 0.6 / 500) / 0.4**4)
+    assert (r["ci_low"], r["ci_high"]) == (pytest.approx(0.1 - Z * se, abs=1e-6), pytest.approx(0.1 + Z * se, abs=1e-6))
+
+
+def test_a_programme_simulated_through_ingestion_and_enrolment_reads_true():
+    from tests.loyalty.retention.simulate import headline, simulate_programme
+
+    sim = simulate_programme(customers=400, effect=0.15, seed=3, take_up=0.6)
+    report = impact_report_compute(programme=sim.programme, as_of=sim.end)
+    assert report["groups"]["treatment"] + report["groups"]["control"] == 400
+    assert report["srm"]["overall"]["mismatch"] is False and report["decision"]["interim"] is False
+    figures = headline(report, sim)
+    assert set(figures) == {
+        *(f"ITT uplift {m} months" for m in (3, 6, 12)),
+        *(f"Complier effect {m} months" for m in (3, 6, 12)),
+    }
+    for estimate, low, high, truth in figures.values():
+        assert low < truth < high and low < estimate < high
+    # Baseline bands come from the scoring run the enrolment used, whatever ran later.
+    assert len(report["engagement"]["scoring_run_ids"]) == 1
+    assert all(b["srm"]["mismatch"] is False for b in report["engagement"]["bands"])
+    # CUPED's covariate is the twelve bills before the enrolment month: the adjustment removes nearly all variance.
+    assert all(r["variance_reduction"] > 0.5 for r in report["revenue"]["cuped"] if r["available"])
+    take_up = next(h for h in report["take_up"]["by_horizon"] if h["months"] == 12)
+    assert take_up["cace_ci_low"] < take_up["cace"] < take_up["cace_ci_high"]
