@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('loyalty', '0004_run_heartbeat'),
+        ('loyalty', '0005_customerinfluence'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
