@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "loyalty",
     "concierge",
     "events",
+    "console",
     "demo",
 ]
 
