@@ -15,7 +15,7 @@ from accounts.services import user_has_role, user_roles
 # The console's areas, in the order the home page shows them.
 AREAS = [
     (Role.CONCIERGE_AGENT, "Concierge queue", "console:agent-queue", "Work the request queue: assign, reply, fulfil."),
-    # (Role.PARTNER_STAFF, "Partner events", "console:partner-events", "Your events, bookings and check-in."),
+    (Role.PARTNER_STAFF, "Partner events", "console:partner-events", "Your events, bookings and check-in."),
 ]
 STAFF_ROLES = (Role.CONCIERGE_AGENT, Role.PARTNER_STAFF, Role.PROGRAMME_MANAGER)
 

@@ -64,3 +64,62 @@ class TransitionForm(VersionedForm):
 
 
 __all__ = ["OPEN_STATUSES"]
+
+
+def _dt_widget():
+    return forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
+
+
+class EventForm(forms.Form):
+    """An event's editable fields (times in UTC). The events service validates the rules between them."""
+
+    title = forms.CharField(max_length=200)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False)
+    venue = forms.CharField(max_length=200, required=False)
+    starts_at = forms.DateTimeField(widget=_dt_widget(), label="Starts (UTC)")
+    ends_at = forms.DateTimeField(widget=_dt_widget(), label="Ends (UTC)")
+    capacity = forms.IntegerField(min_value=1, max_value=100_000, label="Capacity (seats)")
+    min_tier_rank = forms.IntegerField(min_value=1, max_value=100, initial=1, label="Lowest tier rank that may book")
+    price = forms.DecimalField(
+        min_value=0, max_digits=10, decimal_places=2, initial=0, label="Price per seat (0 = free)"
+    )
+    currency = forms.CharField(min_length=3, max_length=3, initial="EUR")
+    booking_opens_at = forms.DateTimeField(widget=_dt_widget(), label="Booking opens (UTC)")
+    booking_closes_at = forms.DateTimeField(
+        widget=_dt_widget(), required=False, label="Booking closes (UTC, empty = at the start)"
+    )
+    full_refund_hours = forms.IntegerField(
+        min_value=0, max_value=10_000, initial=48, label="Full refund until (hours before the start)"
+    )
+    late_refund_percent = forms.IntegerField(min_value=0, max_value=100, initial=0, label="Later refund (%)")
+
+    FIELDS = (
+        "title",
+        "description",
+        "venue",
+        "starts_at",
+        "ends_at",
+        "capacity",
+        "min_tier_rank",
+        "price",
+        "currency",
+        "booking_opens_at",
+        "booking_closes_at",
+        "full_refund_hours",
+        "late_refund_percent",
+    )
+
+    @classmethod
+    def initial_from(cls, event) -> dict:
+        return {field: getattr(event, field) for field in cls.FIELDS}
+
+
+class BookingSearchForm(forms.Form):
+    q = forms.CharField(required=False, max_length=100, label="Name or booking code")
+    status = forms.ChoiceField(required=False, label="Status")
+
+    def __init__(self, *args, **kwargs):
+        from events.models import Booking
+
+        super().__init__(*args, **kwargs)
+        self.fields["status"].choices = [("", "Every status"), *Booking.Status.choices]

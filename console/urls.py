@@ -1,6 +1,6 @@
 from django.urls import path
 
-from console.views import agents, home
+from console.views import agents, home, partners
 
 app_name = "console"
 
@@ -16,4 +16,15 @@ urlpatterns = [
     path("agent/requests/<int:request_id>/reply/", agents.reply, name="agent-reply"),
     path("agent/requests/<int:request_id>/note/", agents.note, name="agent-note"),
     path("agent/requests/<int:request_id>/transition/", agents.transition, name="agent-transition"),
+    path("partner/events/", partners.events, name="partner-events"),
+    path("partner/events/new/", partners.event_new, name="partner-event-new"),
+    path("partner/events/<int:event_id>/", partners.event_detail, name="partner-event"),
+    path("partner/events/<int:event_id>/edit/", partners.event_edit, name="partner-event-edit"),
+    path("partner/events/<int:event_id>/publish/", partners.event_publish, name="partner-event-publish"),
+    path("partner/events/<int:event_id>/cancel/", partners.event_cancel, name="partner-event-cancel"),
+    path(
+        "partner/events/<int:event_id>/bookings/<int:booking_id>/check-in/",
+        partners.booking_check_in,
+        name="partner-check-in",
+    ),
 ]

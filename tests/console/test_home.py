@@ -38,7 +38,7 @@ def test_wrong_password_says_so_and_logs_nobody_in(agent):
     assert "_auth_user_id" not in client.session
 
 
-def _later_test_home_shows_each_area_of_the_persons_roles():
+def test_home_shows_each_area_of_the_persons_roles():
     both = UserFactory(roles=["concierge_agent", "partner_staff"])
     content = client_for(both).get("/console/").content.decode()
     assert 'href="/console/agent/queue/">Concierge queue</a></h2>' in content
