@@ -16,6 +16,8 @@ from accounts.services import user_has_role, user_roles
 AREAS = [
     (Role.CONCIERGE_AGENT, "Concierge queue", "console:agent-queue", "Work the request queue: assign, reply, fulfil."),
     (Role.PARTNER_STAFF, "Partner events", "console:partner-events", "Your events, bookings and check-in."),
+    (Role.PROGRAMME_MANAGER, "Segments", "console:manager-segments", "Rules, previews and runs of segments."),
+    (Role.PROGRAMME_MANAGER, "Programmes", "console:manager-programmes", "Programmes and their impact dashboard."),
 ]
 STAFF_ROLES = (Role.CONCIERGE_AGENT, Role.PARTNER_STAFF, Role.PROGRAMME_MANAGER)
 

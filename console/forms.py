@@ -123,3 +123,30 @@ class BookingSearchForm(forms.Form):
 
         super().__init__(*args, **kwargs)
         self.fields["status"].choices = [("", "Every status"), *Booking.Status.choices]
+
+
+class SegmentForm(forms.Form):
+    """A segment: its rule as JSON (all / any / not over metric and attribute comparisons) and an optional top N."""
+
+    name = forms.CharField(max_length=200)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    rule = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false", "class": "code"}),
+        label="Rule (JSON)",
+        help_text='For example {"all": [{"field": "engagement_score", "op": "gte", "value": 60}]}',
+        initial='{"all": [{"field": "engagement_score", "op": "gte", "value": 60}]}',
+    )
+    top_n = forms.IntegerField(required=False, min_value=1, label="Keep the top N (optional)")
+    top_by = forms.CharField(required=False, max_length=40, label="Top N by (metric)")
+    tie_break = forms.CharField(required=False, max_length=40, label="Tie-break (metric)")
+
+    def clean_rule(self):
+        import json
+
+        try:
+            rule = json.loads(self.cleaned_data["rule"])
+        except ValueError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc}.") from exc
+        if not isinstance(rule, dict):
+            raise forms.ValidationError("The rule is a JSON object.")
+        return rule

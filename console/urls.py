@@ -1,6 +1,6 @@
 from django.urls import path
 
-from console.views import agents, home, partners
+from console.views import agents, home, managers, partners
 
 app_name = "console"
 
@@ -27,4 +27,9 @@ urlpatterns = [
         partners.booking_check_in,
         name="partner-check-in",
     ),
+    path("manager/segments/", managers.segments, name="manager-segments"),
+    path("manager/segments/new/", managers.segment_new, name="manager-segment-new"),
+    path("manager/segments/<int:segment_id>/", managers.segment_detail, name="manager-segment"),
+    path("manager/segments/<int:segment_id>/run/", managers.segment_run, name="manager-segment-run"),
+    path("manager/programmes/", managers.programmes, name="manager-programmes"),
 ]
