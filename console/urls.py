@@ -31,5 +31,7 @@ urlpatterns = [
     path("manager/segments/new/", managers.segment_new, name="manager-segment-new"),
     path("manager/segments/<int:segment_id>/", managers.segment_detail, name="manager-segment"),
     path("manager/segments/<int:segment_id>/run/", managers.segment_run, name="manager-segment-run"),
+    path("manager/runs/<int:run_id>/", managers.segment_run_detail, name="manager-run"),
+    path("manager/runs/<int:run_id>/members.csv", managers.segment_run_csv, name="manager-run-csv"),
     path("manager/programmes/", managers.programmes, name="manager-programmes"),
 ]

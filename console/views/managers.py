@@ -95,3 +95,51 @@ def segment_run(request, segment_id: int):
 def programmes(request):
     page = Paginator(Programme.objects.order_by("name", "id"), PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "console/managers/programmes.html", {"page": page, "query": ""})
+
+
+@manager_only
+def segment_run_detail(request, run_id: int):
+    """A run's members (paginated) and, against the segment's previous finished run, who entered and left."""
+    from loyalty.customers.models import Customer
+    from loyalty.segmentation.models import SegmentRun
+
+    run = get_object_or_404(SegmentRun.objects.select_related("segment"), pk=run_id)
+    members = Paginator(selectors.segment_member_list(run=run), PAGE_SIZE).get_page(request.GET.get("page"))
+    previous = selectors.segment_run_list(segment=run.segment).filter(status=RunStatus.SUCCEEDED, pk__lt=run.pk).first()
+    diff = None
+    if previous is not None and run.status == RunStatus.SUCCEEDED:
+        diff = segment_services.segment_run_diff(run=run, against=previous)
+        names = Customer.objects.in_bulk(diff["entered"] + diff["left"])
+        diff["entered_names"] = [names[i].name for i in diff["entered"] if i in names]
+        diff["left_names"] = [names[i].name for i in diff["left"] if i in names]
+    context = {"run": run, "page": members, "query": "", "previous": previous, "diff": diff}
+    return render(request, "console/managers/run_detail.html", context)
+
+
+@manager_only
+def segment_run_csv(request, run_id: int):
+    """The run's members as CSV (streamed: any size)."""
+    import csv
+
+    from django.http import StreamingHttpResponse
+
+    from loyalty.segmentation.models import SegmentRun
+
+    run = get_object_or_404(SegmentRun, pk=run_id)
+
+    class Echo:
+        def write(self, value):
+            return value
+
+    writer = csv.writer(Echo())
+
+    def rows():
+        yield writer.writerow(["rank", "customer_external_id", "customer_name", "values"])
+        for member in selectors.segment_member_list(run=run).iterator(chunk_size=2000):
+            yield writer.writerow(
+                [member.rank, member.customer.external_id, member.customer.name, json.dumps(member.values)]
+            )
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="segment-run-{run.pk}-members.csv"'
+    return response

@@ -94,3 +94,30 @@ def test_others_are_refused_manager_pages_and_nothing_changes(role):
     assert client.post("/console/manager/segments/new/", {**_form(name="X"), "save": "1"}).status_code == 403
     assert list(Segment.objects.values_list("name", flat=True)) == ["S"]
     assert not SegmentRun.objects.exists()
+
+
+def test_run_page_members_diff_and_csv(manager, scored, django_assert_max_num_queries):
+    from loyalty.segmentation.services.segments import segment_create, segment_run_create, segment_run_execute
+
+    segment = segment_create(name="Engaged", rule=RULE)
+    first = segment_run_create(segment=segment, enqueue=False)
+    segment_run_execute(run_id=first.pk)
+    segment.rule = {"all": [{"field": "engagement_score", "op": "gte", "value": 80}]}
+    segment.save(update_fields=["rule"])
+    second = segment_run_create(segment=segment, enqueue=False)
+    segment_run_execute(run_id=second.pk)
+    client = client_for(manager)
+    with django_assert_max_num_queries(12):  # fixed: session, user, roles, run, count, page, previous, diff, names
+        page = client.get(f"/console/manager/runs/{second.pk}/")
+    assert [m.customer.name for m in page.context["page"]] == ["Ada High"]
+    diff = page.context["diff"]
+    assert (diff["entered_count"], diff["left_count"], diff["stayed_count"]) == (0, 1, 1)
+    assert diff["left_names"] == ["Bob Mid"]
+    csv = client.get(f"/console/manager/runs/{first.pk}/members.csv")
+    assert csv["Content-Type"] == "text/csv"
+    lines = b"".join(csv.streaming_content).decode().splitlines()
+    assert lines[0] == "rank,customer_external_id,customer_name,values"
+    assert [line.split(",")[2] for line in lines[1:]] == ["Ada High", "Bob Mid"]
+    other = client_for(UserFactory(roles=["concierge_agent"]))
+    assert other.get(f"/console/manager/runs/{first.pk}/").status_code == 403
+    assert other.get(f"/console/manager/runs/{first.pk}/members.csv").status_code == 403
