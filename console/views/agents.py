@@ -53,10 +53,18 @@ def _detail(request, request_id: int, *, bound: dict | None = None, status: int 
     allowed = request_services.TRANSITIONS.get(req.status, ())
     agents = list(selectors.agent_directory())
     bound = bound or {}
+    # The audit stores assignees by id: show the agent's name (inactive ones keep their id).
+    names = {str(a.pk): a.get_full_name() or a.email for a in agents}
+    events = list(selectors.request_events(request_id=req.pk).select_related("actor"))
+    for event in events:
+        event.shown_old, event.shown_new = event.old_value, event.new_value
+        if event.field == "assignee":
+            event.shown_old = names.get(event.old_value, event.old_value)
+            event.shown_new = names.get(event.new_value, event.new_value)
     context = {
         "req": req,
         "sla": selectors.sla_status(request=req),
-        "events": selectors.request_events(request_id=req.pk).select_related("actor"),
+        "events": events,
         "is_open": req.status in OPEN_STATUSES,
         "reply_form": bound.get("reply") or forms.MessageForm(initial=version, prefix="reply"),
         "note_form": bound.get("note") or forms.NoteForm(initial=version, prefix="note"),

@@ -41,3 +41,8 @@ def test_manager_previews_saves_and_runs_a_segment(browser, live_server):
     assert "100%" in row, row
     path = full_page_screenshot(browser, "console-manager-segment-run")
     assert path.stat().st_size > 10_000
+
+    click_and_load(browser, browser.find_element(By.CSS_SELECTOR, "table.runs tbody tr a"))
+    members = [row.text for row in browser.find_elements(By.CSS_SELECTOR, "table.members tbody tr")]
+    assert [m.split(" C")[0] for m in members] == ["1 Ada High", "2 Bob Mid"], members
+    full_page_screenshot(browser, "console-manager-run-members")

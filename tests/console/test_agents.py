@@ -143,6 +143,8 @@ def test_assign_to_a_colleague_chosen_by_name(agent, colleague, member):
     assert r.status_code == 302
     req.refresh_from_db()
     assert req.assignee_id == colleague.pk
+    audit = client.get(f"/console/agent/requests/{req.pk}/").content.decode()
+    assert 'Assigned <span class="muted">Bob Colleague</span>' in audit
 
 
 def test_two_agents_on_one_request_the_second_sees_the_conflict_and_nothing_changes(agent, colleague, member):
