@@ -93,7 +93,12 @@ def segment_run(request, segment_id: int):
 
 @manager_only
 def programmes(request):
-    page = Paginator(Programme.objects.order_by("name", "id"), PAGE_SIZE).get_page(request.GET.get("page"))
+    from django.db.models import Prefetch
+
+    from loyalty.programmes.models import Tier
+
+    programmes = Programme.objects.prefetch_related(Prefetch("tiers", queryset=Tier.objects.order_by("rank")))
+    page = Paginator(programmes.order_by("name", "id"), PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "console/managers/programmes.html", {"page": page, "query": ""})
 
 

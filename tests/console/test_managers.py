@@ -72,9 +72,11 @@ def test_rule_errors_are_shown_beside_the_rule(manager, scored):
 
 
 def test_lists_are_bounded_in_queries(manager, django_assert_max_num_queries):
+    from tests.factories import TierFactory
+
     for i in range(30):
         Segment.objects.create(name=f"S{i:02d}", rule=RULE)
-        ProgrammeFactory()
+        TierFactory(programme=ProgrammeFactory(name=f"P{i:02d}"), rank=1, name="Silver")
     client = client_for(manager)
     with django_assert_max_num_queries(6):
         assert len(client.get("/console/manager/segments/").context["page"]) == 25
@@ -82,6 +84,7 @@ def test_lists_are_bounded_in_queries(manager, django_assert_max_num_queries):
         page = client.get("/console/manager/programmes/")
     assert len(page.context["page"]) == 25
     assert b"/manager/programmes/" in page.content and b"Impact dashboard" in page.content
+    assert page.content.decode().count("<li>1: Silver,") == 25
 
 
 @pytest.mark.parametrize("role", ["concierge_agent", "partner_staff", "member"])
