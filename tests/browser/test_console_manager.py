@@ -6,7 +6,7 @@ from selenium.webdriver.common.by import By
 
 from tests.browser.conftest import full_page_screenshot, login_browser, wait_until
 from tests.browser.test_console_agent import _loaded, click_and_load
-from tests.factories import CustomerFactory, UserFactory
+from tests.factories import CustomerFactory, TierFactory, UserFactory
 from tests.loyalty.scoring.factories import ScoringRunFactory, metrics_for
 
 
@@ -14,6 +14,7 @@ def test_manager_previews_saves_and_runs_a_segment(browser, live_server):
     run = ScoringRunFactory()
     for name, score in (("Ada High", 90.0), ("Bob Mid", 65.0), ("Cy Low", 10.0)):
         metrics_for(run, CustomerFactory(name=name), engagement_score=score)
+    tier = TierFactory(rank=1, name="Silver")
     manager = UserFactory(roles=["programme_manager"], first_name="Mona", last_name="Manager")
     login_browser(browser, live_server, manager)
 
@@ -46,3 +47,12 @@ def test_manager_previews_saves_and_runs_a_segment(browser, live_server):
     members = [row.text for row in browser.find_elements(By.CSS_SELECTOR, "table.members tbody tr")]
     assert [m.split(" C")[0] for m in members] == ["1 Ada High", "2 Bob Mid"], members
     full_page_screenshot(browser, "console-manager-run-members")
+
+    click_and_load(browser, browser.find_element(By.LINK_TEXT, "Programmes"))
+    assert "Silver" in browser.find_element(By.CSS_SELECTOR, "main table").text
+    assert (
+        browser.find_element(By.LINK_TEXT, "Impact dashboard")
+        .get_attribute("href")
+        .endswith(f"/manager/programmes/{tier.programme_id}/impact/")
+    )
+    full_page_screenshot(browser, "console-manager-programmes")
