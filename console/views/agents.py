@@ -71,6 +71,8 @@ def _detail(request, request_id: int, *, bound: dict | None = None, status: int 
         "assign_form": bound.get("assign") or forms.AssignForm(initial=version, agents=agents, prefix="assign"),
         "transition_form": bound.get("transition")
         or forms.TransitionForm(initial=version, allowed=allowed, prefix="transition"),
+        # Errors of the bare "assign to me" and "unassign" buttons (they have no fields of their own).
+        "assign_notice": bound.get("assign_notice"),
         "version": version["version"],
         "allowed": allowed,
     }
@@ -129,7 +131,7 @@ def assign_me(request, request_id: int):
     return _act(
         request,
         request_id,
-        key="assign",
+        key="assign_notice",
         form=form,
         action=lambda data: assignment.request_assign(request_id=request_id, actor=request.user),
         success="The request is assigned to you.",
@@ -159,7 +161,7 @@ def unassign(request, request_id: int):
     return _act(
         request,
         request_id,
-        key="assign",
+        key="assign_notice",
         form=form,
         action=lambda data: assignment.request_unassign(request_id=request_id, actor=request.user),
         success="Nobody is assigned now.",

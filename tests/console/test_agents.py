@@ -212,3 +212,16 @@ def test_anonymous_is_sent_to_login_from_agent_pages(client, member):
     assert r.status_code == 302 and r["Location"].startswith("/console/login/")
     req.refresh_from_db()
     assert req.assignee_id is None
+
+
+def test_assign_to_me_after_a_colleague_took_it_shows_the_conflict(agent, colleague, member):
+    req = _req(member)
+    seen = _version(req)
+    client_for(colleague).post(f"/console/agent/requests/{req.pk}/assign-me/", {"version": seen})
+    response = client_for(agent).post(f"/console/agent/requests/{req.pk}/assign-me/", {"version": seen})
+    assert response.status_code == 409
+    content = response.content.decode()
+    assert "(Bob Colleague: assigned). Nothing was saved" in content
+    assert 'id="assignee">Bob Colleague</strong>' in content
+    req.refresh_from_db()
+    assert req.assignee_id == colleague.pk
