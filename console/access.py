@@ -6,11 +6,12 @@ from __future__ import annotations
 from functools import wraps
 
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
+from django.shortcuts import render
 from django.urls import reverse
 
 from accounts.models import Role
 from accounts.services import user_has_role, user_roles
+from core.errors import PermissionDenied
 
 # The console's areas, in the order the home page shows them.
 AREAS = [
@@ -40,7 +41,13 @@ def console_view(*roles: str):
             if not request.user.is_authenticated or not request.user.is_active:
                 return redirect_to_login(request.get_full_path(), reverse("console:login"))
             if not user_has_role(request.user, *roles):
-                raise PermissionDenied(f"This page needs the role {' or '.join(roles)}.")
+                labels = dict(Role.choices)
+                error = PermissionDenied(
+                    f"This page is for {' or '.join(labels[r].lower() + 's' for r in roles)}; your account has "
+                    "no such role.",
+                    code="role_required",
+                )
+                return render(request, "console/error.html", {"error": error}, status=403)
             return view(request, *args, **kwargs)
 
         return wrapped

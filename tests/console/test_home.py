@@ -67,3 +67,9 @@ def test_logout_is_a_post_and_ends_the_session(agent):
     response = client.post("/console/logout/")
     assert response.status_code == 302
     assert client.get("/console/").status_code == 302
+
+
+def test_the_refusal_page_says_why(member_user):
+    response = client_for(member_user).get("/console/agent/queue/")
+    assert response.status_code == 403
+    assert "This page is for concierge agents; your account has no such role." in response.content.decode()
