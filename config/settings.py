@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "concierge",
     "events",
     "community",
+    "console",
     "demo",
 ]
 

@@ -8,4 +8,5 @@ urlpatterns = [
     path("_allauth/", include("allauth.headless.urls")),
     path("api/v1/", api.urls),
     path("manager/", include("loyalty.urls")),
+    path("console/", include("console.urls")),
 ]

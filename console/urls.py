@@ -1,0 +1,37 @@
+from django.urls import path
+
+from console.views import agents, home, managers, partners
+
+app_name = "console"
+
+urlpatterns = [
+    path("", home.home, name="home"),
+    path("login/", home.ConsoleLoginView.as_view(), name="login"),
+    path("logout/", home.ConsoleLogoutView.as_view(), name="logout"),
+    path("agent/queue/", agents.queue, name="agent-queue"),
+    path("agent/requests/<int:request_id>/", agents.request_page, name="agent-request"),
+    path("agent/requests/<int:request_id>/assign-me/", agents.assign_me, name="agent-assign-me"),
+    path("agent/requests/<int:request_id>/assign/", agents.assign, name="agent-assign"),
+    path("agent/requests/<int:request_id>/unassign/", agents.unassign, name="agent-unassign"),
+    path("agent/requests/<int:request_id>/reply/", agents.reply, name="agent-reply"),
+    path("agent/requests/<int:request_id>/note/", agents.note, name="agent-note"),
+    path("agent/requests/<int:request_id>/transition/", agents.transition, name="agent-transition"),
+    path("partner/events/", partners.events, name="partner-events"),
+    path("partner/events/new/", partners.event_new, name="partner-event-new"),
+    path("partner/events/<int:event_id>/", partners.event_detail, name="partner-event"),
+    path("partner/events/<int:event_id>/edit/", partners.event_edit, name="partner-event-edit"),
+    path("partner/events/<int:event_id>/publish/", partners.event_publish, name="partner-event-publish"),
+    path("partner/events/<int:event_id>/cancel/", partners.event_cancel, name="partner-event-cancel"),
+    path(
+        "partner/events/<int:event_id>/bookings/<int:booking_id>/check-in/",
+        partners.booking_check_in,
+        name="partner-check-in",
+    ),
+    path("manager/segments/", managers.segments, name="manager-segments"),
+    path("manager/segments/new/", managers.segment_new, name="manager-segment-new"),
+    path("manager/segments/<int:segment_id>/", managers.segment_detail, name="manager-segment"),
+    path("manager/segments/<int:segment_id>/run/", managers.segment_run, name="manager-segment-run"),
+    path("manager/runs/<int:run_id>/", managers.segment_run_detail, name="manager-run"),
+    path("manager/runs/<int:run_id>/members.csv", managers.segment_run_csv, name="manager-run-csv"),
+    path("manager/programmes/", managers.programmes, name="manager-programmes"),
+]
