@@ -12,7 +12,7 @@ from ninja.pagination import paginate
 
 from accounts.models import Role
 from core.auth import require_role, user_auth
-from core.errors import BusinessRuleError, Conflict, PermissionDenied, ServiceUnavailable
+from core.errors import BusinessRuleError, PermissionDenied, ServiceUnavailable
 from core.idempotency import IdempotencyKeyHeader, run_idempotent
 from core.pagination import Page
 from core.schemas import ErrorOut, describe, responses
@@ -288,23 +288,12 @@ def member_get_event(request, event_id: int = EventId):
 
 
 def _with_payment(body: dict, membership) -> dict:
-    """The first answer to a booking: a held (paid) booking gets its PaymentIntent. Runs after the booking and
-    its Idempotency-Key record committed, on the first execution only: a replay answers the stored booking with
-    `payment: null` and never calls Stripe (the client secret is never stored)."""
-    if body.get("status") != Booking.Status.HELD or body.get("payment_status") not in ("pending", "failed"):
+    """The first answer to a booking carries its PaymentIntent when one is due (after the booking and its
+    Idempotency-Key record committed: a replay answers the stored booking with `payment: null`)."""
+    if body.get("status") != Booking.Status.HELD:
         return body
-    try:
-        info = payments.booking_payment_start(membership=membership, booking_id=body["id"])
-    except ServiceUnavailable as exc:
-        raise ServiceUnavailable(
-            f"Your booking {body['id']} is held until {body['hold_expires_at']}, but the payment provider did not "
-            f"answer in time. Pay it with POST /api/v1/bookings/{body['id']}/payment (retry shortly); a retry of "
-            "this request with the same Idempotency-Key answers the booking without payment details.",
-            code=exc.code,
-            fields={"booking_id": [str(body["id"])], "hold_expires_at": [str(body["hold_expires_at"])]},
-            retry_after=exc.retry_after,
-        ) from exc
-    except Conflict:  # paid, expired or cancelled meanwhile
+    info = payments.booking_payment_for_new_booking(membership=membership, booking_id=body["id"])
+    if info is None:
         return body
     return {
         **body,

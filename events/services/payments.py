@@ -7,7 +7,7 @@ from datetime import datetime
 
 from django.db import IntegrityError, transaction
 
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, NotFound, ServiceUnavailable
 from events import gateway, stripe_standin
 from events.models import Booking, Event, StripeEvent
 from events.services.common import _lock_booking, _notify, _now, _request_refund, _seats_release, _seats_reserve
@@ -37,6 +37,28 @@ def booking_payment_start(*, membership: Membership, booking_id: int) -> gateway
     )
     Booking.objects.filter(pk=booking.pk, payment_intent_id__isnull=True).update(payment_intent_id=info.id)
     return info
+
+
+def booking_payment_for_new_booking(*, membership: Membership, booking_id: int) -> gateway.PaymentIntentInfo | None:
+    """The PaymentIntent to hand back with a just-created booking, or None when nothing is due (a free or
+    waitlisted booking, or one paid, expired or cancelled meanwhile). Called after the booking committed, on
+    the first execution of the request only. If Stripe does not answer, the 503 says the hold stands and how to
+    pay it later."""
+    try:
+        return booking_payment_start(membership=membership, booking_id=booking_id)
+    except Conflict:
+        return None
+    except ServiceUnavailable as exc:
+        booking = Booking.objects.get(pk=booking_id)
+        expires = booking.hold_expires_at.isoformat().replace("+00:00", "Z") if booking.hold_expires_at else ""
+        raise ServiceUnavailable(
+            f"Your booking {booking_id} is held until {expires}, but the payment provider did not answer in time. "
+            f"Pay it with POST /api/v1/bookings/{booking_id}/payment (retry shortly); a retry of this request with "
+            "the same Idempotency-Key answers the booking without payment details.",
+            code=exc.code,
+            fields={"booking_id": [str(booking_id)], "hold_expires_at": [expires]},
+            retry_after=exc.retry_after,
+        ) from exc
 
 
 def booking_standin_pay(*, membership: Membership, booking_id: int) -> str:
