@@ -20,11 +20,19 @@ def _loaded(driver):
 
 def click_and_load(driver, element):
     """Click something that loads a new page and wait until the new page is there."""
-    from selenium.webdriver.support import expected_conditions
+    from selenium.common.exceptions import WebDriverException
 
     old = driver.find_element(By.TAG_NAME, "html")
     element.click()
-    wait_until(driver, expected_conditions.staleness_of(old), "the page did not change")
+
+    def gone(_driver) -> bool:
+        try:
+            old.is_enabled()
+        except WebDriverException:  # stale; Chromium sometimes says "node does not belong to the document"
+            return True
+        return False
+
+    wait_until(driver, gone, "the page did not change")
     _loaded(driver)
 
 
