@@ -6,6 +6,7 @@ import logging
 from django.conf import settings
 from django.core.cache import caches
 from django.db import connection
+from django.http import HttpResponse
 from django.utils import timezone
 from ninja import Router, Schema, Status
 from pydantic import Field
@@ -118,6 +119,7 @@ def _scheduler_status() -> str:
 
 
 HEALTHY = {"ok", "eager"}
+HEALTH_RETRY_AFTER_SECONDS = 10  # the dependency checks time out after 1 s; look again after a few
 
 
 @router.get(
@@ -130,16 +132,21 @@ HEALTHY = {"ok", "eager"}
         "Checks each dependency with a short timeout: the database, the cache, the Celery broker, the workers (a "
         "ping) and the scheduler (beat's heartbeat, stale after 3 intervals). Broker, workers and scheduler are "
         "'eager' when Celery runs in-process. 200 when all are usable.",
-        errors={503: "`degraded`: a dependency is down; `down` in the body names each one."},
+        errors={
+            503: "`degraded`: a dependency is down; `down` in the body names each one; `Retry-After` says when to "
+            "look again."
+        },
     ),
 )
-def health(request):
+def health(request, response: HttpResponse):
     body = {"database": _database_status(), "cache": _cache_status(), "broker": _broker_status()}
     body["workers"] = _workers_status(body["broker"])
     body["scheduler"] = _scheduler_status()
     down = [name for name, state in body.items() if state not in HEALTHY]
     body["status"] = "degraded" if down else "ok"
     body["down"] = down
+    if down:
+        response["Retry-After"] = str(HEALTH_RETRY_AFTER_SECONDS)
     return Status(503 if down else 200, body)
 
 

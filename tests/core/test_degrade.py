@@ -39,6 +39,7 @@ def cache_down(settings):
 def test_health_answers_200_naming_every_dependency_when_all_are_up(client):
     response = client.get("/api/v1/health")
     assert response.status_code == 200
+    assert "Retry-After" not in response
     assert response.json() == {
         "status": "ok",
         "database": "ok",
@@ -100,6 +101,7 @@ def test_broker_down_health_names_broker_and_workers_unknown(settings):
         response = Client().get("/api/v1/health")
         elapsed = time.monotonic() - started
     assert response.status_code == 503
+    assert response["Retry-After"] == "10"
     body = response.json()
     assert (body["broker"], body["workers"], body["scheduler"]) == ("down", "unknown", "down")
     assert body["down"] == ["broker", "workers", "scheduler"]
