@@ -314,6 +314,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     **EVENTS_BEAT,
     **COMMUNITY_BEAT,
 }
+if EMBEDDED_BROKER:
+    CELERY_BEAT_SCHEDULE["embedded-broker-purge"] = {"task": "core.tasks.embedded_broker_purge", "schedule": 3600}
 
 # Stripe
 # Unset outside production: a local payment stand-in answers instead of Stripe (demos; events.stripe_standin).

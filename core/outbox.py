@@ -200,3 +200,23 @@ def outbox_purge(*, older_than_hours: float | None = None) -> int:
 
 def outbox_pending_count() -> int:
     return OutboxMessage.objects.filter(published_at__isnull=True).count()
+
+
+def embedded_broker_purge(broker_url: str | None = None) -> int:
+    """Delete messages the embedded broker has already delivered. kombu's SQLAlchemy transport marks a delivered
+    message invisible and never deletes it, so under `make run` its file grows by every task ever sent (the
+    relay and heartbeats alone send several a minute). Nothing reads invisible rows: the transport neither
+    redelivers nor counts them. Other brokers: nothing to do (0)."""
+    url = broker_url or _setting("CELERY_BROKER_URL", "")
+    if not url.startswith("sqla+"):
+        return 0
+    from sqlalchemy import create_engine, inspect, text
+
+    engine = create_engine(url.removeprefix("sqla+"), connect_args={"timeout": 30} if "sqlite" in url else {})
+    try:
+        if not inspect(engine).has_table("kombu_message"):
+            return 0
+        with engine.begin() as conn:
+            return conn.execute(text("DELETE FROM kombu_message WHERE visible = :no"), {"no": False}).rowcount
+    finally:
+        engine.dispose()

@@ -35,3 +35,11 @@ def outbox_purge() -> int:
     from core.outbox import outbox_purge as purge
 
     return purge()
+
+
+@shared_task(name="core.tasks.embedded_broker_purge")
+def embedded_broker_purge() -> int:
+    """Beat (hourly, embedded broker only): delete the messages the broker file has already delivered."""
+    from core.outbox import embedded_broker_purge as purge
+
+    return purge()

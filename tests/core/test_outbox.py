@@ -180,3 +180,30 @@ def test_broker_down_the_request_answers_its_status_and_the_relay_publishes_when
     run.refresh_from_db()
     assert (run.status, run.customers_scored, run.started_at, run.finished_at) == first
     assert OutboxMessage.objects.get().published_at is not None
+
+
+def test_embedded_broker_purge_deletes_delivered_messages_and_keeps_waiting_ones(tmp_path):
+    """kombu's SQLAlchemy transport keeps every delivered message (visible = false); the hourly purge removes
+    them, and a message not yet delivered is still delivered afterwards."""
+    from kombu import Connection
+
+    url = f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}"
+    assert outbox.embedded_broker_purge(url) == 0  # no broker file yet: nothing to do
+    with Connection(url) as conn:
+        queue = conn.SimpleQueue("purge-test")
+        for n in range(3):
+            queue.put({"n": n})
+        for _ in range(2):
+            queue.get(timeout=5).ack()
+        assert outbox.embedded_broker_purge(url) == 2
+        assert outbox.embedded_broker_purge(url) == 0
+        assert queue.get(timeout=5).payload == {"n": 2}
+        queue.close()
+    assert outbox.embedded_broker_purge("redis://127.0.0.1:6379/0") == 0
+
+
+def test_embedded_broker_purge_is_scheduled_only_for_the_embedded_broker():
+    from django.conf import settings
+
+    scheduled = "embedded-broker-purge" in settings.CELERY_BEAT_SCHEDULE
+    assert scheduled == settings.EMBEDDED_BROKER
