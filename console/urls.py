@@ -6,7 +6,7 @@ app_name = "console"
 
 urlpatterns = [
     path("", home.home, name="home"),
-    path("login/", home.ConsoleLoginView.as_view(), name="login"),
+    path("login/", home.login, name="login"),
     path("logout/", home.ConsoleLogoutView.as_view(), name="logout"),
     path("agent/queue/", agents.queue, name="agent-queue"),
     path("agent/requests/<int:request_id>/", agents.request_page, name="agent-request"),

@@ -52,7 +52,7 @@ def test_agent_takes_replies_and_fulfils_a_request(browser, live_server):
     browser.get(f"{live_server.url}/console/agent/queue/")
     _loaded(browser)
     assert browser.current_url.startswith(f"{live_server.url}/console/login/")
-    browser.find_element(By.ID, "id_username").send_keys(agent.email)
+    browser.find_element(By.ID, "id_login").send_keys(agent.email)
     browser.find_element(By.ID, "id_password").send_keys(TEST_PASSWORD)
     click_and_load(browser, browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]"))
     assert browser.current_url == f"{live_server.url}/console/agent/queue/"
