@@ -50,6 +50,11 @@ urlpatterns = [
         programmes.enrolment_detail,
         name="manager-enrolment",
     ),
+    path(
+        "manager/programmes/<int:programme_id>/enrolments/<int:enrolment_id>/retry/",
+        programmes.enrolment_retry,
+        name="manager-enrolment-retry",
+    ),
     path("manager/programmes/<int:programme_id>/memberships/", programmes.memberships, name="manager-memberships"),
     path(
         "manager/programmes/<int:programme_id>/memberships.csv",

@@ -201,14 +201,32 @@ def enrol(request, programme):
     return render(request, "console/managers/enrol.html", context, status=status)
 
 
-@programme_view
-def enrolment_detail(request, programme, enrolment_id: int):
+def _enrolment_or_404(programme, enrolment_id: int) -> Enrolment:
     enrolment = (
         Enrolment.objects.filter(programme=programme, pk=enrolment_id).select_related("segment_run__segment").first()
     )
     if enrolment is None:
-        error = NotFound("No such enrolment in this programme.", code="enrolment_not_found")
-        return render(request, "console/error.html", {"error": error}, status=404)
+        raise NotFound("No such enrolment in this programme.", code="enrolment_not_found")
+    return enrolment
+
+
+@programme_view
+@require_POST
+def enrolment_retry(request, programme, enrolment_id: int):
+    """A failed enrolment is queued again (it writes only the memberships still missing)."""
+    enrolment = _enrolment_or_404(programme, enrolment_id)
+    try:
+        enrolment_services.enrolment_retry(enrolment=enrolment)
+    except PremierError as exc:
+        messages.error(request, exc.detail)
+    else:
+        messages.success(request, f"Enrolment #{enrolment.pk} is queued again; this page follows it.")
+    return redirect(reverse("console:manager-enrolment", args=[programme.pk, enrolment.pk]))
+
+
+@programme_view
+def enrolment_detail(request, programme, enrolment_id: int):
+    enrolment = _enrolment_or_404(programme, enrolment_id)
     busy = enrolment.status in (RunStatus.PENDING, RunStatus.RUNNING)
     return render(
         request,

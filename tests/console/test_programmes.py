@@ -276,6 +276,28 @@ def test_a_running_enrolment_page_refreshes_itself(manager, enrolable):
     )
 
 
+def test_a_failed_enrolment_can_be_retried_from_its_page(manager, enrolable, django_capture_on_commit_callbacks):
+    programme, run = enrolable
+    enrolment = Enrolment.objects.create(
+        programme=programme, segment_run=run, status="failed", progress=60, error="OperationalError: gone"
+    )
+    client = client_for(manager)
+    url = f"/console/manager/programmes/{programme.pk}/enrolments/{enrolment.pk}/"
+    page = client.get(url).content.decode()
+    assert "The enrolment failed: OperationalError: gone" in page and 'id="retry"' in page
+    with django_capture_on_commit_callbacks(execute=True):
+        retried = client.post(url + "retry/", follow=True)
+    assert retried.redirect_chain == [(url, 302)]
+    assert [str(m) for m in retried.context["messages"]] == [
+        f"Enrolment #{enrolment.pk} is queued again; this page follows it."
+    ]
+    enrolment.refresh_from_db()
+    assert (enrolment.status, enrolment.enrolled_count) == ("succeeded", 20)
+    again = client.post(url + "retry/", follow=True)
+    assert [str(m) for m in again.context["messages"]] == ["Only a failed run can be retried; this one is succeeded."]
+    assert client_for(UserFactory(roles=["concierge_agent"])).post(url + "retry/").status_code == 403
+
+
 # Memberships
 
 
