@@ -229,14 +229,17 @@ class TierForm(forms.Form):
         return {field: getattr(tier, field) for field in cls.base_fields}
 
 
+def _finished(run) -> str:
+    return f", {run.finished_at:%d %b %Y}" if run.finished_at else ""
+
+
 class EnrolmentForm(forms.Form):
     segment_run = forms.TypedChoiceField(coerce=int, label="Segment run to enrol")
 
     def __init__(self, *args, runs=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["segment_run"].choices = [
-            (run.pk, f"{run.segment.name}, run #{run.pk} ({run.member_count} members, {run.finished_at:%d %b %Y})")
-            for run in runs
+            (run.pk, f"{run.segment.name}, run #{run.pk} ({run.member_count} members{_finished(run)})") for run in runs
         ]
 
 
