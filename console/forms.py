@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django import forms
 
 from concierge.models import OPEN_STATUSES, Category, RequestStatus
@@ -150,6 +152,20 @@ class SegmentForm(forms.Form):
         if not isinstance(rule, dict):
             raise forms.ValidationError("The rule is a JSON object.")
         return rule
+
+
+class NameSearchForm(forms.Form):
+    """A list's name filter; `narrow` applies it to a queryset and `query` keeps it across pages."""
+
+    q = forms.CharField(required=False, max_length=100, label="Name contains")
+
+    def narrow(self, queryset, field: str = "name"):
+        q = (self.cleaned_data.get("q") or "").strip() if self.is_valid() else ""
+        return queryset.filter(**{f"{field}__icontains": q}) if q else queryset
+
+    def query(self) -> str:
+        q = (self.cleaned_data.get("q") or "").strip() if self.is_valid() else ""
+        return urlencode({"q": q}) if q else ""
 
 
 class CustomerLookupForm(forms.Form):

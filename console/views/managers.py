@@ -32,8 +32,9 @@ def _rule_field_map(exc: PremierError) -> dict[str, str]:
 
 @manager_only
 def segments(request):
-    page = Paginator(selectors.segment_list(), PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "console/managers/segments.html", {"page": page, "query": ""})
+    search = forms.NameSearchForm(request.GET or None)
+    page = Paginator(search.narrow(selectors.segment_list()), PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "console/managers/segments.html", {"page": page, "search": search, "query": search.query()})
 
 
 @manager_only

@@ -462,3 +462,21 @@ def test_anonymous_people_go_to_the_login_page():
         response = Client().get(url)
         assert response.status_code == 302
         assert response["Location"].startswith("/console/login/?next=")
+
+
+def test_segments_programmes_and_impact_lists_filter_by_name_across_pages(manager):
+    from loyalty.segmentation.models import Segment
+
+    for i in range(30):
+        ProgrammeFactory(name=f"Gold {i:02d}")
+        Segment.objects.create(name=f"Gold {i:02d}", rule=RULE)
+    ProgrammeFactory(name="Silver club")
+    Segment.objects.create(name="Silver fans", rule=RULE)
+    client = client_for(manager)
+    for url in ("/console/manager/programmes/", "/console/manager/impact/", "/console/manager/segments/"):
+        assert [p.name for p in client.get(url, {"q": "silver"}).context["page"]] == [
+            "Silver fans" if "segments" in url else "Silver club"
+        ]
+        gold = client.get(url, {"q": "gold", "page": "2"})
+        assert [p.name for p in gold.context["page"]] == [f"Gold {i}" for i in range(25, 30)]
+        assert 'href="?q=gold&amp;page=1" rel="prev"' in gold.content.decode()
