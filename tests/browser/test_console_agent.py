@@ -53,6 +53,11 @@ def test_agent_takes_replies_and_fulfils_a_request(browser, live_server):
     _loaded(browser)
     assert browser.current_url.startswith(f"{live_server.url}/console/login/")
     browser.find_element(By.ID, "id_login").send_keys(agent.email)
+    browser.find_element(By.ID, "id_password").send_keys("not the password")
+    click_and_load(browser, browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]"))
+    refusal = browser.find_element(By.CSS_SELECTOR, "main form .errorlist").text
+    assert refusal == "The email address and/or password you specified are not correct.", refusal
+    full_page_screenshot(browser, "console-login-refused")
     browser.find_element(By.ID, "id_password").send_keys(TEST_PASSWORD)
     click_and_load(browser, browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]"))
     assert browser.current_url == f"{live_server.url}/console/agent/queue/"
