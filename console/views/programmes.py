@@ -33,11 +33,12 @@ from loyalty.programmes.selectors.programmes import (
 from loyalty.programmes.services import enrolment as enrolment_services
 from loyalty.programmes.services import programmes as programme_services
 from loyalty.programmes.services import tier_policy
+from loyalty.retention.services.impact_output import CSV_TABLES
 from loyalty.segmentation.models import RunStatus, SegmentRun
 
 PAGE_SIZE = 25
 ENROLABLE_RUNS = 100
-IMPACT_CSV_TABLES = ("comparisons", "srm", "take_up", "survival", "revenue", "cuped")
+IMPACT_CSV_TABLES = CSV_TABLES  # the impact report's tables the API exports as CSV
 
 
 def programme_view(view):
