@@ -18,7 +18,13 @@ AREAS = [
     (Role.CONCIERGE_AGENT, "Concierge queue", "console:agent-queue", "Work the request queue: assign, reply, fulfil."),
     (Role.PARTNER_STAFF, "Partner events", "console:partner-events", "Your events, bookings and check-in."),
     (Role.PROGRAMME_MANAGER, "Segments", "console:manager-segments", "Rules, previews and runs of segments."),
-    (Role.PROGRAMME_MANAGER, "Programmes", "console:manager-programmes", "Programmes and their impact dashboard."),
+    (
+        Role.PROGRAMME_MANAGER,
+        "Programmes",
+        "console:manager-programmes",
+        "Programmes and tiers, enrolment of segment runs, memberships and overrides.",
+    ),
+    (Role.PROGRAMME_MANAGER, "Impact", "console:manager-impact", "Impact dashboards and their tables as CSV."),
 ]
 STAFF_ROLES = (Role.CONCIERGE_AGENT, Role.PARTNER_STAFF, Role.PROGRAMME_MANAGER)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django import forms
 
 from concierge.models import OPEN_STATUSES, Category, RequestStatus
@@ -150,3 +152,146 @@ class SegmentForm(forms.Form):
         if not isinstance(rule, dict):
             raise forms.ValidationError("The rule is a JSON object.")
         return rule
+
+
+class NameSearchForm(forms.Form):
+    """A list's name filter; `narrow` applies it to a queryset and `query` keeps it across pages."""
+
+    q = forms.CharField(required=False, max_length=100, label="Name contains")
+
+    def narrow(self, queryset, field: str = "name"):
+        q = (self.cleaned_data.get("q") or "").strip() if self.is_valid() else ""
+        return queryset.filter(**{f"{field}__icontains": q}) if q else queryset
+
+    def query(self) -> str:
+        q = (self.cleaned_data.get("q") or "").strip() if self.is_valid() else ""
+        return urlencode({"q": q}) if q else ""
+
+
+class CustomerLookupForm(forms.Form):
+    """'Why is this customer in?': a customer of a run's member list, or found by their CRM id."""
+
+    external_id = forms.CharField(max_length=64, label="Customer's external id (CRM)")
+
+
+class ProgrammeForm(forms.Form):
+    """A programme's fields. The programmes service validates ranges and what is frozen after enrolment."""
+
+    name = forms.CharField(max_length=100)
+    description = forms.CharField(required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 3}))
+    status = forms.ChoiceField(choices=[("active", "Active"), ("closed", "Closed")], initial="active")
+    holdout_percent = forms.DecimalField(
+        max_digits=5, decimal_places=2, initial=10, label="Holdout (% of enrolled customers kept as control)"
+    )
+    qualifying_metric = forms.ChoiceField(
+        label="Tiers are judged on",
+        choices=[
+            ("revenue_percentile", "Revenue percentile"),
+            ("engagement_score", "Engagement score"),
+            ("engagement_percentile", "Engagement percentile"),
+            ("revenue_minor", "Revenue (minor units)"),
+        ],
+    )
+    evaluation_cadence_days = forms.IntegerField(max_value=3650, initial=30, label="Re-evaluate tiers every (days)")
+    grace_period_days = forms.IntegerField(max_value=3650, initial=60, label="Grace before a downgrade (days)")
+    expected_retention = forms.FloatField(
+        initial=0.89, label="Expected yearly retention without the programme (0 to 1)"
+    )
+    primary_metric = forms.ChoiceField(
+        choices=[("retention", "Retention at the primary horizon (intention to treat)")],
+        label="Primary question of the impact report",
+    )
+    primary_horizon_months = forms.IntegerField(initial=12, label="Primary horizon (months after enrolment)")
+
+    FIELDS = (
+        "name",
+        "description",
+        "status",
+        "holdout_percent",
+        "qualifying_metric",
+        "evaluation_cadence_days",
+        "grace_period_days",
+        "expected_retention",
+        "primary_metric",
+        "primary_horizon_months",
+    )
+
+    def __init__(self, *args, creating: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if creating:
+            del self.fields["status"]
+
+    @classmethod
+    def initial_from(cls, programme) -> dict:
+        return {field: getattr(programme, field) for field in cls.FIELDS}
+
+
+class TierForm(forms.Form):
+    rank = forms.IntegerField(min_value=1, max_value=1000, label="Rank (higher is better)")
+    name = forms.CharField(max_length=64)
+    threshold = forms.FloatField(label="Threshold (minimum of the qualifying metric)")
+    first_response_sla_hours = forms.IntegerField(
+        min_value=0, max_value=10000, initial=24, label="First response SLA (hours)"
+    )
+    resolution_sla_hours = forms.IntegerField(min_value=0, max_value=10000, initial=72, label="Resolution SLA (hours)")
+    monthly_request_allowance = forms.IntegerField(
+        min_value=0, max_value=10000, initial=5, label="Concierge requests per month"
+    )
+    early_access_hours = forms.IntegerField(min_value=0, max_value=10000, initial=0, label="Early event access (hours)")
+    guests_per_booking = forms.IntegerField(min_value=0, max_value=100, initial=0, label="Guests per booking")
+
+    @classmethod
+    def initial_from(cls, tier) -> dict:
+        return {field: getattr(tier, field) for field in cls.base_fields}
+
+
+def _finished(run) -> str:
+    return f", {run.finished_at:%d %b %Y}" if run.finished_at else ""
+
+
+class EnrolmentForm(forms.Form):
+    segment_run = forms.TypedChoiceField(coerce=int, label="Segment run to enrol")
+
+    def __init__(self, *args, runs=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["segment_run"].choices = [
+            (run.pk, f"{run.segment.name}, run #{run.pk} ({run.member_count} members{_finished(run)})") for run in runs
+        ]
+
+
+class MembershipFilterForm(forms.Form):
+    group = forms.ChoiceField(
+        required=False, choices=[("", "Both groups"), ("treatment", "Treatment"), ("control", "Control")]
+    )
+    status = forms.ChoiceField(
+        required=False, choices=[("", "Every status"), ("active", "Active"), ("holdout", "Holdout"), ("ended", "Ended")]
+    )
+    tier_id = forms.TypedChoiceField(coerce=int, required=False, empty_value=None, label="Tier (or shadow tier)")
+    has_override = forms.ChoiceField(
+        required=False, choices=[("", "Any"), ("yes", "With an override"), ("no", "Without")], label="Override"
+    )
+    customer_external_id = forms.CharField(required=False, max_length=64, label="Customer's external id")
+
+    def __init__(self, *args, tiers=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["tier_id"].choices = [("", "Every tier"), *((t.pk, t.name) for t in tiers)]
+
+    def selector_kwargs(self) -> dict:
+        data = self.cleaned_data if self.is_valid() else {}
+        return {
+            "group": data.get("group") or None,
+            "status": data.get("status") or None,
+            "tier_id": data.get("tier_id"),
+            "has_override": {"yes": True, "no": False}.get(data.get("has_override") or ""),
+            "customer_external_id": (data.get("customer_external_id") or "").strip() or None,
+        }
+
+
+class OverrideForm(forms.Form):
+    tier_id = forms.TypedChoiceField(coerce=int, label="Tier to give")
+    expires_at = forms.DateTimeField(widget=_dt_widget(), label="Until (UTC)")
+    reason = forms.CharField(max_length=255, label="Reason (kept in the tier history)")
+
+    def __init__(self, *args, tiers=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["tier_id"].choices = [(t.pk, f"{t.rank}: {t.name}") for t in tiers]

@@ -1,12 +1,12 @@
 from django.urls import path
 
-from console.views import agents, home, managers, partners
+from console.views import agents, home, managers, partners, programmes
 
 app_name = "console"
 
 urlpatterns = [
     path("", home.home, name="home"),
-    path("login/", home.ConsoleLoginView.as_view(), name="login"),
+    path("login/", home.login, name="login"),
     path("logout/", home.ConsoleLogoutView.as_view(), name="logout"),
     path("agent/queue/", agents.queue, name="agent-queue"),
     path("agent/requests/<int:request_id>/", agents.request_page, name="agent-request"),
@@ -33,5 +33,43 @@ urlpatterns = [
     path("manager/segments/<int:segment_id>/run/", managers.segment_run, name="manager-segment-run"),
     path("manager/runs/<int:run_id>/", managers.segment_run_detail, name="manager-run"),
     path("manager/runs/<int:run_id>/members.csv", managers.segment_run_csv, name="manager-run-csv"),
-    path("manager/programmes/", managers.programmes, name="manager-programmes"),
+    path("manager/runs/<int:run_id>/explain/", managers.segment_run_explain, name="manager-run-explain"),
+    path("manager/programmes/", programmes.programmes, name="manager-programmes"),
+    path("manager/programmes/new/", programmes.programme_new, name="manager-programme-new"),
+    path("manager/programmes/<int:programme_id>/", programmes.programme_detail, name="manager-programme"),
+    path("manager/programmes/<int:programme_id>/edit/", programmes.programme_edit, name="manager-programme-edit"),
+    path("manager/programmes/<int:programme_id>/tiers/new/", programmes.tier_new, name="manager-tier-new"),
+    path(
+        "manager/programmes/<int:programme_id>/tiers/<int:tier_id>/edit/",
+        programmes.tier_edit,
+        name="manager-tier-edit",
+    ),
+    path("manager/programmes/<int:programme_id>/enrol/", programmes.enrol, name="manager-enrol"),
+    path(
+        "manager/programmes/<int:programme_id>/enrolments/<int:enrolment_id>/",
+        programmes.enrolment_detail,
+        name="manager-enrolment",
+    ),
+    path(
+        "manager/programmes/<int:programme_id>/enrolments/<int:enrolment_id>/retry/",
+        programmes.enrolment_retry,
+        name="manager-enrolment-retry",
+    ),
+    path("manager/programmes/<int:programme_id>/memberships/", programmes.memberships, name="manager-memberships"),
+    path(
+        "manager/programmes/<int:programme_id>/memberships.csv",
+        programmes.memberships_csv,
+        name="manager-memberships-csv",
+    ),
+    path(
+        "manager/programmes/<int:programme_id>/memberships/<int:membership_id>/",
+        programmes.membership_detail,
+        name="manager-membership",
+    ),
+    path(
+        "manager/programmes/<int:programme_id>/memberships/<int:membership_id>/override/",
+        programmes.membership_override,
+        name="manager-membership-override",
+    ),
+    path("manager/impact/", programmes.impact, name="manager-impact"),
 ]

@@ -16,7 +16,6 @@ from console import forms
 from console.access import console_view
 from console.errors import form_error
 from core.errors import PremierError
-from loyalty.programmes.models import Programme
 from loyalty.segmentation import selectors
 from loyalty.segmentation.models import RunStatus, Segment
 from loyalty.segmentation.services import segments as segment_services
@@ -33,8 +32,9 @@ def _rule_field_map(exc: PremierError) -> dict[str, str]:
 
 @manager_only
 def segments(request):
-    page = Paginator(selectors.segment_list(), PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "console/managers/segments.html", {"page": page, "query": ""})
+    search = forms.NameSearchForm(request.GET or None)
+    page = Paginator(search.narrow(selectors.segment_list()), PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "console/managers/segments.html", {"page": page, "search": search, "query": search.query()})
 
 
 @manager_only
@@ -92,17 +92,6 @@ def segment_run(request, segment_id: int):
 
 
 @manager_only
-def programmes(request):
-    from django.db.models import Prefetch
-
-    from loyalty.programmes.models import Tier
-
-    programmes = Programme.objects.prefetch_related(Prefetch("tiers", queryset=Tier.objects.order_by("rank")))
-    page = Paginator(programmes.order_by("name", "id"), PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "console/managers/programmes.html", {"page": page, "query": ""})
-
-
-@manager_only
 def segment_run_detail(request, run_id: int):
     """A run's members (paginated) and, against the segment's previous finished run, who entered and left."""
     from loyalty.customers.models import Customer
@@ -148,3 +137,36 @@ def segment_run_csv(request, run_id: int):
     response = StreamingHttpResponse(rows(), content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="segment-run-{run.pk}-members.csv"'
     return response
+
+
+@manager_only
+def segment_run_explain(request, run_id: int):
+    """Why is this customer in (or out of) the run: every condition of the rule against the customer's value,
+    and for top N the rank or the cutoff. The customer comes from the member list (`customer`) or is looked up
+    by their CRM id (`external_id`)."""
+    from loyalty.customers.models import Customer
+    from loyalty.segmentation.models import SegmentRun
+
+    run = get_object_or_404(SegmentRun.objects.select_related("segment", "scoring_run"), pk=run_id)
+    lookup = forms.CustomerLookupForm(request.GET if "external_id" in request.GET else None)
+    customer, explain, error, status = None, None, None, 200
+    customer_id = request.GET.get("customer", "")
+    if lookup.is_bound and lookup.is_valid():
+        customer = Customer.objects.filter(external_id=lookup.cleaned_data["external_id"].strip()).first()
+        if customer is None:
+            lookup.add_error("external_id", "No customer has this external id.")
+            status = 404
+    elif customer_id.isdigit() and len(customer_id) <= 18:
+        customer = Customer.objects.filter(pk=int(customer_id)).first()
+        if customer is None:
+            status = 404
+            error = "No such customer."
+    elif lookup.is_bound:
+        status = 400
+    if customer is not None:
+        try:
+            explain = segment_services.segment_run_explain(run=run, customer_id=customer.pk)
+        except PremierError as exc:
+            error, status = exc.detail, exc.status_code
+    context = {"run": run, "lookup": lookup, "customer": customer, "explain": explain, "error": error}
+    return render(request, "console/managers/run_explain.html", context, status=status)

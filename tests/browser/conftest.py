@@ -99,10 +99,19 @@ def screenshot(driver, name: str) -> Path:
     return path
 
 
-def full_page_screenshot(driver, name: str) -> Path:
-    """Resize the window to the page's height (up to 6000 px), then save the screenshot."""
-    height = driver.execute_script("return Math.min(document.documentElement.scrollHeight, 6000)")
-    driver.set_window_size(WINDOW[0], max(WINDOW[1], height))
+PHONE = (390, 844)
+
+
+def full_page_screenshot(driver, name: str, window: tuple[int, int] = WINDOW) -> Path:
+    """Resize the window to `window`'s width and the page's height (up to 6000 px), save the screenshot, then
+    give the window its usual size back. `window=PHONE` pictures the page on a phone-sized screen."""
+    driver.set_window_size(*window)
+    if window != WINDOW:  # the new width lays the page out again before its height means anything
+        wait_until(driver, lambda d: d.execute_script("return window.innerWidth") <= window[0], "no resize")
+    height, chrome = driver.execute_script(
+        "return [Math.min(document.documentElement.scrollHeight, 6000), window.outerHeight - window.innerHeight]"
+    )
+    driver.set_window_size(window[0], max(window[1], height + chrome))  # the window's own bars are not the page
     try:
         return screenshot(driver, name)
     finally:

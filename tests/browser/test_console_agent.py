@@ -8,7 +8,7 @@ from django.utils import timezone
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from tests.browser.conftest import assert_no_django_error_page, full_page_screenshot, screenshot, wait_until
+from tests.browser.conftest import PHONE, assert_no_django_error_page, full_page_screenshot, wait_until
 from tests.concierge.factories import make_member, make_request
 from tests.factories import TEST_PASSWORD, TierFactory, UserFactory
 
@@ -52,7 +52,12 @@ def test_agent_takes_replies_and_fulfils_a_request(browser, live_server):
     browser.get(f"{live_server.url}/console/agent/queue/")
     _loaded(browser)
     assert browser.current_url.startswith(f"{live_server.url}/console/login/")
-    browser.find_element(By.ID, "id_username").send_keys(agent.email)
+    browser.find_element(By.ID, "id_login").send_keys(agent.email)
+    browser.find_element(By.ID, "id_password").send_keys("not the password")
+    click_and_load(browser, browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]"))
+    refusal = browser.find_element(By.CSS_SELECTOR, "main form .errorlist").text
+    assert refusal == "The email address and/or password you specified are not correct.", refusal
+    full_page_screenshot(browser, "console-login-refused")
     browser.find_element(By.ID, "id_password").send_keys(TEST_PASSWORD)
     click_and_load(browser, browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]"))
     assert browser.current_url == f"{live_server.url}/console/agent/queue/"
@@ -82,10 +87,18 @@ def test_agent_takes_replies_and_fulfils_a_request(browser, live_server):
     assert (req.status, req.assignee_id) == ("fulfilled", agent.pk)
     assert path.stat().st_size > 10_000
 
-    # Phone-sized: the request page still reads without a horizontal scrollbar.
-    browser.set_window_size(390, 844)
-    browser.get(f"{live_server.url}/console/agent/queue/?status=fulfilled")
+    # Phone-sized: the queue reads without a horizontal scrollbar, one card per request.
+    make_request(member, now=timezone.now() - timedelta(hours=3), category="travel", subject="Airport transfer")
+    from concierge.models import ConciergeRequest
+
+    ConciergeRequest.objects.filter(subject="Airport transfer").update(first_response_breached=True)
+    browser.set_window_size(*PHONE)
+    browser.get(f"{live_server.url}/console/agent/queue/?status=")
     _loaded(browser)
     width = browser.execute_script("return document.documentElement.scrollWidth")
-    assert width <= 400, width
-    screenshot(browser, "console-agent-queue-phone")
+    assert width <= PHONE[0], width
+    cards = browser.find_elements(By.CSS_SELECTOR, "table.queue tbody tr")
+    assert [card.find_element(By.TAG_NAME, "a").text for card in cards] == ["Airport transfer", "Opera tickets"]
+    assert cards[0].value_of_css_property("display") == "block"
+    path = full_page_screenshot(browser, "console-agent-queue-phone", window=PHONE)
+    assert path.stat().st_size > 10_000

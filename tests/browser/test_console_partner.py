@@ -30,7 +30,7 @@ def test_partner_creates_publishes_and_checks_someone_in(browser, live_server):
 
     browser.get(f"{live_server.url}/console/")
     _loaded(browser)
-    _fill(browser, "id_username", staff.email)
+    _fill(browser, "id_login", staff.email)
     _fill(browser, "id_password", TEST_PASSWORD)
     click_and_load(browser, browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]"))
     click_and_load(browser, browser.find_element(By.LINK_TEXT, "Partner events"))

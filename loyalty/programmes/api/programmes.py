@@ -36,8 +36,7 @@ from loyalty.programmes.selectors.programmes import (
     tier_changes_list,
     tier_get,
 )
-from loyalty.programmes.services.assignment import retention_mde_for_holdout
-from loyalty.programmes.services.enrolment import enrolment_retry, enrolment_start
+from loyalty.programmes.services.enrolment import enrolment_retry, enrolment_start, programme_power_table
 from loyalty.programmes.services.programmes import (
     programme_create,
     programme_update,
@@ -157,23 +156,7 @@ class PowerQuery(Schema):
 )
 def programme_power(request, programme_id: int, query: Query[PowerQuery]):
     _manager(request)
-    programme = programme_get(programme_id)
-    shares = sorted({5.0, 10.0, 15.0, 20.0, 30.0, 50.0, float(programme.holdout_percent)})
-    rows = []
-    for share in shares:
-        control = round(query.customers * share / 100)
-        mde = retention_mde_for_holdout(
-            customers=query.customers, holdout_percent=share, baseline=programme.expected_retention
-        )
-        rows.append(
-            {
-                "holdout_percent": share,
-                "treatment": query.customers - control,
-                "control": control,
-                "min_detectable_retention_effect_points": None if mde is None else round(mde * 100, 2),
-            }
-        )
-    return {"customers": query.customers, "expected_retention": programme.expected_retention, "rows": rows}
+    return programme_power_table(programme=programme_get(programme_id), customers=query.customers)
 
 
 # Tiers

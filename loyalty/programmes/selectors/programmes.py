@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 
 from accounts.models import Role
@@ -75,6 +75,18 @@ def memberships_list(
     if has_override is not None:
         qs = qs.filter(override_tier__isnull=not has_override)
     return qs.order_by("id")
+
+
+def programme_group_counts(*, programme: Programme) -> dict[str, int]:
+    """Live (not ended) memberships per group, both groups always present (one query)."""
+    counts = dict(
+        Membership.objects.filter(programme=programme)
+        .exclude(status=Membership.Status.ENDED)
+        .order_by()
+        .values_list("group")
+        .annotate(n=Count("id"))
+    )
+    return {group: counts.get(group, 0) for group in Membership.Group.values}
 
 
 def tier_changes_list(

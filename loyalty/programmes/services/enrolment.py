@@ -14,6 +14,7 @@ from core import outbox, runs
 from core.errors import BusinessRuleError
 from loyalty.customers.models import Customer
 from loyalty.programmes.models import Enrolment, Membership, Programme, TierChange
+from loyalty.programmes.selectors.programmes import programme_group_counts
 from loyalty.programmes.services.assignment import (
     assignment_bucket_sql,
     holdout_cutoff,
@@ -51,6 +52,67 @@ def enrolment_start(
     if created or enrolment.status == RunStatus.FAILED:
         outbox.enqueue("loyalty.tasks.run_enrolment", enrolment.pk)
     return enrolment, created
+
+
+def programme_power_table(*, programme: Programme, customers: int) -> dict:
+    """The smallest retention difference (points) detectable at 95% confidence and 80% power when `customers`
+    are split at several holdout shares and at the programme's own."""
+    shares = sorted({*(float(h) for h in MDE_TABLE_HOLDOUTS), float(programme.holdout_percent)})
+    rows = []
+    for share in shares:
+        control = round(customers * share / 100)
+        mde = retention_mde_for_holdout(
+            customers=customers, holdout_percent=share, baseline=programme.expected_retention
+        )
+        rows.append(
+            {
+                "holdout_percent": share,
+                "treatment": customers - control,
+                "control": control,
+                "min_detectable_retention_effect_points": _points(mde),
+            }
+        )
+    return {"customers": customers, "expected_retention": programme.expected_retention, "rows": rows}
+
+
+def enrolment_preview(*, programme: Programme, segment_run: SegmentRun) -> dict:
+    """What enrolling `segment_run` would do, before anything is written: who would be enrolled (active run
+    members not yet in the programme), the expected treatment/control split at the programme's holdout, and
+    the detectable retention effect with and without the programme's current members. Refuses what
+    `enrolment_start` refuses."""
+    if programme.status != Programme.Status.ACTIVE:
+        raise BusinessRuleError("The programme is closed.", code="programme_closed")
+    if segment_run.status != RunStatus.SUCCEEDED:
+        raise BusinessRuleError("Only a succeeded segment run can be enrolled.", code="segment_run_not_succeeded")
+    programme_tiers_or_error(programme)
+    members = SegmentMember.objects.filter(run=segment_run)
+    run_members = members.count()
+    eligible = members.filter(customer__status=Customer.Status.ACTIVE).exclude(
+        customer__memberships__programme=programme
+    )
+    new = eligible.count()
+    live = programme_group_counts(programme=programme)
+    holdout = float(programme.holdout_percent)
+    control = round(new * holdout / 100)
+    treatment = new - control
+    live_t, live_c = live.get(Membership.Group.TREATMENT, 0), live.get(Membership.Group.CONTROL, 0)
+    baseline = programme.expected_retention
+    return {
+        "run_members": run_members,
+        "already_members": members.filter(customer__memberships__programme=programme).count(),
+        "inactive": members.exclude(customer__status=Customer.Status.ACTIVE).count(),
+        "new": new,
+        "holdout_percent": holdout,
+        "expected_treatment": treatment,
+        "expected_control": control,
+        "this_enrolment_mde_points": _points(retention_mde(treatment=treatment, control=control, baseline=baseline)),
+        "programme_treatment_after": live_t + treatment,
+        "programme_control_after": live_c + control,
+        "programme_mde_points_after": _points(
+            retention_mde(treatment=live_t + treatment, control=live_c + control, baseline=baseline)
+        ),
+        "power": programme_power_table(programme=programme, customers=max(new, 2)),
+    }
 
 
 def enrolment_run(*, enrolment_id: int, now: datetime | None = None) -> Enrolment | None:

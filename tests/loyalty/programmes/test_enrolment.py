@@ -215,3 +215,41 @@ def test_churned_customers_leave_the_programme_in_both_groups():
     assert list(TierChange.objects.values_list("membership_id", "reason", "to_tier")) == [(member.pk, "ended", None)]
     assert memberships_end_for_churned(customer_ids=[member.customer_id], now=NOW) == 0
     assert TierChange.objects.count() == 1
+
+
+def test_enrolment_preview_counts_who_would_be_enrolled_and_the_power_without_writing():
+    from core.errors import BusinessRuleError
+    from loyalty.programmes.services.enrolment import enrolment_preview
+    from tests.factories import MembershipFactory
+
+    programme = ProgrammeFactory(holdout_percent=25, expected_retention=0.9)
+    tier = TierFactory(programme=programme, rank=1, threshold=0.0)
+    customers = [CustomerFactory() for _ in range(10)]
+    customers[0].status, customers[0].churned_at = "churned", NOW
+    customers[0].save(update_fields=["status", "churned_at"])
+    MembershipFactory(programme=programme, customer=customers[1], tier=tier)
+    MembershipFactory(programme=programme, control=True, shadow_tier=tier)
+    run = segment_run_with([(c, 50.0) for c in customers])
+
+    preview = enrolment_preview(programme=programme, segment_run=run)
+    assert {k: v for k, v in preview.items() if k != "power"} == {
+        "run_members": 10,
+        "already_members": 1,
+        "inactive": 1,
+        "new": 8,
+        "holdout_percent": 25.0,
+        "expected_treatment": 6,
+        "expected_control": 2,
+        # (1.96 + 0.8416) * sqrt(0.9 * 0.1 * (1/6 + 1/2)) and with the programme's 1 + 1 live members: 7 and 3
+        "this_enrolment_mde_points": 68.62,
+        "programme_treatment_after": 7,
+        "programme_control_after": 3,
+        "programme_mde_points_after": 58.0,
+    }
+    assert preview["power"]["customers"] == 8
+    assert [row["holdout_percent"] for row in preview["power"]["rows"]] == [5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 50.0]
+    assert Membership.objects.count() == 2 and not Enrolment.objects.exists()
+
+    with pytest.raises(BusinessRuleError) as refused:
+        enrolment_preview(programme=ProgrammeFactory(), segment_run=run)
+    assert refused.value.code == "programme_has_no_tiers"
