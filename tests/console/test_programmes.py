@@ -226,7 +226,7 @@ def test_enrol_preview_shows_the_power_figures_and_writes_nothing(manager, enrol
         (50.0, 39.2),
     ]
     content = response.content.decode()
-    assert 'id="mde-enrolment">65.34 percentage points' in content
+    assert 'id="mde-enrolment">65.3 percentage points' in content
     assert 'name="confirm"' in content and "Enrol 20 customers" in content
     assert not Enrolment.objects.exists() and not Membership.objects.exists()
 
