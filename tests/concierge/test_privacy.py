@@ -142,8 +142,8 @@ def test_member_display_name():
     assert member_display_name("  ") == "A member"
 
 
-# 3 queries authenticate the session token (session exists, session row, user); then the page and the count.
-AUTH_QUERIES = 3
+# 2 queries authenticate the session token (session row, user); then the page and the count.
+AUTH_QUERIES = 2
 
 
 @pytest.mark.parametrize("n", [3, 20])
