@@ -3,8 +3,9 @@
 --   APILOAD_MODE    get | book | concierge
 --   APILOAD_PATH    the path of a GET
 --   APILOAD_EVENTS  comma-separated event ids to book (mode book)
--- Every request takes the next member in turn (threads interleave their counters), so a booking run books
--- (member, event) pairs that are all distinct until members x events requests: each 201 is a new booking.
+-- Every request takes the next member in turn (threads interleave their counters). A booking run takes the
+-- events in turn and the next member after each round of events, so its (member, event) pairs are all distinct
+-- until members x events requests: each 201 is a new booking.
 -- done() prints one JSON line with the counts and latency percentiles (microseconds).
 
 local tokens = {}
@@ -32,7 +33,8 @@ function request()
   counter = counter + 1
   local token = tokens[(i % #tokens) + 1]
   if mode == "book" then
-    local event = events[(math.floor(i / #tokens) % #events) + 1]
+    local event = events[(i % #events) + 1]
+    token = tokens[(math.floor(i / #events) % #tokens) + 1]
     return wrk.format("POST", "/api/v1/events/" .. event .. "/bookings",
       { ["X-Session-Token"] = token, ["Content-Type"] = "application/json" }, '{"guests": 0}')
   elseif mode == "concierge" then
