@@ -273,6 +273,13 @@ def make_write_events(partner_id: int, count: int, label: str) -> list[int]:
     return [e.pk for e in events]
 
 
+def drop_write_events(event_ids: list[int]) -> None:
+    from events.models import Booking, Event
+
+    Booking.objects.filter(event_id__in=event_ids).delete()
+    Event.objects.filter(pk__in=event_ids).delete()
+
+
 def rows_created(kind: str, since_ids: dict) -> int:
     from concierge.models import ConciergeRequest
     from events.models import Booking
@@ -461,6 +468,8 @@ def main() -> None:
                     )
                     if kind == "write":
                         result["rows_created"] = rows_created(mode, since)
+                        if events:  # the booked events go at once: members must not see them in GET /events
+                            drop_write_events(events)
                         connection.close()
                     result.update(name=name, kind=kind, clients=clients, round=round_no)
                     results.append(result)

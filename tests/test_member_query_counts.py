@@ -3,7 +3,8 @@ resolved once per request.
 
 The token costs 2 queries (the session row, the user); a member operation then reads the member context once
 (the membership joined with programme, tiers and customer, the member role as an EXISTS) and does its own work.
-List endpoints are measured at two list sizes: the count does not grow with the rows."""
+List endpoints are measured at two list sizes: the count does not grow with the rows. A page shorter than its
+limit ends the list and tells the count itself (core.pagination.Page): no COUNT query."""
 
 from __future__ import annotations
 
@@ -41,15 +42,31 @@ def test_me_is_the_floor_session_user_roles(django_assert_num_queries):
 
 
 @pytest.mark.parametrize("events", [2, 30])
-def test_event_list_takes_five_queries_whatever_its_length(django_assert_num_queries, events):
+def test_event_list_takes_four_queries_whatever_its_length(django_assert_num_queries, events):
     user, _ = member()
     for _ in range(events):
         EventFactory()
     api = api_as(user)
-    with django_assert_num_queries(5):  # session, user, member context, page, count
+    with django_assert_num_queries(4):  # session, user, member context, page (it ends the list: no COUNT)
         body = api.get("events?limit=50").json()
     assert body["count"] == events
     assert len(body["items"]) == events
+
+
+def test_a_full_page_of_events_adds_the_count(django_assert_num_queries):
+    user, _ = member()
+    for _ in range(5):
+        EventFactory()
+    api = api_as(user)
+    with django_assert_num_queries(5):  # session, user, member context, page, COUNT
+        body = api.get("events?limit=3").json()
+    assert (body["count"], len(body["items"])) == (5, 3)
+    with django_assert_num_queries(4):  # the last page ends the list
+        body = api.get("events?limit=3&offset=3").json()
+    assert (body["count"], len(body["items"])) == (5, 2)
+    with django_assert_num_queries(5):  # an empty page past the end cannot tell the count
+        body = api.get("events?limit=3&offset=9").json()
+    assert (body["count"], body["items"]) == (5, [])
 
 
 def test_event_detail_takes_four_queries(django_assert_num_queries):
@@ -72,12 +89,12 @@ def test_my_membership_takes_six_queries(django_assert_num_queries):
 
 
 @pytest.mark.parametrize("bookings", [1, 12])
-def test_my_bookings_take_five_queries_whatever_their_number(django_assert_num_queries, bookings):
+def test_my_bookings_take_four_queries_whatever_their_number(django_assert_num_queries, bookings):
     user, membership = member()
     for _ in range(bookings):
         booking_create(membership=membership, event_id=EventFactory().pk)
     api = api_as(user)
-    with django_assert_num_queries(5):  # session, user, member context, page, count
+    with django_assert_num_queries(4):  # session, user, member context, page (it ends the list: no COUNT)
         body = api.get("bookings").json()
     assert body["count"] == bookings
     assert len(body["items"]) == bookings
