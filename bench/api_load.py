@@ -274,10 +274,14 @@ def make_write_events(partner_id: int, count: int, label: str) -> list[int]:
 
 
 def drop_write_events(event_ids: list[int]) -> None:
+    from django.db import transaction
+
     from events.models import Booking, Event
 
-    Booking.objects.filter(event_id__in=event_ids).delete()
-    Event.objects.filter(pk__in=event_ids).delete()
+    with transaction.atomic():
+        list(Event.objects.select_for_update().filter(pk__in=event_ids).values_list("pk", flat=True))  # locked
+        Booking.objects.filter(event_id__in=event_ids).delete()
+        Event.objects.filter(pk__in=event_ids).delete()
 
 
 def rows_created(kind: str, since_ids: dict) -> int:
@@ -467,6 +471,7 @@ def main() -> None:
                         duration=args.duration,
                     )
                     if kind == "write":
+                        time.sleep(3)  # requests in flight when wrk stopped still commit
                         result["rows_created"] = rows_created(mode, since)
                         if events:  # the booked events go at once: members must not see them in GET /events
                             drop_write_events(events)
