@@ -104,8 +104,8 @@ def test_booking_takes_eleven_queries_and_reads_the_membership_once(django_asser
     user, membership = member()
     event = EventFactory(capacity=5)
     api = api_as(user)
-    # session, user, member context; savepoint, the event with an EXISTS for a live booking of mine, the seat
-    # UPDATE, the booking INSERT, the outbox INSERT, release; then the eager outbox publication: claim, task.
+    # session, user, member context; 2 savepoints (the request's transaction and the service's), the event with
+    # an EXISTS for a live booking of mine, the seat UPDATE, the booking INSERT, the outbox INSERT, 2 releases.
     with django_assert_num_queries(11) as captured:
         response = api.post(f"events/{event.pk}/bookings", {"guests": 0})
     assert response.status_code == 201, response.content
