@@ -434,7 +434,7 @@ def main() -> None:
     results: list[dict] = []
     try:
         # Warm-up: every worker and thread imports, connects, fills its caches.
-        for _, _, mode, path in operations[:5]:
+        for _, _, mode, path in [op for op in operations if op[2] == "get"]:
             run_wrk(
                 args,
                 clients=16,
