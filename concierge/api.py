@@ -33,6 +33,7 @@ from core.errors import ValidationFailed
 from core.idempotency import IdempotencyKeyHeader, run_idempotent
 from core.pagination import Page
 from core.schemas import describe, responses
+from loyalty.programmes.selectors.members import member_context
 
 router = Router(auth=user_auth)
 
@@ -69,11 +70,12 @@ CLOSED_409 = "`request_closed`: the request is fulfilled, declined or cancelled.
     ),
 )
 def create_request(request, payload: RequestIn, idempotency_key: str | None = IdempotencyKeyHeader):
-    user = request_user(request)
+    member = member_context(request)  # None as membership: the service refuses (403 `not_a_member`)
 
     def action():
         return requests.request_create(
-            user=user,
+            user=member.user,
+            membership=member.membership,
             category=payload.category,
             subject=payload.subject,
             details=payload.details,

@@ -207,6 +207,8 @@ if ACCOUNT_RATE_LIMITS is None:
     del ACCOUNT_RATE_LIMITS
 HEADLESS_ONLY = True
 HEADLESS_CLIENTS = ("app", "browser")
+# App-client session tokens are looked up with one query (allauth's default strategy takes two).
+HEADLESS_TOKEN_STRATEGY = "core.auth.SessionTokenStrategy"
 # Every flow that sends mail links to the frontend: email verification, password reset (also linked from the
 # "account already exists" mail of sign-up, so without it sign-up with a known address answered 500), sign-up.
 FRONTEND_URL = env("PREMIER_FRONTEND_URL", "http://127.0.0.1:8000")

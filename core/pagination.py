@@ -11,7 +11,10 @@ from ninja.pagination import PaginationBase
 class Page(PaginationBase):
     """Limit/offset pagination with bounds on both, so that no input reaches the database out of range.
 
-    Answers {"items": [...], "count": N}: one COUNT query and one page query.
+    Answers {"items": [...], "count": N}: the page query, and a COUNT query only when the page does not tell
+    the count itself. A page shorter than the limit ends the list, so the count is offset + its length (the
+    common case of a member's own short lists: one query instead of two, and a count consistent with the
+    items); a full page, or an empty page past the start, needs the COUNT.
     """
 
     class Input(Schema):
@@ -26,4 +29,7 @@ class Page(PaginationBase):
 
     def paginate_queryset(self, queryset: QuerySet, pagination: Input, **params: Any) -> Any:
         offset, limit = pagination.offset, pagination.limit
-        return {"items": list(queryset[offset : offset + limit]), "count": self._items_count(queryset)}
+        items = list(queryset[offset : offset + limit])
+        if len(items) < limit and (items or offset == 0):
+            return {"items": items, "count": offset + len(items)}
+        return {"items": items, "count": self._items_count(queryset)}

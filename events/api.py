@@ -12,7 +12,7 @@ from ninja.pagination import paginate
 
 from accounts.models import Role
 from core.auth import require_role, user_auth
-from core.errors import BusinessRuleError, PermissionDenied, ServiceUnavailable
+from core.errors import BusinessRuleError, ServiceUnavailable
 from core.idempotency import IdempotencyKeyHeader, run_idempotent
 from core.pagination import Page
 from core.schemas import ErrorOut, describe, responses
@@ -33,7 +33,7 @@ from events.schemas import (
     WebhookOut,
 )
 from events.services import bookings, partners, payments
-from loyalty.programmes.selectors.members import NOT_A_MEMBER, effective_tier, member_membership
+from loyalty.programmes.selectors.members import require_member
 
 logger = logging.getLogger("premier.events")
 
@@ -72,12 +72,9 @@ def _partner(request):
 
 
 def _member(request):
-    user = require_role(request, Role.MEMBER)
-    membership = member_membership(user)
-    tier = effective_tier(membership)
-    if tier is None:
-        raise PermissionDenied("You have no active programme membership.", code=NOT_A_MEMBER)
-    return membership, tier
+    """The caller's membership and effective tier, from the member context resolved once per request."""
+    context = require_member(request)
+    return context.membership, context.tier
 
 
 # ---------------------------------------------------------------------------------------------- partner staff

@@ -21,7 +21,8 @@ from concierge.services.audit import event_write
 from core.errors import BusinessRuleError, Conflict, NotFound, PermissionDenied, ValidationFailed
 from core.outbox import enqueue
 from loyalty.ingestion.services.interactions import interaction_record
-from loyalty.programmes.selectors.members import effective_tier, member_membership
+from loyalty.programmes.models import Membership
+from loyalty.programmes.selectors.members import NOT_A_MEMBER, effective_tier, member_membership
 
 S = RequestStatus
 
@@ -81,11 +82,17 @@ def request_create(
     details: str = "",
     visibility: str = "private",
     now: datetime | None = None,
+    membership: Membership | None = None,
 ) -> ConciergeRequest:
     """A member's new request. 403 for anyone without an active treatment membership (control-group and ended
-    memberships included); 400 `allowance_exhausted` past the tier's monthly allowance."""
+    memberships included); 400 `allowance_exhausted` past the tier's monthly allowance. `membership`: the
+    user's active treatment membership when the caller resolved it already (the request's member context);
+    else it is looked up."""
     now = now or timezone.now()
-    membership = member_membership(user)
+    if membership is None:
+        membership = member_membership(user)
+    elif membership.customer.user_id != user.pk or membership.group != Membership.Group.TREATMENT:
+        raise PermissionDenied("You have no active programme membership.", code=NOT_A_MEMBER)
     tier = effective_tier(membership, now=now)
     if tier is None:
         raise PermissionDenied("Your membership has no tier with concierge benefits.", code="no_tier")

@@ -8,6 +8,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 
 from core.errors import BusinessRuleError, Conflict, NotFound, PermissionDenied
 from events.models import Booking, Event
@@ -52,7 +53,9 @@ def booking_create(
     `event_full`."""
     now = _now(now)
     tier = _member_tier(membership, now)
-    event = Event.objects.filter(pk=event_id, status=Event.Status.PUBLISHED).first()
+    # The event and whether the member already has a live booking on it: one query.
+    live = Booking.objects.filter(event_id=OuterRef("pk"), membership=membership, status__in=Booking.LIVE_STATUSES)
+    event = Event.objects.filter(pk=event_id, status=Event.Status.PUBLISHED).annotate(already=Exists(live)).first()
     if event is None:
         raise NotFound(code="event_not_found")
     member_event_tier_check(tier=tier, event=event)
@@ -71,8 +74,7 @@ def booking_create(
             code="too_many_guests",
             fields={"guests": [f"At most {tier.guests_per_booking}."]},
         )
-    live = Booking.objects.filter(event_id=event.pk, membership=membership, status__in=Booking.LIVE_STATUSES)
-    if live.exists():
+    if event.already:
         raise Conflict("You already have a booking for this event.", code="already_booked")
     seats = 1 + guests
     values: dict[str, Any] = {
@@ -104,11 +106,11 @@ def booking_create(
     if event.is_paid and values["status"] == Booking.Status.WAITLISTED:
         values["payment_status"] = Booking.PaymentStatus.PENDING
     try:
-        with transaction.atomic():
-            booking = Booking.objects.create(**values)
+        # No savepoint of its own: the error leaves this function at once, and this function's atomic block
+        # rolls back (to its savepoint when nested), seats reserved above included.
+        booking = Booking.objects.create(**values)
     except IntegrityError as exc:
-        # A concurrent request of the same member won the one-live-booking constraint. Raising rolls back
-        # this transaction, and with it the seats reserved above.
+        # A concurrent request of the same member won the one-live-booking constraint.
         raise Conflict("You already have a booking for this event.", code="already_booked") from exc
     booking.event = event
     if booking.status == Booking.Status.CONFIRMED:

@@ -94,8 +94,11 @@ def test_idea_list_sorted_by_votes_in_constant_queries():
     body = response.json()
     assert [i["id"] for i in body["items"]] == [ideas[3].pk, ideas[1].pk, ideas[0].pk, ideas[2].pk, ideas[4].pk]
     with CaptureQueriesContext(connection) as ctx2:
-        api.get(f"community/rounds/{round_.pk}/ideas?limit=2")
+        api.get(f"community/rounds/{round_.pk}/ideas?limit=2&offset=4")
     assert len(ctx.captured_queries) == len(ctx2.captured_queries)
+    with CaptureQueriesContext(connection) as ctx3:
+        api.get(f"community/rounds/{round_.pk}/ideas?limit=2")
+    assert len(ctx3.captured_queries) == len(ctx.captured_queries) + 1  # a full page needs the COUNT
 
 
 def test_votes_only_while_open_and_on_votable_ideas():

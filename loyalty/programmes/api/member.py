@@ -2,9 +2,10 @@
 
 from ninja import Router
 
-from core.auth import request_user, user_auth
+from core.auth import user_auth
 from core.schemas import describe, responses
 from loyalty.programmes.schemas import MyMembershipOut
+from loyalty.programmes.selectors.members import member_context
 from loyalty.programmes.selectors.programmes import member_view
 
 router = Router(tags=["member"], auth=user_auth)
@@ -22,4 +23,5 @@ router = Router(tags=["member"], auth=user_auth)
     ),
 )
 def my_membership(request):
-    return member_view(request_user(request))
+    member = member_context(request)
+    return member_view(member.user, member=member)

@@ -1,15 +1,27 @@
-"""Who is a member: used by the member-facing APIs of loyalty, concierge and events."""
+"""Who is a member: used by the member-facing APIs of loyalty, concierge and events.
+
+The member context (user, customer, active treatment membership, effective tier) is resolved once per request
+by `member_context(request)`: one query (the membership with its programme, tiers and customer, and whether the
+user has the member role), kept on the request. Routers hand its parts to services and selectors, which keep
+their object-level checks (a booking is looked up within the membership, a request within the user's own)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from accounts.models import Role, User
+from accounts.services import user_has_role
+from core.auth import request_user, require_role
 from core.errors import PermissionDenied
+from loyalty.customers.models import Customer
 from loyalty.programmes.models import Membership, Tier
 
 NOT_A_MEMBER = "not_a_member"
+_REQUEST_ATTRIBUTE = "_premier_member_context"
 
 
 def effective_tier(membership: Membership, *, now: datetime | None = None) -> Tier | None:
@@ -20,6 +32,14 @@ def effective_tier(membership: Membership, *, now: datetime | None = None) -> Ti
     return membership.tier
 
 
+def _active_memberships(user):
+    return (
+        Membership.objects.select_related("programme", "tier", "override_tier", "customer")
+        .filter(customer__user=user, group=Membership.Group.TREATMENT, status=Membership.Status.ACTIVE)
+        .order_by("-enrolled_at", "-id")
+    )
+
+
 def member_membership_or_none(user) -> Membership | None:
     """The user's active treatment membership (most recent enrolment if several), or None.
 
@@ -27,12 +47,7 @@ def member_membership_or_none(user) -> Membership | None:
     and must not learn that they are held out."""
     if not getattr(user, "is_authenticated", False):
         return None
-    return (
-        Membership.objects.select_related("programme", "tier", "override_tier", "customer")
-        .filter(customer__user=user, group=Membership.Group.TREATMENT, status=Membership.Status.ACTIVE)
-        .order_by("-enrolled_at", "-id")
-        .first()
-    )
+    return _active_memberships(user).first()
 
 
 def member_membership(user) -> Membership:
@@ -42,3 +57,51 @@ def member_membership(user) -> Membership:
     if membership is None:
         raise PermissionDenied("You have no active programme membership.", code=NOT_A_MEMBER)
     return membership
+
+
+@dataclass(frozen=True)
+class MemberContext:
+    """The caller as a member, resolved once per request. `membership` is the active treatment membership
+    (None for control customers, ended members and strangers); `tier` its effective tier when resolved."""
+
+    user: User
+    membership: Membership | None
+    tier: Tier | None
+    has_member_role: bool
+
+    @property
+    def customer(self) -> Customer | None:
+        return self.membership.customer if self.membership is not None else None
+
+
+def member_context(request) -> MemberContext:
+    """The request's member context, computed on first use and then kept on the request (one query: the
+    membership joined with programme, tiers and customer, and the member role as an EXISTS)."""
+    cached = getattr(request, _REQUEST_ATTRIBUTE, None)
+    if cached is not None:
+        return cached
+    user = request_user(request)
+    role = Exists(User.groups.through.objects.filter(user_id=OuterRef("customer__user_id"), group__name=Role.MEMBER))
+    membership = _active_memberships(user).annotate(has_member_role=role).first()
+    # Without a membership (the refusal path) the role decides between `role_required` and `not_a_member`.
+    has_role = membership.has_member_role if membership is not None else user_has_role(user, Role.MEMBER)
+    context = MemberContext(
+        user=user,
+        membership=membership,
+        tier=effective_tier(membership) if membership is not None else None,
+        has_member_role=has_role,
+    )
+    setattr(request, _REQUEST_ATTRIBUTE, context)
+    return context
+
+
+def require_member(request) -> MemberContext:
+    """The member context of a caller with the member role and an active treatment membership with a tier;
+    403 `role_required` without the role, else 403 `not_a_member` (the same for control customers, ended
+    members and strangers)."""
+    context = member_context(request)
+    if not context.has_member_role:
+        require_role(request, Role.MEMBER)  # raises 403 `role_required`
+    if context.membership is None or context.tier is None:
+        raise PermissionDenied("You have no active programme membership.", code=NOT_A_MEMBER)
+    return context

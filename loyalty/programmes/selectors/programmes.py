@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, QuerySet, Subquery
 from django.utils import timezone
 
 from accounts.models import Role
@@ -12,8 +12,8 @@ from accounts.services import user_has_role
 from core.errors import NotFound
 from loyalty.customers.models import Channel, Interaction
 from loyalty.programmes.models import Membership, Programme, Tier, TierChange
-from loyalty.programmes.selectors.members import effective_tier, member_membership_or_none
-from loyalty.programmes.services.tier_policy import latest_scoring_run, programme_next_evaluation
+from loyalty.programmes.selectors.members import MemberContext, effective_tier, member_membership_or_none
+from loyalty.programmes.services.tier_policy import latest_scoring_runs, programme_next_evaluation
 from loyalty.segmentation.models import CustomerMetrics
 
 # The concierge records one interaction of this kind per new request (loyalty never imports concierge).
@@ -108,11 +108,14 @@ def _month_bounds(now: datetime) -> tuple[datetime, datetime]:
     return start, end
 
 
-def member_view(user, *, now: datetime | None = None) -> dict:
+def member_view(user, *, now: datetime | None = None, member: MemberContext | None = None) -> dict:
     """The member's own membership. Anyone without an active treatment membership (held out, ended,
-    unlinked, no member role) gets the same 404."""
+    unlinked, no member role) gets the same 404. `member`: the request's member context, when resolved."""
     now = now or timezone.now()
-    membership = member_membership_or_none(user) if user_has_role(user, Role.MEMBER) else None
+    if member is not None:
+        membership = member.membership if member.has_member_role else None
+    else:
+        membership = member_membership_or_none(user) if user_has_role(user, Role.MEMBER) else None
     if membership is None:
         raise NotFound("You have no programme membership.", code=NO_MEMBERSHIP)
     programme = membership.programme
@@ -129,14 +132,13 @@ def member_view(user, *, now: datetime | None = None) -> dict:
     allowance = tier.monthly_request_allowance if tier else 0
 
     metric = programme.qualifying_metric
-    run = latest_scoring_run(as_of=now)
-    value = None
-    if run is not None:
-        value = (
-            CustomerMetrics.objects.filter(scoring_run=run, customer_id=membership.customer_id)
-            .values_list(metric, flat=True)
-            .first()
-        )
+    # The member's metric in the latest succeeded scoring run (None before any): one query.
+    latest_run = latest_scoring_runs(as_of=now).values("pk")[:1]
+    value = (
+        CustomerMetrics.objects.filter(scoring_run=Subquery(latest_run), customer_id=membership.customer_id)
+        .values_list(metric, flat=True)
+        .first()
+    )
     next_tier = next((t for t in tiers if tier and t.rank > tier.rank), None)
     progress = {"metric": metric, "value": value, "next_tier": None, "threshold": None, "remaining": None}
     if next_tier is not None:

@@ -15,6 +15,7 @@ import time
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import User
@@ -28,11 +29,16 @@ from loyalty.segmentation.models import CustomerMetrics, RunStatus, ScoringRun
 EVAL_TABLE = "loyalty_tier_eval_tmp"
 
 
-def latest_scoring_run(*, as_of: datetime | None = None) -> ScoringRun | None:
+def latest_scoring_runs(*, as_of: datetime | None = None) -> QuerySet[ScoringRun]:
+    """Succeeded scoring runs as of `as_of`, latest first."""
     runs = ScoringRun.objects.filter(status=RunStatus.SUCCEEDED)
     if as_of is not None:
         runs = runs.filter(as_of__lte=as_of)
-    return runs.order_by("-as_of", "-id").first()
+    return runs.order_by("-as_of", "-id")
+
+
+def latest_scoring_run(*, as_of: datetime | None = None) -> ScoringRun | None:
+    return latest_scoring_runs(as_of=as_of).first()
 
 
 def programme_next_evaluation(programme: Programme) -> datetime:

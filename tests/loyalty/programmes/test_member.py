@@ -248,7 +248,8 @@ def test_each_member_sees_only_their_own_membership(programme, django_assert_num
     ana_api, bob_api = api_as(ana), api_as(bob)
     assert ana_api.get("me/membership").json()["tier"]["name"] == "Silver"
     assert bob_api.get("me/membership").json()["tier"]["name"] == "Platinum"
-    with django_assert_num_queries(8):  # token user, roles, membership, tiers, allowance, scoring run, metrics
+    # session, user, membership (with the role), tiers, allowance, metrics of the latest run
+    with django_assert_num_queries(6):
         ana_api.get("me/membership")
 
 

@@ -120,9 +120,9 @@ def test_timeline_shows_tier_changes_outcomes_and_registered_sources(manager_api
 
 def test_timeline_query_count_does_not_grow_with_history(manager_api, history, django_assert_num_queries):
     url = f"retention/customers/{history.customer_id}/timeline"
-    # session (2), user, roles, customer, memberships, churn date, tier changes, outcomes,
+    # session, user, roles, customer, memberships, churn date, tier changes, outcomes,
     # concierge requests, event bookings, community nominations, attribution and ideas
-    with django_assert_num_queries(14):
+    with django_assert_num_queries(13):
         manager_api.get(url)
     for day in range(5):
         TierChange.objects.create(
@@ -138,7 +138,7 @@ def test_timeline_query_count_does_not_grow_with_history(manager_api, history, d
             outcome="retained",
             source="ingest",
         )
-    with django_assert_num_queries(14):
+    with django_assert_num_queries(13):
         assert manager_api.get(url).json()["count"] == 15
 
 
