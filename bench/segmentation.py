@@ -234,26 +234,30 @@ def duckdb_reference(model, as_of: date, results: dict, tmp: Path, ours_run: Sco
     )
 
 
-def run_sizes(sizes: list[int], argv: list[str]) -> None:
+def run_sizes(sizes: list[int], argv: list[str], results_dir: str | None) -> None:
     """Each size in a process of its own on `<database>_<size>`; then growth per customer."""
     base = os.environ["DATABASE_URL"].rstrip("/")
     rest, i = [], 0
     while i < len(argv):
-        if argv[i] == "--sizes":
+        if argv[i] in ("--sizes", "--results-dir"):
             i += 2
             continue
-        if not argv[i].startswith("--sizes="):
+        if not argv[i].startswith(("--sizes=", "--results-dir=")):
             rest.append(argv[i])
         i += 1
     per_size = {}
+    results_dir = Path(results_dir or tempfile.mkdtemp())
     for size in sizes:
-        with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        out = results_dir / f"{size}.json"
+        if out.exists():
+            print(f"\n=== {size:,} customers: figures of an earlier run of this bench ({out}) ===")
+        else:
             env = {**os.environ, "DATABASE_URL": f"{base}_{size}"}
             print(f"\n=== {size:,} customers (database {base.rsplit('/', 1)[1]}_{size}) ===", flush=True)
             subprocess.run(  # noqa: S603 (this script, with the arguments it was given)
-                [sys.executable, __file__, *rest, "--customers", str(size), "--json", out.name], env=env, check=True
+                [sys.executable, __file__, *rest, "--customers", str(size), "--json", str(out)], env=env, check=True
             )
-            per_size[size] = json.loads(Path(out.name).read_text())
+        per_size[size] = json.loads(out.read_text())
     print("\n=== growth: time per customer ===")
     steps = [FULL, INCREMENTAL, SEGMENT, DUCK]
     print(f"  {'customers':>10} " + " ".join(f"{name.split(' ')[0] + ' ' + name.split(' ')[1]:>22}" for name in steps))
@@ -280,13 +284,16 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--sizes", type=lambda v: [int(x) for x in v.split(",")], default=None)
     parser.add_argument("--json", default=None, help="Write the figures as JSON to this file.")
+    parser.add_argument(
+        "--results-dir", default=None, help="With --sizes: keep each size's figures here; sizes found are not rerun."
+    )
     parser.add_argument("--as-of", type=date.fromisoformat, default=date(2026, 6, 30))
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--no-duckdb", action="store_true")
     parser.add_argument("--keep-rollups", action="store_true", help="Reuse the rollups of an earlier run.")
     args = parser.parse_args()
     if args.sizes:
-        run_sizes(args.sizes, sys.argv[1:])
+        run_sizes(args.sizes, sys.argv[1:], args.results_dir)
         return
     assert connection.vendor == "postgresql", "Run on PostgreSQL (set DATABASE_URL)."
 
