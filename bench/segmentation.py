@@ -63,7 +63,12 @@ from loyalty.segmentation.services.scoring import (  # noqa: E402
     scoring_run_delete,
     scoring_run_execute,
 )
-from loyalty.segmentation.services.segments import segment_create, segment_run_create, segment_run_execute  # noqa: E402
+from loyalty.segmentation.services.segments import (  # noqa: E402
+    segment_create,
+    segment_run_create,
+    segment_run_execute,
+    segment_runs_delete,
+)
 
 TOP_N = 100_000
 FULL = "full scoring run (every customer rescored, metrics written)"
@@ -388,7 +393,7 @@ def main() -> None:
         Path(args.json).write_text(json.dumps(results))
 
     # Clean up what the bench added.
-    SegmentRun.objects.filter(segment=segment).delete()
+    segment_runs_delete(run_ids=list(SegmentRun.objects.filter(segment=segment).values_list("id", flat=True)))
     segment.delete()
     for run in ScoringRun.objects.filter(scoring_model=model):
         scoring_run_delete(run=run)

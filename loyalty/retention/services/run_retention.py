@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from loyalty.programmes.models import Enrolment, Membership
 from loyalty.segmentation.models import RunStatus, ScoringRun, SegmentRun
-from loyalty.segmentation.services.scoring import scoring_runs_delete
+from loyalty.segmentation.services.segments import scoring_runs_delete
 
 
 def scoring_runs_kept() -> set[int]:

@@ -35,7 +35,6 @@ from core.sql import (
     day_from_number,
     day_number,
     flt,
-    id_chunks,
     is_postgres,
     sql_day_number,
     tune_transaction,
@@ -50,8 +49,6 @@ from loyalty.segmentation.models import (
     ScoringModel,
     ScoringRun,
     ScoringState,
-    SegmentMember,
-    SegmentRun,
 )
 
 STATE = ScoringState._meta.db_table
@@ -452,25 +449,6 @@ def scoring_run_delete(*, run: ScoringRun) -> None:
         if is_postgres():
             cursor.execute(f"DROP TABLE IF EXISTS {_metrics_partition(run)}")
         run.delete()
-
-
-def scoring_runs_delete(*, run_ids: list[int]) -> None:
-    """Delete runs with everything they stored: metrics (partitions dropped on PostgreSQL), their segment runs
-    and those runs' members. The caller decides that nothing else needs them (retention)."""
-    if not run_ids:
-        return
-    with transaction.atomic(), connection.cursor() as cursor:
-        segment_runs = list(SegmentRun.objects.filter(scoring_run_id__in=run_ids).values_list("id", flat=True))
-        for chunk in id_chunks(segment_runs):
-            cursor.execute(
-                f"DELETE FROM {SegmentMember._meta.db_table} WHERE run_id IN ({', '.join(['%s'] * len(chunk))})",
-                chunk,
-            )
-        SegmentRun.objects.filter(pk__in=segment_runs).delete()
-        for run in ScoringRun.objects.filter(pk__in=run_ids):
-            if is_postgres():
-                cursor.execute(f"DROP TABLE IF EXISTS {_metrics_partition(run)}")
-            run.delete()
 
 
 def _set_progress(run: ScoringRun, progress: int, **extra: Any) -> None:
