@@ -354,7 +354,6 @@ def main() -> None:
         top_n=TOP_N,
         top_by="revenue_minor",
     )
-    members_before = relation_bytes("loyalty_segmentmember")
     seg_run = timed(
         SEGMENT,
         lambda: segment_run_execute(run_id=segment_run_create(segment=segment, scoring_run=inc, enqueue=False).pk),
@@ -365,7 +364,7 @@ def main() -> None:
         f"steps {seg_run.timings}"
     )
     run_bytes = relation_bytes(f"loyalty_customermetrics_r{inc.pk}")
-    members_bytes = relation_bytes("loyalty_segmentmember") - members_before
+    members_bytes = relation_bytes(f"loyalty_segmentmember_r{seg_run.pk}")  # the run's partition
     results["bytes_per_customer_run"] = run_bytes / customers
     results["bytes_per_customer_day"] = (run_bytes + members_bytes) / customers
     print(
