@@ -176,3 +176,34 @@ def test_each_segment_run_writes_a_partition_of_its_own_and_deleting_runs_drops_
 
     assert _member_partitions() == {"loyalty_segmentmember_default": 0, f"loyalty_segmentmember_r{second.pk}": 2}
     assert list(SegmentRun.objects.values_list("id", flat=True)) == [second.pk]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_segment_runs_each_attach_their_partition():
+    """The daily beat runs every segment on the same scoring run, and several workers may take them at once."""
+    CustomerFactory.create_batch(10)
+    scoring_run = _run(scoring_model_create(name="m"))
+    runs = [
+        segment_run_create(segment=segment_create(name=f"s{n}", rule={}), scoring_run=scoring_run, enqueue=False)
+        for n in range(4)
+    ]
+    barrier = threading.Barrier(len(runs))
+    finished: list[SegmentRun] = []
+
+    def execute(run_id: int) -> None:
+        try:
+            barrier.wait()
+            finished.append(segment_run_execute(run_id=run_id))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=execute, args=(run.pk,)) for run in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted((r.status, r.error, r.member_count) for r in finished) == [(RunStatus.SUCCEEDED, "", 10)] * 4
+    expected = {f"loyalty_segmentmember_r{run.pk}": 10 for run in runs}
+    assert {name: rows for name, rows in _member_partitions().items() if name in expected} == expected
