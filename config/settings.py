@@ -301,6 +301,11 @@ OUTBOX_RETENTION_HOURS = float(env("OUTBOX_RETENTION_HOURS", "72"))
 RUN_PENDING_TIMEOUT = int(env("RUN_PENDING_TIMEOUT", "300"))
 RUN_HEARTBEAT_TIMEOUT = int(env("RUN_HEARTBEAT_TIMEOUT", "600"))
 RUN_MAX_ATTEMPTS = int(env("RUN_MAX_ATTEMPTS", "3"))
+# Scoring runs (with their metrics and segment runs) older than this are deleted daily, except those an
+# enrolment or a membership baseline still uses and each model's newest succeeded run
+# (loyalty.retention.services.run_retention).
+# 0 keeps every run.
+SCORING_RUN_RETENTION_DAYS = int(env("SCORING_RUN_RETENTION_DAYS", "35"))
 RUN_RECONCILE_INTERVAL = int(env("RUN_RECONCILE_INTERVAL", "60"))
 RUN_HEARTBEAT_INTERVAL = float(env("RUN_HEARTBEAT_INTERVAL", "15"))
 # Fault drills only (kill a worker mid-run): seconds a run pauses between its steps. Leave at 0.

@@ -17,4 +17,7 @@ BEAT: dict = {
         "task": "loyalty.tasks.scheduled_scoring_and_segments",
         "schedule": 24 * 3600,
     },
+    # Daily: scoring runs older than SCORING_RUN_RETENTION_DAYS go, with their metrics and segment runs,
+    # unless an enrolment or a membership's baseline uses them.
+    "loyalty-prune-scoring-runs": {"task": "loyalty.tasks.prune_scoring_runs", "schedule": 24 * 3600},
 }

@@ -36,3 +36,12 @@ def reconcile_runs() -> dict:
         "enrolments": enrolments_reconcile(),
         "impact_reports": impact_reports_reconcile(),
     }
+
+
+@shared_task(name="loyalty.tasks.prune_scoring_runs")
+def prune_scoring_runs() -> dict:
+    """Beat (daily): delete scoring runs beyond SCORING_RUN_RETENTION_DAYS that nothing uses any more. Lives
+    here because what keeps a run (enrolments, membership baselines of the impact report) is above scoring."""
+    from loyalty.retention.services.run_retention import scoring_runs_prune
+
+    return scoring_runs_prune()

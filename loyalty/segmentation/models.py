@@ -241,19 +241,30 @@ class SegmentRun(models.Model):
 
 
 class SegmentMember(models.Model):
-    # Written by INSERT ... SELECT (100,000 rows per run): no database FK constraints, which PostgreSQL checks
-    # row by row; Django still cascades deletes. The unique (run, customer) index serves lookups by run.
+    """A customer in a segment run. Written by INSERT ... SELECT (100,000 rows per run).
+
+    Keyed by (run, customer), no surrogate id and no index by customer alone (lookups are by run). On PostgreSQL
+    the table is partitioned by segment run (migration 0007), like CustomerMetrics: a run loads a table of its
+    own without any index, builds its key and the (run, rank) index by sorting and attaches the table (half
+    the time of inserting into the indexed table); deleting runs drops their partitions. Rows written through
+    the ORM land in the default partition. No database FK constraints (checked row by row); Django still
+    cascades deletes."""
+
+    pk = models.CompositePrimaryKey("run_id", "customer_id")
     run = models.ForeignKey(
         SegmentRun, on_delete=models.CASCADE, related_name="members", db_index=False, db_constraint=False
     )
     customer = models.ForeignKey(
-        "loyalty.Customer", on_delete=models.CASCADE, related_name="segment_memberships", db_constraint=False
+        "loyalty.Customer",
+        on_delete=models.CASCADE,
+        related_name="segment_memberships",
+        db_index=False,
+        db_constraint=False,
     )
     rank = models.PositiveIntegerField()
     values = models.JSONField(default=dict, help_text="The metric and attribute values that qualified it.")
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["run", "customer"], name="segmentmember_run_customer_unique")]
         indexes = [models.Index(fields=["run", "rank"], name="segmentmember_run_rank_idx")]
 
 

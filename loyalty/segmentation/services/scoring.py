@@ -86,6 +86,22 @@ DEFAULT_MODEL = {
 DEFINITION_FIELDS = [k for k in DEFAULT_MODEL if k != "name"]
 
 
+# Ranks must not depend on the order in which floating-point terms were summed (rollups, rolled-forward state,
+# raw rows in a reference all sum in different orders and differ in the last bits). Decayed activity is kept to
+# ACTIVITY_QUANTUM (a millionth of one fresh interaction) and the score to SCORE_QUANTUM before ranking and
+# storing: floor(x / quantum + 0.5) * quantum, the same expression in SQL, Python and the DuckDB reference.
+ACTIVITY_SCALE = 1e6
+SCORE_SCALE = 1e9
+
+
+def quantize(value: float, scale: float) -> float:
+    return math.floor(value * scale + 0.5) / scale
+
+
+def sql_quantize(expr: str, scale: float) -> str:
+    return f"(FLOOR(({expr}) * {flt(scale)} + {flt(0.5)}) / {flt(scale)})"
+
+
 def weeks_in_window(engagement_window_days: int) -> int:
     return min(MAX_WEEKS, math.ceil(engagement_window_days / 7))
 
@@ -100,7 +116,8 @@ def engagement_score(
     frequency_weight: float,
     recency_weight: float,
 ) -> float:
-    """The score from its parts (the SQL computes the same expression). `activity_percentile` is 0..1."""
+    """The score from its parts, quantized (the SQL computes the same expression). `activity_percentile` is
+    0..1."""
     total = breadth_weight + frequency_weight + recency_weight
     value = (
         100.0
@@ -111,7 +128,7 @@ def engagement_score(
         )
         / total
     )
-    return min(100.0, max(0.0, value))
+    return quantize(min(100.0, max(0.0, value)), SCORE_SCALE)
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -356,7 +373,9 @@ def _metrics_partition(run: ScoringRun) -> str:
     return f"{METRICS}_r{int(run.pk)}"
 
 
-def _metrics_insert(cursor, run: ScoringRun, model: ScoringModel, *, t: int, r: int) -> int:
+def _metrics_insert(
+    cursor, run: ScoringRun, model: ScoringModel, *, t: int, r: int, timings: dict[str, float] | None = None
+) -> int:
     """Write the run's CustomerMetrics. On PostgreSQL into a table of the run's own, without any index; the
     primary key is then built by one sort and the table attached as the run's partition (half the time of
     inserting into an indexed table). On SQLite into the table, in key order."""
@@ -384,6 +403,8 @@ def _metrics_insert(cursor, run: ScoringRun, model: ScoringModel, *, t: int, r: 
         f"{flt(100)} * ({flt(wb)} * channels_used / {flt(6)} + {flt(wf)} * active_weeks / {flt(weeks)} "
         f"+ {flt(wr)} * activity_pct) / {flt(wb + wf + wr)}"
     )
+    bounded_score = sql_quantize(f"CASE WHEN {score} > {flt(100)} THEN {flt(100)} ELSE {score} END", SCORE_SCALE)
+    decayed = sql_quantize(f"decayed * EXP((as_of_day - {t}) * {flt(k)})", ACTIVITY_SCALE)
     revenue, join, join_params = "revenue_minor", "", []
     if r < t:
         delta_sql, join_params = _revenue_delta_sql(model, r=r, t=t)
@@ -395,9 +416,10 @@ def _metrics_insert(cursor, run: ScoringRun, model: ScoringModel, *, t: int, r: 
         f"INSERT INTO {target} (scoring_run_id, customer_id, revenue_minor, revenue_rank, revenue_percentile, "
         "engagement_score, engagement_percentile, channels_used, active_weeks, days_since_last, decayed_activity) "
         f"SELECT {int(run.pk)}, customer_id, revenue_minor, revenue_rank, "
-        f"CASE WHEN n > 1 THEN {flt(100)} * (n - revenue_at_least) / (n - 1) ELSE {flt(0)} END, score, "
+        f"CASE WHEN n > 1 THEN {flt(100)} * (CAST(n - revenue_at_least AS DOUBLE PRECISION) / (n - 1)) "
+        f"ELSE {flt(0)} END, score, "
         "100.0 * PERCENT_RANK() OVER (ORDER BY score), channels_used, active_weeks, days_since_last, decayed "
-        f"FROM (SELECT s2.*, CASE WHEN {score} > {flt(100)} THEN {flt(100)} ELSE {score} END AS score FROM ("
+        f"FROM (SELECT s2.*, {bounded_score} AS score FROM ("
         "SELECT customer_id, revenue_minor, "
         "ROW_NUMBER() OVER (ORDER BY revenue_minor DESC, customer_id) AS revenue_rank, "
         "COUNT(*) OVER (ORDER BY revenue_minor DESC) AS revenue_at_least, "
@@ -405,16 +427,19 @@ def _metrics_insert(cursor, run: ScoringRun, model: ScoringModel, *, t: int, r: 
         "PERCENT_RANK() OVER (ORDER BY decayed) AS activity_pct, "
         f"decayed, channels_used, {active} AS active_weeks, days_since_last FROM ("
         f"SELECT {STATE}.customer_id, {revenue} AS revenue_minor, "
-        f"decayed * EXP((as_of_day - {t}) * {flt(k)}) AS decayed, "
+        f"{decayed} AS decayed, "
         f"{_shifted_mask(weeks, t)} AS mask, {channels} AS channels_used, "
         f"{t} - last_day AS days_since_last FROM {STATE}{join} WHERE scoring_model_id = %s) s1) s2) s3 "
         f"{order}",
         [*join_params, model.pk],
     )
     scored = cursor.rowcount
+    inserted = time.perf_counter()
     if is_postgres():
         cursor.execute(f"ALTER TABLE {target} ADD PRIMARY KEY (scoring_run_id, customer_id)")
         cursor.execute(f"ALTER TABLE {METRICS} ATTACH PARTITION {target} FOR VALUES IN ({int(run.pk)})")
+    if timings is not None:
+        timings["metrics_key_and_attach"] = round(time.perf_counter() - inserted, 3)
     return scored
 
 
@@ -450,7 +475,9 @@ def scoring_run_execute(*, run_id: int) -> ScoringRun:
             started = time.perf_counter()
             with transaction.atomic(), connection.cursor() as cursor:
                 tune_transaction(cursor)
-                scored = _metrics_insert(cursor, run, run.scoring_model, t=t, r=state["revenue_as_of_day"])
+                scored = _metrics_insert(
+                    cursor, run, run.scoring_model, t=t, r=state["revenue_as_of_day"], timings=timings
+                )
                 timings["metrics"] = round(time.perf_counter() - started, 3)
                 ScoringRun.objects.filter(pk=run.pk).update(
                     status=RunStatus.SUCCEEDED,

@@ -7,7 +7,13 @@ from datetime import date
 from decimal import Decimal
 
 from core.sql import day_number, week_of
-from loyalty.segmentation.services.scoring import CONTACT, engagement_score, weeks_in_window
+from loyalty.segmentation.services.scoring import (
+    ACTIVITY_SCALE,
+    CONTACT,
+    engagement_score,
+    quantize,
+    weeks_in_window,
+)
 
 
 def percent_rank(values: dict[int, float]) -> dict[int, float]:
@@ -51,6 +57,7 @@ def reference_metrics(
     for customer, period, amount in revenue:
         if t - model.revenue_window_days < day_number(period) <= t:
             revenue_minor[customer] += int(amount * 100)
+    decayed = {c: quantize(v, ACTIVITY_SCALE) for c, v in decayed.items()}
     activity_pct = percent_rank(decayed)
     revenue_pct = percent_rank({c: float(v) for c, v in revenue_minor.items()})
     by_revenue = sorted(customer_ids, key=lambda c: (-revenue_minor[c], c))

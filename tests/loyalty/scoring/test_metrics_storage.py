@@ -1,4 +1,5 @@
-"""Where a scoring run's CustomerMetrics live: keyed by (run, customer); on PostgreSQL one partition per run."""
+"""Where a scoring run's CustomerMetrics and a segment run's members live: keyed by (run, customer); on
+PostgreSQL one partition per run."""
 
 from __future__ import annotations
 
@@ -7,13 +8,19 @@ import threading
 import pytest
 from django.db import IntegrityError, connection, transaction
 
-from loyalty.models import CustomerMetrics, ScoringRun
+from loyalty.models import CustomerMetrics, ScoringRun, SegmentMember, SegmentRun
 from loyalty.segmentation.models import RunStatus
 from loyalty.segmentation.services.scoring import (
     scoring_model_create,
     scoring_run_create,
     scoring_run_delete,
     scoring_run_execute,
+)
+from loyalty.segmentation.services.segments import (
+    segment_create,
+    segment_run_create,
+    segment_run_execute,
+    segment_runs_delete,
 )
 from tests.factories import CustomerFactory
 from tests.loyalty.scoring.factories import AS_OF, metrics_for
@@ -127,3 +134,76 @@ def test_concurrent_runs_each_attach_their_partition():
     expected = {"loyalty_customermetrics_default": 0} | {f"loyalty_customermetrics_r{run.pk}": 20 for run in runs}
     # Earlier transactional tests may leave empty partitions of their own runs (the flush truncates, not drops).
     assert {name: rows for name, rows in _partitions().items() if name in expected} == expected
+
+
+def _member_partitions() -> dict[str, int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'loyalty_segmentmember'"
+        )
+        names = [row[0] for row in cursor.fetchall()]
+        counts = {}
+        for name in names:
+            cursor.execute(f"SELECT COUNT(*) FROM {name}")
+            counts[name] = cursor.fetchone()[0]
+    return counts
+
+
+@pytest.mark.postgres
+def test_each_segment_run_writes_a_partition_of_its_own_and_deleting_runs_drops_them():
+    customers = CustomerFactory.create_batch(3)
+    scoring_run = _run(scoring_model_create(name="m"))
+    segment = segment_create(name="all", rule={}, top_n=2, top_by="revenue_rank")
+    first, second = (
+        segment_run_execute(run_id=segment_run_create(segment=segment, scoring_run=scoring_run, enqueue=False).pk)
+        for _ in range(2)
+    )
+    handmade = SegmentRun.objects.create(segment=segment, scoring_run=scoring_run, status=RunStatus.SUCCEEDED)
+    SegmentMember.objects.create(run=handmade, customer=customers[0], rank=1)
+
+    assert (first.status, first.member_count, second.member_count) == (RunStatus.SUCCEEDED, 2, 2)
+    assert _member_partitions() == {
+        "loyalty_segmentmember_default": 1,
+        f"loyalty_segmentmember_r{first.pk}": 2,
+        f"loyalty_segmentmember_r{second.pk}": 2,
+    }
+    assert list(SegmentMember.objects.filter(run=second).order_by("rank").values_list("rank", flat=True)) == [1, 2]
+    with pytest.raises(IntegrityError), transaction.atomic():
+        SegmentMember.objects.create(run=second, customer_id=first.members.first().customer_id, rank=3)
+
+    segment_runs_delete(run_ids=[first.pk, handmade.pk])
+
+    assert _member_partitions() == {"loyalty_segmentmember_default": 0, f"loyalty_segmentmember_r{second.pk}": 2}
+    assert list(SegmentRun.objects.values_list("id", flat=True)) == [second.pk]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_segment_runs_each_attach_their_partition():
+    """The daily beat runs every segment on the same scoring run, and several workers may take them at once."""
+    CustomerFactory.create_batch(10)
+    scoring_run = _run(scoring_model_create(name="m"))
+    runs = [
+        segment_run_create(segment=segment_create(name=f"s{n}", rule={}), scoring_run=scoring_run, enqueue=False)
+        for n in range(4)
+    ]
+    barrier = threading.Barrier(len(runs))
+    finished: list[SegmentRun] = []
+
+    def execute(run_id: int) -> None:
+        try:
+            barrier.wait()
+            finished.append(segment_run_execute(run_id=run_id))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=execute, args=(run.pk,)) for run in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted((r.status, r.error, r.member_count) for r in finished) == [(RunStatus.SUCCEEDED, "", 10)] * 4
+    expected = {f"loyalty_segmentmember_r{run.pk}": 10 for run in runs}
+    assert {name: rows for name, rows in _member_partitions().items() if name in expected} == expected
