@@ -13,11 +13,12 @@ Per membership (intention to treat: the group it was assigned, whatever it did):
 from __future__ import annotations
 
 import itertools
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils.dateparse import parse_datetime
 
 from loyalty.customers.models import Customer, Interaction, RevenueEntry
@@ -92,6 +93,15 @@ def _pre_window(enrolled: str) -> tuple[str, str]:
 REVENUE_MONTHS = 12  # revenue per customer month by month, for the first twelve months after enrolment
 
 
+def _day_number(expr: str, *, date: bool = False) -> str:
+    """Days since 1970-01-01 as a float (a timestamp) or an integer (a date, on PostgreSQL)."""
+    if _pg():
+        if date:
+            return f"({expr} - DATE '1970-01-01')"
+        return f"(CAST(EXTRACT(EPOCH FROM {expr}) AS double precision) / 86400.0)"
+    return f"(julianday({expr}) - 2440587.5)"
+
+
 def _members_sql(horizons: Sequence[int]) -> str:
     """One row per membership enrolled by as_of (parameters, named: p, as_of): group, enrolment tier, cohort,
     churn event, tenure `dur` and `age` in days, take-up, engagement band and the scoring run it came from, age
@@ -101,23 +111,20 @@ def _members_sql(horizons: Sequence[int]) -> str:
     Subgroups are baseline only: the engagement band comes from the scoring run the enrolment used (the
     membership's source segment run), or, without one, the latest succeeded scoring run as of the enrolment;
     never from a run after it (churners stop interacting, treated members use the concierge). Age band and
-    region are the membership's snapshot taken by the enrolment (`age_at_enrolment`, `region_at_enrolment`)."""
+    region are the membership's snapshot taken by the enrolment (`age_at_enrolment`, `region_at_enrolment`).
+
+    Written as joins the database can hash (no subquery per member): at a million members a correlated lookup
+    per member costs more than reading every row the report needs."""
     t = _tables()
     placeholders = ", ".join(f"'{c}'" for c in TAKE_UP_CHANNELS)
-    amount = _float("r.amount")
-    rd = _days(_date_as_ts("r.period"), "d.enrolled_at")
-    month_start, year_before = _pre_window("d.enrolled_at")
-    per_member = [
-        f"SUM(CASE WHEN r.period < {month_start} AND r.period >= {year_before} THEN {amount} ELSE 0 END) AS x"
-    ]
+    month_start, year_before = _pre_window("b.enrolled_at")
+    per_member = ["SUM(CASE WHEN pre = 1 THEN amount ELSE 0 END) AS x"]
     for i, months in enumerate(horizons):
-        per_member.append(
-            f"SUM(CASE WHEN {rd} >= 0 AND {rd} < {horizon_days(months)} THEN {amount} ELSE 0 END) AS y{i}"
-        )
+        per_member.append(f"SUM(CASE WHEN rd >= 0 AND rd < {horizon_days(months)} THEN amount ELSE 0 END) AS y{i}")
     for k in range(REVENUE_MONTHS):
         per_member.append(
-            f"SUM(CASE WHEN {rd} >= {k * DAYS_PER_MONTH} AND {rd} < {(k + 1) * DAYS_PER_MONTH} "
-            f"THEN {amount} ELSE 0 END) AS m{k}"
+            f"SUM(CASE WHEN rd >= {k * DAYS_PER_MONTH} AND rd < {(k + 1) * DAYS_PER_MONTH} THEN amount ELSE 0 END)"
+            f" AS m{k}"
         )
     revenue_columns = ["x", *(f"y{i}" for i in range(len(horizons))), *(f"m{k}" for k in range(REVENUE_MONTHS))]
     return f"""
@@ -129,12 +136,20 @@ def _members_sql(horizons: Sequence[int]) -> str:
         WHERE mm.programme_id = %(p)s AND o.observed_at <= %(as_of)s
           AND NOT EXISTS (SELECT 1 FROM {t["outcome"]} s WHERE s.supersedes_id = o.id)
     ),
+    tc1 AS (
+        SELECT tc.membership_id, tc.to_tier_id,
+               ROW_NUMBER() OVER (PARTITION BY tc.membership_id ORDER BY tc.at, tc.id) AS rn
+        FROM {t["tierchange"]} tc
+        JOIN {t["membership"]} mm ON mm.id = tc.membership_id
+        WHERE mm.programme_id = %(p)s AND tc.reason = 'enrolment'
+    ),
+    runs AS (
+        SELECT r.id, r.as_of, LEAD(r.as_of) OVER (ORDER BY r.as_of, r.id) AS next_as_of
+        FROM {t["scoringrun"]} r WHERE r.status = 'succeeded'
+    ),
     base AS (
         SELECT m.id AS mid, m."group" AS grp, m.customer_id AS cid, m.enrolled_at AS enrolled_at,
-            COALESCE(
-                (SELECT tc.to_tier_id FROM {t["tierchange"]} tc
-                 WHERE tc.membership_id = m.id AND tc.reason = 'enrolment' ORDER BY tc.at, tc.id LIMIT 1),
-                m.tier_id, m.shadow_tier_id) AS tier_id,
+            COALESCE(tc1.to_tier_id, m.tier_id, m.shadow_tier_id) AS tier_id,
             CASE WHEN e.outcome = 'churned' THEN 1
                  WHEN e.outcome IS NULL AND c.churned_at IS NOT NULL AND c.churned_at <= %(as_of)s THEN 1
                  ELSE 0 END AS event,
@@ -142,11 +157,6 @@ def _members_sql(horizons: Sequence[int]) -> str:
                  WHEN e.outcome IS NULL AND c.churned_at IS NOT NULL AND c.churned_at <= %(as_of)s THEN c.churned_at
                  WHEN c.status = 'active' OR c.churned_at > %(as_of)s THEN %(as_of)s
                  ELSE e.observed_at END AS end_at,
-            CASE WHEN EXISTS (
-                SELECT 1 FROM {t["interaction"]} i
-                WHERE i.customer_id = m.customer_id AND i.channel IN ({placeholders})
-                  AND i.occurred_at >= m.enrolled_at AND i.occurred_at <= %(as_of)s
-            ) THEN 1 ELSE 0 END AS took_up,
             CASE WHEN cm.engagement_score IS NULL THEN -1
                  WHEN cm.engagement_score < 20 THEN 0 WHEN cm.engagement_score < 40 THEN 1
                  WHEN cm.engagement_score < 60 THEN 2 WHEN cm.engagement_score < 80 THEN 3
@@ -161,26 +171,43 @@ def _members_sql(horizons: Sequence[int]) -> str:
         FROM {t["membership"]} m
         JOIN {t["customer"]} c ON c.id = m.customer_id
         LEFT JOIN eff e ON e.membership_id = m.id AND e.rn = 1
+        LEFT JOIN tc1 ON tc1.membership_id = m.id AND tc1.rn = 1
         LEFT JOIN {t["segmentrun"]} sr ON sr.id = m.source_run_id
-        LEFT JOIN {t["metrics"]} cm ON cm.customer_id = m.customer_id AND cm.scoring_run_id = COALESCE(
-            sr.scoring_run_id,
-            (SELECT r.id FROM {t["scoringrun"]} r WHERE r.status = 'succeeded' AND r.as_of <= m.enrolled_at
-             ORDER BY r.as_of DESC, r.id DESC LIMIT 1))
+        LEFT JOIN runs ON sr.scoring_run_id IS NULL AND runs.as_of <= m.enrolled_at
+             AND (runs.next_as_of IS NULL OR runs.next_as_of > m.enrolled_at)
+        LEFT JOIN {t["metrics"]} cm ON cm.customer_id = m.customer_id
+             AND cm.scoring_run_id = COALESCE(sr.scoring_run_id, runs.id)
         WHERE m.programme_id = %(p)s AND m.enrolled_at <= %(as_of)s
     ),
+    tu AS (
+        SELECT b.mid AS tmid FROM base b WHERE EXISTS (
+            SELECT 1 FROM {t["interaction"]} i
+            WHERE i.customer_id = b.cid AND i.channel IN ({placeholders})
+              AND i.occurred_at >= b.enrolled_at AND i.occurred_at <= %(as_of)s)
+    ),
     d AS (
-        SELECT mid, grp, cid, enrolled_at, tier_id, event, took_up, band, srun, age_band, region,
-               {_month("enrolled_at")} AS cohort,
-               CASE WHEN end_at < enrolled_at THEN 0 ELSE {_floor(_days("end_at", "enrolled_at"))} END AS dur,
-               {_floor(_days("%(as_of)s", "enrolled_at"))} AS age
-        FROM base
+        SELECT b.mid, b.grp, b.cid, b.enrolled_at, b.tier_id, b.event,
+               CASE WHEN tu.tmid IS NULL THEN 0 ELSE 1 END AS took_up,
+               b.band, b.srun, b.age_band, b.region,
+               {_month("b.enrolled_at")} AS cohort,
+               CASE WHEN b.end_at < b.enrolled_at THEN 0 ELSE {_floor(_days("b.end_at", "b.enrolled_at"))} END AS dur,
+               {_floor(_days("%(as_of)s", "b.enrolled_at"))} AS age,
+               {_day_number("b.enrolled_at")} AS enrolled_day, {month_start} AS pre_end, {year_before} AS pre_start
+        FROM base b LEFT JOIN tu ON tu.tmid = b.mid
     ),
     rv AS (
-        SELECT d.mid AS rmid, {", ".join(per_member)}
-        FROM d JOIN {t["revenue"]} r ON r.customer_id = d.cid
-        GROUP BY d.mid
+        SELECT rmid, {", ".join(per_member)}
+        FROM (  -- each line's day offset computed once (OFFSET 0 keeps PostgreSQL from inlining it per column)
+            SELECT d.mid AS rmid, {_float("r.amount")} AS amount,
+                   {_day_number("r.period", date=True)} - d.enrolled_day AS rd,
+                   CASE WHEN r.period < d.pre_end AND r.period >= d.pre_start THEN 1 ELSE 0 END AS pre
+            FROM d JOIN {t["revenue"]} r ON r.customer_id = d.cid AND r.period >= d.pre_start
+            {"OFFSET 0" if _pg() else ""}
+        ) lines
+        GROUP BY rmid
     )
-    SELECT d.*, {", ".join(f"COALESCE(rv.{c}, 0) AS {c}" for c in revenue_columns)}
+    SELECT d.mid, d.grp, d.cid, d.enrolled_at, d.tier_id, d.event, d.took_up, d.band, d.srun, d.age_band, d.region,
+           d.cohort, d.dur, d.age, {", ".join(f"COALESCE(rv.{c}, 0) AS {c}" for c in revenue_columns)}
     FROM d LEFT JOIN rv ON rv.rmid = d.mid
     """
 
@@ -213,17 +240,30 @@ class ImpactMembers:
         self.table = f"impact_members_{next(_table_seq)}"
 
     def __enter__(self) -> ImpactMembers:
-        params = _params(self.programme_id, self.as_of)
-        with connection.cursor() as cursor:
-            cursor.execute(f"CREATE TEMPORARY TABLE {self.table} AS {_members_sql(self.horizons)}", params)
-            if _pg():
-                cursor.execute(f"ANALYZE {self.table}")
+        # One transaction: on PostgreSQL its settings are local to it (JIT compilation costs seconds per query
+        # here and saves nothing; the per-member aggregate must not spill to disk).
+        self._atomic = transaction.atomic()
+        self._atomic.__enter__()
+        try:
+            params = _params(self.programme_id, self.as_of)
+            with connection.cursor() as cursor:
+                if _pg():
+                    cursor.execute("SET LOCAL jit = off; SET LOCAL work_mem = '256MB'")
+                cursor.execute(f"CREATE TEMPORARY TABLE {self.table} AS {_members_sql(self.horizons)}", params)
+                if _pg():
+                    cursor.execute(f"ANALYZE {self.table}")
+        except BaseException:
+            self._atomic.__exit__(*sys.exc_info())
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
-        if not connection.needs_rollback:
-            with connection.cursor() as cursor:
-                cursor.execute(f"DROP TABLE IF EXISTS {self.table}")
+        try:
+            if exc[0] is None:
+                with connection.cursor() as cursor:
+                    cursor.execute(f"DROP TABLE {self.table}")
+        finally:
+            self._atomic.__exit__(*exc)
 
     def cells(self) -> list[Cell]:
         columns = []
