@@ -59,6 +59,12 @@ def _replicate(*, seed: int, customers: int, effect: float) -> dict:
             out["headline"] = headline(report, sim)
             primary = next(c for c in report["retention"] if c.get("role") == "primary")
             out["primary_significant"] = bool(primary["significant"])
+            out["primary_counts"] = [
+                primary["treatment"]["n"],
+                primary["treatment"]["retained"],
+                primary["control"]["n"],
+                primary["control"]["retained"],
+            ]
             exploratory = []
             for c in report["retention"]:
                 if c.get("role") == "exploratory":
@@ -170,6 +176,19 @@ def summarise(results: list[dict], *, effect: float, customers: int, elapsed: fl
         print(
             f"| engagement-band 12-month uplift, mean over bands and replicates | {mean * 100:+.2f} points "
             f"(SE {se * 100:.2f}) |"
+        )
+    counts = [r["primary_counts"] for r in null if r.get("primary_counts")]
+    if len(counts) > 1:
+        # Under no effect, is the primary uplift as variable as two independent binomials make it?
+        z = []
+        for n_t, x_t, n_c, x_c in counts:
+            pooled = (x_t + x_c) / (n_t + n_c)
+            se = (pooled * (1 - pooled) * (1 / n_t + 1 / n_c)) ** 0.5
+            if se > 0:
+                z.append((x_t / n_t - x_c / n_c) / se)
+        print(
+            f"| primary uplift / its binomial SE: SD over replicates (1 if binomial) | {statistics.stdev(z):.3f} "
+            f"(n={len(z)}, SE {1 / (2 * (len(z) - 1)) ** 0.5:.3f}) |"
         )
     print()
     print("| with the effect | rate |")
