@@ -1,6 +1,7 @@
 """Does the impact report tell the truth? Run by a person, not by the test suite:
 
-    python bench/impact_truth.py --replicates 200 --customers 400 [--minutes 30]
+    python bench/impact_truth.py --replicates 1000 --customers 400 --workers 2 [--minutes 40] [--out results.jsonl]
+    python bench/impact_truth.py --summarise results.jsonl [more.jsonl ...]   # tables of stored results
 
 Each replicate simulates a programme with a known effect through the product's own pipeline (ingestion,
 scoring, segmentation, enrolment, programme use, the churn feed: tests/loyalty/retention/simulate.py), computes
@@ -12,13 +13,16 @@ retention effect (`--effect`), half none. Printed:
   exploratory comparison called significant (Benjamini-Hochberg: within 5% false discovery rate, so at most
   5% of null reports), and the engagement-band uplifts' mean under no effect (target 0: bands at enrolment).
 
-Uses a fresh SQLite database in a temporary directory unless DATABASE_URL is set (then that database; the
+Uses a fresh SQLite database in a temporary directory (one per worker process) unless DATABASE_URL is set (then that
+database; the
 replicates roll back and leave nothing).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import multiprocessing
 import os
 import statistics
 import sys
@@ -55,12 +59,18 @@ def _replicate(*, seed: int, customers: int, effect: float) -> dict:
             out["headline"] = headline(report, sim)
             primary = next(c for c in report["retention"] if c.get("role") == "primary")
             out["primary_significant"] = bool(primary["significant"])
+            out["primary_counts"] = [
+                primary["treatment"]["n"],
+                primary["treatment"]["retained"],
+                primary["control"]["n"],
+                primary["control"]["retained"],
+            ]
             exploratory = []
             for c in report["retention"]:
                 if c.get("role") == "exploratory":
                     exploratory.append(c)
-            for key in ("by_tier", "by_cohort", "by_age"):
-                exploratory += [c for s in report[key] for c in s["horizons"]]
+            for key in ("by_tier", "by_cohort", "by_age", "by_region"):
+                exploratory += [c for s in report.get(key, []) for c in s["horizons"]]
             bands = [c for s in report["engagement"]["bands"] for c in s["horizons"]]
             exploratory += bands
             for key in ("logrank", "rmst"):
@@ -80,57 +90,86 @@ def _replicate(*, seed: int, customers: int, effect: float) -> dict:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--replicates", type=int, default=200)
-    parser.add_argument("--customers", type=int, default=400)
-    parser.add_argument("--effect", type=float, default=0.10)
-    parser.add_argument("--minutes", type=float, default=None, help="Stop after this long (prints what it has).")
-    args = parser.parse_args()
-    call_command("migrate", verbosity=0)
-    started = time.monotonic()
+def wilson(hits: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson 95% interval of a Monte Carlo rate hits/n: how far the rate may be from its true value by chance."""
+    if n == 0:
+        return 0.0, 1.0
+    p = hits / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z / denom * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _rate(hits: int, n: int) -> str:
+    if not n:
+        return "n/a"
+    low, high = wilson(hits, n)
+    return f"{hits / n * 100:.1f}% ({hits}/{n}; MC 95% {low * 100:.1f}-{high * 100:.1f}%)"
+
+
+_worker_ready = False
+
+
+def _run_one(job: tuple[int, int, float]) -> dict:
+    """One replicate in a worker process (its own SQLite database, or the shared PostgreSQL one)."""
+    global _worker_ready
+    if not _worker_ready:
+        call_command("migrate", verbosity=0)
+        _worker_ready = True
+    seed, customers, effect = job
+    r = _replicate(seed=seed, customers=customers, effect=effect)
+    r.update(seed=seed, effect=effect)
+    return r
+
+
+def summarise(results: list[dict], *, effect: float, customers: int, elapsed: float | None) -> None:
+    null = [r for r in results if not r["effect"]]
+    with_effect = [r for r in results if r["effect"]]
     covered: dict[str, list[bool]] = defaultdict(list)
-    null: list[dict] = []
-    with_effect: list[dict] = []
-    for i in range(args.replicates):
-        effect = args.effect if i % 2 == 0 else 0.0
-        r = _replicate(seed=1000 + i, customers=args.customers, effect=effect)
-        (with_effect if effect else null).append(r)
+    for r in results:
         for name, (estimate, low, high, truth) in r["headline"].items():
             if estimate is not None and low is not None:
-                covered[f"{name} ({'effect' if effect else 'no effect'})"].append(low <= truth <= high)
-        if args.minutes and time.monotonic() - started > args.minutes * 60:
-            break
-    elapsed = time.monotonic() - started
-    n = len(null) + len(with_effect)
+                covered[f"{name} ({'effect' if r['effect'] else 'no effect'})"].append(low <= truth <= high)
     print(
-        f"{n} replicates ({len(with_effect)} with a true +{args.effect * 100:.0f}-point 12-month effect, "
-        f"{len(null)} without), {args.customers} customers each, 50% holdout, {elapsed:.0f}s"
+        f"{len(results)} replicates ({len(with_effect)} with a true +{effect * 100:.0f}-point 12-month effect, "
+        f"{len(null)} without), {customers} customers each, 50% holdout"
+        + (f", {elapsed:.0f}s" if elapsed is not None else "")
+    )
+    print(
+        "Beside each rate: its Monte Carlo 95% interval (Wilson), i.e. where the true rate lies given the replicates."
     )
     print()
-    print("| figure | replicates | 95% interval covers the truth |")
-    print("|---|---|---|")
+    print("| figure | replicates | 95% interval covers the truth | in 93-97%? |")
+    print("|---|---|---|---|")
     for name in sorted(covered):
         hits = covered[name]
-        print(f"| {name} | {len(hits)} | {sum(hits) / len(hits) * 100:.1f}% |")
+        low, high = wilson(sum(hits), len(hits))
+        verdict = "yes" if 0.93 <= sum(hits) / len(hits) <= 0.97 else "no"
+        if high < 0.93 or low > 0.97:
+            verdict += " (MC interval outside)"
+        elif verdict == "no":
+            verdict += " (MC interval overlaps the target)"
+        print(f"| {name} | {len(hits)} | {_rate(sum(hits), len(hits))} | {verdict} |")
     print()
 
-    def rate(items, key):
-        return f"{sum(1 for r in items if r[key]) / len(items) * 100:.1f}%" if items else "n/a"
+    def count(items, key):
+        return sum(1 for r in items if r[key]), len(items)
 
     bands = [u for r in null for u in r["band_uplifts_12"]]
     print("| under no effect (per report) | rate |")
     print("|---|---|")
-    print(f"| primary result (12-month retention) called significant | {rate(null, 'primary_significant')} |")
+    print(f"| primary result (12-month retention) called significant | {_rate(*count(null, 'primary_significant'))} |")
     print(
-        f"| any exploratory comparison called significant (BH adjusted) | {rate(null, 'any_exploratory_significant')} |"
+        "| any exploratory comparison called significant (BH adjusted) | "
+        f"{_rate(*count(null, 'any_exploratory_significant'))} |"
     )
     print(
-        f"| any exploratory comparison with unadjusted p < 0.05 (what an unadjusted report would flag) | "
-        f"{rate(null, 'any_unadjusted_p_below_5')} |"
+        "| any exploratory comparison with unadjusted p < 0.05 (what an unadjusted report would flag) | "
+        f"{_rate(*count(null, 'any_unadjusted_p_below_5'))} |"
     )
-    print(f"| any engagement band called significant | {rate(null, 'band_significant')} |")
-    print(f"| SRM check failed | {rate(null, 'srm_failed')} |")
+    print(f"| any engagement band called significant | {_rate(*count(null, 'band_significant'))} |")
+    print(f"| SRM check failed | {_rate(*count(null, 'srm_failed'))} |")
     if bands:
         mean = statistics.mean(bands)
         se = statistics.stdev(bands) / len(bands) ** 0.5 if len(bands) > 1 else float("nan")
@@ -138,10 +177,59 @@ def main() -> None:
             f"| engagement-band 12-month uplift, mean over bands and replicates | {mean * 100:+.2f} points "
             f"(SE {se * 100:.2f}) |"
         )
+    counts = [r["primary_counts"] for r in null if r.get("primary_counts")]
+    if len(counts) > 1:
+        # Under no effect, is the primary uplift as variable as two independent binomials make it?
+        z = []
+        for n_t, x_t, n_c, x_c in counts:
+            pooled = (x_t + x_c) / (n_t + n_c)
+            se = (pooled * (1 - pooled) * (1 / n_t + 1 / n_c)) ** 0.5
+            if se > 0:
+                z.append((x_t / n_t - x_c / n_c) / se)
+        print(
+            f"| primary uplift / its binomial SE: SD over replicates (1 if binomial) | {statistics.stdev(z):.3f} "
+            f"(n={len(z)}, SE {1 / (2 * (len(z) - 1)) ** 0.5:.3f}) |"
+        )
     print()
     print("| with the effect | rate |")
     print("|---|---|")
-    print(f"| primary result called significant (power) | {rate(with_effect, 'primary_significant')} |")
+    print(f"| primary result called significant (power) | {_rate(*count(with_effect, 'primary_significant'))} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--replicates", type=int, default=200)
+    parser.add_argument("--customers", type=int, default=400)
+    parser.add_argument("--effect", type=float, default=0.10)
+    parser.add_argument("--first-seed", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=1, help="Processes (each its own SQLite database).")
+    parser.add_argument("--minutes", type=float, default=None, help="Stop after this long (prints what it has).")
+    parser.add_argument("--out", default=None, help="Append each replicate's result to this JSON-lines file.")
+    parser.add_argument("--summarise", nargs="*", default=None, help="Only print the tables of these result files.")
+    args = parser.parse_args()
+    if args.summarise is not None:
+        results = []
+        for path in args.summarise:
+            with open(path) as lines:
+                results += [json.loads(line) for line in lines if line.strip()]
+        summarise(results, effect=args.effect, customers=args.customers, elapsed=None)
+        return
+    started = time.monotonic()
+    jobs = [(args.first_seed + i, args.customers, args.effect if i % 2 == 0 else 0.0) for i in range(args.replicates)]
+    results: list[dict] = []
+    out = open(args.out, "a") if args.out else None  # noqa: SIM115
+    pool = multiprocessing.get_context("spawn").Pool(args.workers) if args.workers > 1 else None
+    iterator = pool.imap_unordered(_run_one, jobs) if pool else map(_run_one, jobs)
+    for r in iterator:
+        results.append(r)
+        if out:
+            out.write(json.dumps(r) + "\n")
+            out.flush()
+        if args.minutes and time.monotonic() - started > args.minutes * 60:
+            break
+    if pool:
+        pool.terminate()
+    summarise(results, effect=args.effect, customers=args.customers, elapsed=time.monotonic() - started)
 
 
 if __name__ == "__main__":

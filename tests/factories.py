@@ -90,3 +90,8 @@ class MembershipFactory(factory.django.DjangoModelFactory):
     enrolled_at = datetime(2026, 1, 1, tzinfo=UTC)
     assignment_seed = factory.SelfAttribute("programme.seed")
     assignment_bucket = 50.0
+    # The baseline snapshot the enrolment writes.
+    region_at_enrolment = factory.LazyAttribute(lambda m: m.customer.region)
+    age_at_enrolment = factory.LazyAttribute(
+        lambda m: m.enrolled_at.year - m.customer.birth_year if m.customer.birth_year else None
+    )

@@ -137,6 +137,14 @@ class Membership(models.Model):
     invited_at = models.DateTimeField(
         null=True, blank=True, help_text="When the enrolment invitation email went out (treatment only)."
     )
+    # Baseline snapshot for the impact report's breakdowns: values fixed at enrolment (the customer record holds
+    # only the current ones). Written by the set-based enrolment INSERT.
+    region_at_enrolment = models.CharField(
+        max_length=64, blank=True, default="", db_default="", help_text="The customer's region when enrolled."
+    )
+    age_at_enrolment = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Enrolment year minus birth year (null: birth year unknown then)."
+    )
 
     class Meta:
         ordering = ["id"]

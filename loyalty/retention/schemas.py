@@ -168,6 +168,12 @@ class AgeBreakdownOut(Schema):
     horizons: list[ComparisonOut]
 
 
+class RegionBreakdownOut(Schema):
+    region: str = Field(description="The region recorded on the membership at enrolment.")
+    srm: SrmOut | None = None
+    horizons: list[ComparisonOut]
+
+
 class DecisionOut(Schema):
     primary_metric: str
     primary_months: int
@@ -328,6 +334,7 @@ class ImpactReportBodyOut(Schema):
     by_tier: list[TierBreakdownOut]
     by_cohort: list[CohortBreakdownOut]
     by_age: list[AgeBreakdownOut] = []
+    by_region: list[RegionBreakdownOut] = []
     decision: DecisionOut | None = None
     engagement: EngagementOut
     survival: SurvivalOut

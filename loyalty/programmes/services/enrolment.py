@@ -162,8 +162,12 @@ def _enrol(*, enrolment_id: int, now: datetime) -> int:
     )
     metric = f"cm.{qn(programme.qualifying_metric)}"
     tier_case, tier_params = qualifying_tier_case(metric, tiers, output="id")
+    # Baseline snapshot for the impact report: region and age as they are at enrolment (the year is an int
+    # computed here, inlined as a literal).
+    year = int(now.year)
     source = (
-        f"SELECT sm.customer_id AS customer_id, {tier_case} AS tier_id "
+        f"SELECT sm.customer_id AS customer_id, {tier_case} AS tier_id, c.region AS region, "
+        f"CASE WHEN c.birth_year IS NULL OR c.birth_year > {year} THEN NULL ELSE {year} - c.birth_year END AS age "
         f"FROM {sm_t} sm "
         f"JOIN {c_t} c ON c.id = sm.customer_id "
         f"LEFT JOIN {cm_t} cm ON cm.customer_id = sm.customer_id AND cm.scoring_run_id = %s "
@@ -171,17 +175,18 @@ def _enrol(*, enrolment_id: int, now: datetime) -> int:
         f"AND NOT EXISTS (SELECT 1 FROM {m_t} m WHERE m.programme_id = %s AND m.customer_id = sm.customer_id)"
     )
     source_params = [*tier_params, run.scoring_run_id, run.pk, Customer.Status.ACTIVE, programme.pk]
-    bucketed, hash_params = assignment_bucket_sql(source, ["tier_id"], programme.seed)
+    bucketed, hash_params = assignment_bucket_sql(source, ["tier_id", "region", "age"], programme.seed)
     cutoff = holdout_cutoff(programme.holdout_percent)
     insert = (
         f"INSERT INTO {m_t} (programme_id, customer_id, {qn('group')}, tier_id, shadow_tier_id, status, "
-        f"enrolled_at, source_run_id, assignment_seed, assignment_bucket, override_reason) "
+        f"enrolled_at, source_run_id, assignment_seed, assignment_bucket, override_reason, region_at_enrolment, "
+        f"age_at_enrolment) "
         f"SELECT %s, customer_id, "
         f"CASE WHEN bucket_int < %s THEN 'control' ELSE 'treatment' END, "
         f"CASE WHEN bucket_int < %s THEN NULL ELSE tier_id END, "
         f"CASE WHEN bucket_int < %s THEN tier_id ELSE NULL END, "
         f"CASE WHEN bucket_int < %s THEN 'holdout' ELSE 'active' END, "
-        f"%s, %s, %s, bucket_int / 10000.0, '' FROM ({bucketed}) b"
+        f"%s, %s, %s, bucket_int / 10000.0, '', region, age FROM ({bucketed}) b"
     )
     with connection.cursor() as cursor:
         skipped = SegmentMember.objects.filter(run=run, customer__memberships__programme=programme).count()

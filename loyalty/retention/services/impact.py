@@ -720,7 +720,16 @@ def impact_report_compute(
         if progress:
             progress(percent)
 
-    cells = q.impact_cells(programme_id=programme.pk, as_of=as_of, horizons=horizons)
+    # The per-member aggregation runs once (a temporary table); every figure below is an aggregate of it.
+    with q.ImpactMembers(programme_id=programme.pk, as_of=as_of, horizons=horizons) as members:
+        done("members", 25)
+        cells = members.cells()
+        first_enrolled = members.nth_enrolment(minimums.members_per_group)
+        last_enrolled = members.last_enrolment()
+        survival_counts = members.survival_counts()
+        revenue_by_month = members.revenue_by_month()
+        revenue_moments = members.revenue_moments()
+        scoring_run_ids = members.baseline_scoring_runs()
     done("cells", 30)
     tiers = {t.pk: t for t in Tier.objects.filter(programme=programme)}
     holdout = float(programme.holdout_percent)
@@ -753,7 +762,6 @@ def impact_report_compute(
     }
 
     # Retention at horizons, intention to treat.
-    first_enrolled = q.nth_enrolment(programme_id=programme.pk, as_of=as_of, n=minimums.members_per_group)
     ready_on = {m: _ready_on(first_enrolled, q.horizon_days(m), as_of) for m in horizons}
     overall = _comparisons(by_group, "all", horizons, "All members", minimums, ready_on)
     excluded = []
@@ -868,10 +876,16 @@ def impact_report_compute(
     age_section = [
         {"age_band": age_names[a], **subgroup(by_age, a, f"Age {age_names[a]} at enrolment")} for a in sorted(age_names)
     ]
+    by_region = _sum_cells(cells, horizons, key=lambda c: c.region)
+    region_names = {k: k or "not recorded at enrolment" for k, _ in by_region}
+    region_section = [
+        {"region": region_names[r], **subgroup(by_region, r, f"Region {region_names[r]} at enrolment")}
+        for r in sorted(region_names)
+    ]
     done("breakdowns", 55)
 
     survival = survival_section(
-        q.survival_counts(programme_id=programme.pk, as_of=as_of),
+        survival_counts,
         minimums=minimums,
         first_enrolled=first_enrolled,
         as_of=as_of,
@@ -879,8 +893,8 @@ def impact_report_compute(
     done("survival", 75)
 
     over_time = defaultdict(dict)
-    for group, k, total, members in q.revenue_by_month(programme_id=programme.pk, as_of=as_of):
-        over_time[k][group] = (total, members)
+    for group, k, total, count in revenue_by_month:
+        over_time[k][group] = (total, count)
     revenue_rows = [
         {
             "month": k + 1,
@@ -892,7 +906,7 @@ def impact_report_compute(
         for k, v in sorted(over_time.items())
     ]
     cuped = cuped_section(
-        q.revenue_moments(programme_id=programme.pk, as_of=as_of, horizons=horizons),
+        revenue_moments,
         horizons,
         minimums=minimums,
         first_enrolled=first_enrolled,
@@ -911,8 +925,9 @@ def impact_report_compute(
             "(months of 30.44 days). Uplift = treatment retention minus control retention in points, with "
             "Newcombe's hybrid score 95% interval (method 10) and the p-value of the same interval inverted, so "
             "a p below 0.05 always goes with an interval that excludes 0. Subgroups (tier, cohort, engagement band, "
-            "age band) use values fixed at enrolment: the tier at enrolment (shadow tier for control), the "
-            "engagement score of the scoring run the enrolment used, the age in the enrolment year."
+            "age band, region) use values fixed at enrolment: the tier at enrolment (shadow tier for control), the "
+            "engagement score of the scoring run the enrolment used, the age and the region recorded on the "
+            "membership when it was enrolled."
         ),
         "minimums": {
             "members_per_group": minimums.members_per_group,
@@ -934,8 +949,9 @@ def impact_report_compute(
         "by_tier": tier_section,
         "by_cohort": cohort_section,
         "by_age": age_section,
+        "by_region": region_section,
         "engagement": {
-            "scoring_run_ids": q.baseline_scoring_runs(programme_id=programme.pk, as_of=as_of),
+            "scoring_run_ids": scoring_run_ids,
             "bands": band_section,
             "explanation": (
                 "Retention by engagement score band (0-100) at enrolment: the score of the scoring run the "
@@ -955,7 +971,6 @@ def impact_report_compute(
         },
         "timings": timings,
     }
-    last_enrolled = q.last_enrolment(programme_id=programme.pk, as_of=as_of)
     _judge(report, programme=programme, primary_months=primary_months, last_enrolled=last_enrolled, as_of=as_of)
     return report
 
@@ -972,8 +987,8 @@ SRM_WARNING = (
 def _effects(report: dict) -> list[tuple[dict, dict, str]]:
     """Every effect with a p-value: (holder of the explanation, holder of p_value/significant, kind)."""
     items = [(c, c, "overall") for c in report["retention"]]
-    for key in ("by_tier", "by_cohort", "by_age"):
-        items += [(c, c, key) for s in report[key] for c in s["horizons"]]
+    for key in ("by_tier", "by_cohort", "by_age", "by_region"):
+        items += [(c, c, key) for s in report.get(key, []) for c in s["horizons"]]
     items += [(c, c, "engagement") for s in report["engagement"]["bands"] for c in s["horizons"]]
     for key in ("logrank", "rmst"):
         if report["survival"].get(key):
@@ -1074,8 +1089,8 @@ def _judge(report: dict, *, programme: Programme, primary_months: int, last_enro
         "explanation": status
         + " Repeated looks: the report may be computed at any date; before the horizon it says it is interim and "
         "claims nothing (no always-valid sequential test is used). Exploratory comparisons (other horizons, tiers, "
-        "cohorts, engagement and age bands, log-rank, RMST, revenue) are adjusted together by Benjamini-Hochberg "
-        "(5% false discovery rate).",
+        "cohorts, engagement and age bands, regions, log-rank, RMST, revenue) are adjusted together by "
+        "Benjamini-Hochberg (5% false discovery rate).",
     }
 
 

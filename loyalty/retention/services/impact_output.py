@@ -189,11 +189,12 @@ def report_table(report: dict, table: str) -> tuple[list[str], list[list]]:
             for c in b["horizons"]
         ]
         rows += [_comparison_row("age_band", a["age_band"], c) for a in report.get("by_age", []) for c in a["horizons"]]
+        rows += [_comparison_row("region", r["region"], c) for r in report.get("by_region", []) for c in r["horizons"]]
         return header, rows
     if table == "srm":
         header = ["label", "treatment", "control", "expected_control", "chi2", "p_value", "mismatch"]
         items = [report["srm"]["overall"], *report["srm"]["by_tier"]]
-        for key in ("by_cohort", "by_age"):
+        for key in ("by_cohort", "by_age", "by_region"):
             items += [s["srm"] for s in report.get(key, []) if s.get("srm")]
         items += [s["srm"] for s in report["engagement"]["bands"] if s.get("srm")]
         return header, [[s[h] for h in header] for s in items]

@@ -363,7 +363,7 @@ def test_charts_are_svg_and_csv_tables_export(manager_api, agent_api):
     rows = list(csv.reader(io.StringIO(exported.content.decode())))
     assert rows[0][:4] == ["scope", "key", "months", "treatment_n"]
     assert [r[:3] for r in rows[1:4]] == [["overall", "all", "3"], ["overall", "all", "6"], ["overall", "all", "12"]]
-    assert {r[0] for r in rows[1:]} == {"overall", "tier", "cohort", "engagement_band", "age_band"}
+    assert {r[0] for r in rows[1:]} == {"overall", "tier", "cohort", "engagement_band", "age_band", "region"}
 
 
 def test_formula_like_names_are_neutralised_in_csv(manager_api):
@@ -495,7 +495,8 @@ def test_one_primary_question_the_rest_exploratory_and_adjusted():
         assert c["p_adjusted"] >= c["p_value"]
         assert c["significant"] == (c["p_adjusted"] < 0.05)
         assert "Benjamini-Hochberg" in c["explanation"]
-    others = [c for b in report["by_cohort"] + report["by_age"] + report["engagement"]["bands"] for c in b["horizons"]]
+    breakdowns = report["by_cohort"] + report["by_age"] + report["by_region"] + report["engagement"]["bands"]
+    others = [c for b in breakdowns for c in b["horizons"]]
     others += [report["survival"]["logrank"], report["survival"]["rmst"]]
     others += [r["adjusted"] for r in report["revenue"]["cuped"] if r.get("adjusted")]
     assert decision["exploratory_comparisons"] == len(exploratory) + sum(1 for c in others if c["p_value"] is not None)
@@ -584,3 +585,91 @@ def test_a_programme_simulated_through_ingestion_and_enrolment_reads_true():
     assert all(r["variance_reduction"] > 0.5 for r in report["revenue"]["cuped"] if r["available"])
     take_up = next(h for h in report["take_up"]["by_horizon"] if h["months"] == 12)
     assert take_up["cace_ci_low"] < take_up["cace"] < take_up["cace_ci_high"]
+
+
+def test_region_and_age_breakdowns_use_the_snapshot_taken_at_enrolment():
+    from tests.loyalty.retention.simulate import simulate_programme
+
+    sim = simulate_programme(customers=80, effect=0.0, seed=21)
+    memberships = list(Membership.objects.filter(programme=sim.programme).select_related("customer"))
+    at_enrolment = {m.pk: (m.customer.region, sim.start.year - m.customer.birth_year) for m in memberships}
+    assert {(m.region_at_enrolment, m.age_at_enrolment) for m in memberships} == set(at_enrolment.values())
+    assert all((m.region_at_enrolment, m.age_at_enrolment) == at_enrolment[m.pk] for m in memberships)
+    expected = {}
+    for m in memberships:
+        t, c = expected.get(m.region_at_enrolment, (0, 0))
+        expected[m.region_at_enrolment] = (t + (m.group == "treatment"), c + (m.group == "control"))
+    assert set(expected) == {"north", "south"}
+    # After enrolment every northern customer moves west and every birth year is corrected by 30 years.
+    moved = Customer.objects.filter(memberships__programme=sim.programme, region="north")
+    moved_ids = set(moved.values_list("pk", flat=True))
+    moved.update(region="west")
+    Customer.objects.filter(memberships__programme=sim.programme).update(birth_year=1940)
+    report = impact_report_compute(programme=sim.programme, as_of=sim.end)
+    by_region = {r["region"]: (r["srm"]["treatment"], r["srm"]["control"]) for r in report["by_region"]}
+    assert by_region == expected
+    mover = next(m for m in memberships if m.customer_id in moved_ids)
+    assert Membership.objects.get(pk=mover.pk).region_at_enrolment == "north"
+    ages = {a["age_band"]: a["srm"]["treatment"] + a["srm"]["control"] for a in report["by_age"]}
+    assert "65 and over" not in ages or ages["65 and over"] == sum(1 for _, age in at_enrolment.values() if age >= 65)
+    assert sum(ages.values()) == 80
+    assert "the age and the region recorded on the membership when it was enrolled" in report["method"]
+    rows = {(c["label"], c["months"]) for r in report["by_region"] for c in r["horizons"]}
+    assert rows == {(f"Region {r} at enrolment", m) for r in ("north", "south") for m in (3, 6, 12)}
+    assert all(c["role"] == "exploratory" for r in report["by_region"] for c in r["horizons"] if c["available"])
+
+
+def test_the_per_member_aggregation_runs_once_per_report():
+    import re
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    pop = build(
+        n_treatment=60, n_control=60, retention_treatment=0.9, retention_control=0.8, seed=8, take_up=(0.5, 0.2)
+    )
+    add_revenue(pop, pre={m.customer_id: Decimal(40) for m in pop.treatment + pop.control}, post_uplift=Decimal(2))
+    with CaptureQueriesContext(connection) as queries:
+        report = impact_report_compute(programme=pop.programme, as_of=AS_OF)
+    sql = [q["sql"] for q in queries.captured_queries]
+
+    def reading(table: str) -> list[str]:
+        return [s for s in sql if re.search(rf"\b{table}\b", s)]
+
+    for table in ("membership", "revenueentry", "retentionoutcome", "interaction", "customer", "customermetrics"):
+        assert len(reading(f"loyalty_{table}")) == 1, table
+    assert reading("loyalty_membership")[0].startswith("CREATE TEMPORARY TABLE impact_members_")
+    # Savepoint, the table, 7 aggregates of it, its drop, release, the tiers; on PostgreSQL also the transaction's
+    # settings and an ANALYZE of the table.
+    reads = [s for s in sql if not s.upper().startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "SET LOCAL", "ANALYZE"))]
+    assert len(reads) == 10
+    assert len(sql) == 12 + 2 * (connection.vendor == "postgresql")
+    assert report["revenue"]["cuped"][0]["available"] is True and report["take_up"]["took_up"] > 0
+
+
+def _exact_rate(*, n_t: int, n_c: int, p_t: float, p_c: float, covers: bool) -> float:
+    """By enumeration of every outcome (x_t, x_c) with its binomial probability: the probability that the report's
+    95% interval of the uplift covers p_t - p_c (covers=True) or excludes 0 (covers=False: called significant;
+    its p-value is that interval inverted, test_p_value_and_interval_never_disagree...)."""
+    import numpy as np
+    from scipy import stats
+
+    from loyalty.retention.services.impact import newcombe_interval
+
+    pt, pc = stats.binom.pmf(np.arange(n_t + 1), n_t, p_t), stats.binom.pmf(np.arange(n_c + 1), n_c, p_c)
+    total = 0.0
+    for x_t in np.flatnonzero(pt > 1e-10):
+        for x_c in np.flatnonzero(pc > 1e-10):
+            low, high = newcombe_interval(n_t=n_t, x_t=int(x_t), n_c=n_c, x_c=int(x_c))
+            hit = low <= p_t - p_c <= high if covers else (low > 0 or high < 0)
+            total += pt[x_t] * pc[x_c] if hit else 0.0
+    return total
+
+
+def test_the_primary_test_has_its_nominal_size_and_coverage_exactly_not_only_in_simulation():
+    # The size of the truth bench's programmes (about 200 per group, 80% retained): the probability of calling a
+    # null effect significant is 5.0%, so a higher Monte Carlo rate is noise, not the method.
+    assert _exact_rate(n_t=200, n_c=200, p_t=0.8, p_c=0.8, covers=False) == pytest.approx(0.0499, abs=5e-4)
+    assert _exact_rate(n_t=207, n_c=193, p_t=0.8, p_c=0.8, covers=False) == pytest.approx(0.050, abs=2e-3)
+    assert _exact_rate(n_t=200, n_c=200, p_t=0.9, p_c=0.8, covers=True) == pytest.approx(0.951, abs=2e-3)
+    assert _exact_rate(n_t=60, n_c=60, p_t=0.95, p_c=0.8, covers=True) > 0.94
