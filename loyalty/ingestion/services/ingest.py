@@ -14,8 +14,8 @@ Customers that turned from active to churned are handed to `customers_churned`.
 
 from __future__ import annotations
 
-import csv
 import io
+import itertools
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -249,33 +249,24 @@ STAGE_TYPES = {
 }
 
 
-class _CsvStream(io.TextIOBase):
-    """A file-like object producing CSV text for COPY from an iterator of rows, a chunk at a time."""
+class _CopyStream(io.TextIOBase):
+    """A file-like object producing COPY text for COPY from an iterator of lines, a chunk at a time."""
 
-    def __init__(self, rows: Iterable[list], progress: Progress | None, every: int = CHUNK):
-        self._rows = iter(rows)
+    def __init__(self, lines: Iterable[str], progress: Progress | None, every: int = CHUNK):
+        self._lines = iter(lines)
         self._buffer = ""
         self._progress = progress
         self._every = every
-        self._done = 0
 
     def readable(self) -> bool:
         return True
 
     def _fill(self) -> bool:
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        count = 0
-        for row in self._rows:
-            writer.writerow(row)
-            count += 1
-            if count >= self._every:
-                break
-        if count and self._progress is not None:
-            self._done += count
-            self._progress(count)
-        self._buffer += out.getvalue()
-        return count > 0
+        chunk = list(itertools.islice(self._lines, self._every))
+        if chunk and self._progress is not None:
+            self._progress(len(chunk))
+        self._buffer += "".join(chunk)
+        return bool(chunk)
 
     def read(self, size: int = -1) -> str:
         while (size < 0 or len(self._buffer) < size) and self._fill():
@@ -290,14 +281,22 @@ class _CsvStream(io.TextIOBase):
         return self.read(size)
 
 
-def _csv_value(value) -> object:
+# COPY's text format: backslash, tab, newline and carriage return are escaped; NULL is \N.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_value(value) -> str:
     if value is None:
-        return None
+        return "\\N"
+    if isinstance(value, str):
+        return value.translate(_COPY_ESCAPES)
+    if isinstance(value, bool):
+        return "t" if value else "f"
     if isinstance(value, dict):
-        return json.dumps(value, separators=(",", ":"))
-    if isinstance(value, datetime):
+        return json.dumps(value, separators=(",", ":")).translate(_COPY_ESCAPES)
+    if isinstance(value, date):  # datetimes too
         return value.isoformat()
-    return value
+    return str(value)
 
 
 def _pg_stage_table(cursor, kind: str) -> None:
@@ -311,23 +310,18 @@ def _pg_stage_table(cursor, kind: str) -> None:
 
 def _pg_stage(cursor, kind: str, rows: Sequence[dict], positions: Sequence[int], progress: Progress | None) -> None:
     names = [name for name, _ in COLUMNS[kind]]
-    text_columns = [n for n in names if STAGE_TYPES[n] == "text"]
     presence = [f"has_{name}" for name in KEPT_WHEN_OMITTED.get(kind, ())]
     _pg_stage_table(cursor, kind)
+    value = _copy_value
 
     def lines():
         for position, row in zip(positions, rows, strict=True):
-            yield [
-                position,
-                *(_csv_value(v) if v is not None else None for v in _values(kind, row)),
-                *("t" if present else "f" for present in _presence(kind, row)),
-            ]
+            fields = [str(position), *map(value, _values(kind, row))]
+            fields += ["t" if present else "f" for present in _presence(kind, row)]
+            yield "\t".join(fields) + "\n"
 
-    # NULL is an unquoted empty field; text columns are never NULL (FORCE_NOT_NULL keeps "" as "").
     cursor.copy_expert(
-        f"COPY ingest_stage (pos, {', '.join(names + presence)}) FROM STDIN "
-        f"WITH (FORMAT csv, FORCE_NOT_NULL ({', '.join(text_columns)}))",
-        _CsvStream(lines(), progress),
+        f"COPY ingest_stage (pos, {', '.join(names + presence)}) FROM STDIN", _CopyStream(lines(), progress)
     )
     cursor.execute("ANALYZE ingest_stage")
 
