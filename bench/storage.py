@@ -2,9 +2,11 @@
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/premier_bench python bench/storage.py [--customers 50000]
 
-Needs a migrated database. Seeds `--customers` demo customers if there are fewer, runs one scoring run of the
-default model if there is none (so CustomerMetrics and ScoringState have rows), VACUUM ANALYZEs, then prints per
-table: exact row count, heap (with TOAST), indexes, total and bytes per row. docs/scaling.md multiplies these.
+Needs a migrated database. Seeds `--customers` demo customers if there are fewer, rebuilds the rollups if they
+are empty, runs a scoring run of the default model if no scoring state exists (so CustomerMetrics and
+ScoringState have rows), compacts each table (VACUUM FULL: the figures are those of freshly written tables, no
+bloat left by earlier benches), then prints per table: exact row count, heap (with TOAST), indexes, total and
+bytes per row. docs/scaling.md multiplies these.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from django.db import connection  # noqa: E402
 
 from demo.data import demo_data_generate  # noqa: E402
 from loyalty.models import Customer  # noqa: E402
-from loyalty.segmentation.models import ScoringRun  # noqa: E402
+from loyalty.segmentation.models import RevenueDayRollup, ScoringState  # noqa: E402
+from loyalty.segmentation.services.rollups import rollups_rebuild  # noqa: E402
 from loyalty.segmentation.services.scoring import (  # noqa: E402
     scoring_model_default,
     scoring_run_create,
@@ -56,7 +59,9 @@ def main() -> None:
         sys.exit("Set DATABASE_URL to a PostgreSQL database.")
     if Customer.objects.count() < args.customers:
         print(f"seeded {demo_data_generate(customers=args.customers, seed=42)}")
-    if not ScoringRun.objects.filter(status="succeeded").exists():
+    if not RevenueDayRollup.objects.exists():
+        print(f"rollups rebuilt: {rollups_rebuild()}")
+    if not ScoringState.objects.exists():
         started = time.monotonic()
         run = scoring_run_create(scoring_model=scoring_model_default(), as_of=datetime.now(UTC), enqueue=False)
         run = scoring_run_execute(run_id=run.pk)
@@ -69,12 +74,13 @@ def main() -> None:
             cursor.execute("SELECT to_regclass(%s)", [table])
             if cursor.fetchone()[0] is None:
                 continue
-            cursor.execute(f"VACUUM ANALYZE {table}")
+            cursor.execute(f"VACUUM FULL ANALYZE {table}")
             # Partitioned tables (CustomerMetrics): sum over the partitions.
             cursor.execute(
                 "SELECT COALESCE(SUM(pg_table_size(r)), 0), COALESCE(SUM(pg_indexes_size(r)), 0) "
-                "FROM (SELECT relid AS r FROM pg_partition_tree(%s) WHERE isleaf) t",
-                [table],
+                "FROM (SELECT relid AS r FROM pg_partition_tree(%s) WHERE isleaf "
+                "UNION SELECT %s::regclass) t",
+                [table, table],
             )
             heap, index = cursor.fetchone()
             cursor.execute(f"SELECT count(*) FROM {table}")
