@@ -211,10 +211,6 @@ def _values(kind: str, row: dict) -> list:
     return values
 
 
-def _presence(kind: str, row: dict) -> list[bool]:
-    return [name in row for name in KEPT_WHEN_OMITTED.get(kind, ())]
-
-
 def _kept_by(column: str) -> str | None:
     """The field whose presence in a row decides whether `column` is written (None: always written)."""
     name = KEPT_BY.get(column, column)
@@ -313,12 +309,23 @@ def _pg_stage(cursor, kind: str, rows: Sequence[dict], positions: Sequence[int],
     names = [name for name, _ in COLUMNS[kind]]
     presence = [f"has_{name}" for name in KEPT_WHEN_OMITTED.get(kind, ())]
     _pg_stage_table(cursor, kind)
-    value = _copy_value
+    kept = KEPT_WHEN_OMITTED.get(kind, ())
+    # Per column: its name, the default of an omitted field or null, and whether it is text (escaped) or another
+    # value (_copy_value). Rows are typed by the validator, so a text column holds a str or None.
+    layout = [
+        (name, {} if name == "attributes" else default, STAGE_TYPES[name] == "text") for name, default in COLUMNS[kind]
+    ]
+    escapes, value = _COPY_ESCAPES, _copy_value
 
     def lines():
         for position, row in zip(positions, rows, strict=True):
-            fields = [str(position), *map(value, _values(kind, row))]
-            fields += ["t" if present else "f" for present in _presence(kind, row)]
+            fields = [str(position)]
+            for name, default, text in layout:
+                v = row.get(name)
+                if v is None:
+                    v = default
+                fields.append(v.translate(escapes) if text and v is not None else value(v))
+            fields += ["t" if name in row else "f" for name in kept]
             yield "\t".join(fields) + "\n"
 
     cursor.copy_expert(
@@ -449,17 +456,15 @@ def ingest_csv_pg(
             if progress:
                 progress("parsed", total, total)
             # Repeated external ids and unknown customers are looked for only if the plain INSERT of every row as
-            # a new one fails (see _pg_insert_all_new): then `stage_check` runs before the general path.
-            cursor.execute(f"SELECT EXISTS (SELECT 1 FROM ingest_raw WHERE ({' AND '.join(checks)}) IS NOT TRUE)")
-            if cursor.fetchone()[0]:
-                raise _Fallback()
-            # Every value is well-formed now: a date or time past the future limit goes the validator's way,
-            # which names its lines.
+            # a new one fails (see _pg_insert_all_new): then `stage_check` runs before the general path. A date or
+            # time past the future limit goes the validator's way too, which names its lines; it is cast only
+            # where every check passed (CASE evaluates its condition first), in the same scan.
             dated = DAY_FIELD[kind]
             cast = "timestamptz" if kind == "interactions" else "date"
             limit = future_limit()
             cursor.execute(
-                f"SELECT EXISTS (SELECT 1 FROM ingest_raw WHERE CAST({raw[dated]} AS {cast}) > %s)",
+                f"SELECT EXISTS (SELECT 1 FROM ingest_raw WHERE CASE WHEN {' AND '.join(checks)} "
+                f"THEN CAST({raw[dated]} AS {cast}) > %s ELSE TRUE END)",
                 [limit if kind == "interactions" else limit.date()],
             )
             if cursor.fetchone()[0]:
