@@ -6,7 +6,8 @@ Needs a migrated database. Seeds `--customers` demo customers (with their own hi
 0. floor: a bare COPY of the same rows (customer ids already resolved) into the same interactions table, with
    its indexes and constraints (the customer foreign key is checked at commit), plus the commit; the rows are
    deleted again and the table vacuumed. Measured before the file import and again after the API batches; the
-   faster of the two is the floor (the harder target);
+   faster of the two is the floor (the harder target); each path's ratio to the measurement next to it is
+   printed as well;
 1. file import: writes a CSV of `--rows` new interactions and runs the import service on it in one transaction
    (COPY of the raw file, checks in the database, one upsert, rollup deltas);
 2. API: posts `--api-rows` new interactions in batches of 10,000 through the whole Django stack (API key auth,
@@ -153,6 +154,12 @@ def main() -> None:
         print(f"floor: {floor_rate:,.0f} rows/s (the faster of {', '.join(f'{f:.1f}s' for f in floors)})")
         print(f"file import / floor: {verdict(file_rate / floor_rate, 0.8)}")
         print(f"API batches / floor: {verdict(api_rate / floor_rate, 0.5)}")
+        # The load of a shared machine moves between the two floor measurements; each path against the one
+        # measured next to it, for reading the noise (the verdicts above use the faster floor).
+        print(
+            f"against the adjacent floor: file import {file_rate * floors[0] / args.rows:.2f}, "
+            f"API batches {api_rate * floors[1] / args.rows:.2f}"
+        )
     finally:
         with connection.cursor() as cursor:
             cursor.execute(
