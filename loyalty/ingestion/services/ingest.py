@@ -640,7 +640,10 @@ def _pg_insert_all_new(
         with transaction.atomic():
             cursor.execute(
                 f"INSERT INTO {table} (external_id, {', '.join(stored + extra_cols)}) "
-                f"SELECT s.external_id, {', '.join(values + extra_values)} FROM {source}"
+                f"SELECT s.external_id, {', '.join(values + extra_values)} FROM {source} "
+                # The general path's order: concurrent batches that share rows wait for each other in the same
+                # order instead of deadlocking.
+                f"ORDER BY c.id, s.{DAY_FIELD[kind]}"
             )
             if cursor.rowcount != total:
                 raise _NotAllNew()
