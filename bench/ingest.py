@@ -3,16 +3,23 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/premier_bench python bench/ingest.py [--rows 1000000]
 
 Needs a migrated database. Seeds `--customers` demo customers (with their own history) if there are fewer, then:
+0. floor: a bare COPY of the same rows (customer ids already resolved) into the same interactions table, with
+   its indexes and constraints (the customer foreign key is checked at commit), plus the commit; the rows are
+   deleted again and the table vacuumed. Measured before the file import and again after the API batches; the
+   faster of the two is the floor (the harder target); each path's ratio to the measurement next to it is
+   printed as well;
 1. file import: writes a CSV of `--rows` new interactions and runs the import service on it in one transaction
    (COPY of the raw file, checks in the database, one upsert, rollup deltas);
 2. API: posts `--api-rows` new interactions in batches of 10,000 through the whole Django stack (API key auth,
    JSON parsing, validation, staging, upsert), timing the requests only (bodies are encoded beforehand).
 The rows it adds are deleted at the end (and the rollups of their customers recomputed).
+Targets (issue 16): file import at least 0.8 of the floor's rows/s, API batches at least 0.5.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -30,7 +37,7 @@ import django  # noqa: E402
 django.setup()
 
 from django.conf import settings  # noqa: E402
-from django.db import connection  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
 from django.test import Client  # noqa: E402
 
 from accounts.services import api_key_create  # noqa: E402
@@ -53,6 +60,31 @@ def rows(prefix: str, count: int, customers: list[str]):
         )
 
 
+def floor(prefix: str, count: int, customers: list[str]) -> float:
+    """Seconds for a bare COPY of `count` rows into loyalty_interaction and its commit; the rows are removed."""
+    ids = dict(Customer.objects.filter(external_id__in=customers).values_list("external_id", "id"))
+    data = io.StringIO()
+    for ext, cust, channel, at, kind in rows(prefix, count, customers):
+        data.write(f"{ext}\t{ids[cust]}\t{channel}\t{at}\t{kind}\n")
+    data.seek(0)
+    try:
+        started = time.monotonic()
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.copy_expert(
+                f"COPY {Interaction._meta.db_table} (external_id, customer_id, channel, occurred_at, kind) FROM STDIN",
+                data,
+            )
+        return time.monotonic() - started
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {Interaction._meta.db_table} WHERE external_id LIKE %s", [f"{prefix}%"])
+            cursor.execute(f"VACUUM ANALYZE {Interaction._meta.db_table}")
+
+
+def verdict(ratio: float, target: float) -> str:
+    return f"{ratio:.2f} of the floor (target {target}: {'met' if ratio >= target else 'missed'})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000, help="Interaction rows in the imported file.")
@@ -71,7 +103,12 @@ def main() -> None:
     print(f"customers: {len(customers)}, interactions already stored: {Interaction.objects.count()}")
     run = str(int(time.time()))
 
+    floors = []
     try:
+        # 0. Floor, first measurement.
+        floors.append(floor(f"BZ{run}a-", args.rows, customers))
+        print(f"floor (bare COPY + commit): {args.rows:,} rows in {floors[-1]:.1f}s = {args.rows / floors[-1]:,.0f}/s")
+
         # 1. File import.
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "interactions.csv"
@@ -83,7 +120,8 @@ def main() -> None:
             result = file_import(kind="interactions", path=path)
             elapsed = time.monotonic() - started
         assert result.created == args.rows, result
-        print(f"file import: {args.rows:,} rows in {elapsed:.1f}s = {args.rows / elapsed:,.0f} rows/s")
+        file_rate = args.rows / elapsed
+        print(f"file import: {args.rows:,} rows in {elapsed:.1f}s = {file_rate:,.0f} rows/s")
 
         # 2. API batches of 10,000.
         _, key = api_key_create(name=f"bench {run}", scopes=["ingest"])
@@ -106,9 +144,21 @@ def main() -> None:
             created += response.json()["created"]
         elapsed = time.monotonic() - started
         assert created == args.api_rows
+        api_rate = args.api_rows / elapsed
+        print(f"API batches: {args.api_rows:,} rows in {len(bodies)} requests, {elapsed:.1f}s = {api_rate:,.0f} rows/s")
+
+        # 0'. Floor, second measurement (the load of a shared machine drifts).
+        floors.append(floor(f"BZ{run}b-", args.rows, customers))
+        print(f"floor (bare COPY + commit): {args.rows:,} rows in {floors[-1]:.1f}s = {args.rows / floors[-1]:,.0f}/s")
+        floor_rate = args.rows / min(floors)
+        print(f"floor: {floor_rate:,.0f} rows/s (the faster of {', '.join(f'{f:.1f}s' for f in floors)})")
+        print(f"file import / floor: {verdict(file_rate / floor_rate, 0.8)}")
+        print(f"API batches / floor: {verdict(api_rate / floor_rate, 0.5)}")
+        # The load of a shared machine moves between the two floor measurements; each path against the one
+        # measured next to it, for reading the noise (the verdicts above use the faster floor).
         print(
-            f"API batches: {args.api_rows:,} rows in {len(bodies)} requests, {elapsed:.1f}s = "
-            f"{args.api_rows / elapsed:,.0f} rows/s"
+            f"against the adjacent floor: file import {file_rate * floors[0] / args.rows:.2f}, "
+            f"API batches {api_rate * floors[1] / args.rows:.2f}"
         )
     finally:
         with connection.cursor() as cursor:

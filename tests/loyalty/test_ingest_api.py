@@ -151,6 +151,31 @@ def test_changed_rows_are_updated(ingest_api, c1):
     assert interaction_rollups() == [(c1.id, date(2025, 3, 1), "phone", 1), (c2.id, date(2025, 4, 2), "store", 1)]
 
 
+def test_batch_of_new_and_stored_rows_counts_each_and_adds_only_the_new_ones_to_the_rollups(ingest_api, c1):
+    # On PostgreSQL the plain INSERT of every row as new fails on i1 (stored) and the general path takes over.
+    ingest_api.post("ingest/interactions", {"rows": [interaction("i1")]})
+    rows = [interaction("i0", channel="app"), interaction("i1"), interaction("i2")]
+    response = ingest_api.post("ingest/interactions", {"rows": rows})
+    assert response.json() == {"kind": "interactions", "rows": 3, "created": 2, "updated": 0, "unchanged": 1}
+    assert sorted(Interaction.objects.values_list("external_id", flat=True)) == ["i0", "i1", "i2"]
+    assert interaction_rollups() == [(c1.id, date(2025, 3, 1), "app", 1), (c1.id, date(2025, 3, 1), "phone", 2)]
+
+
+def test_text_with_tabs_backslashes_newlines_and_quotes_is_stored_as_sent(ingest_api, c1):
+    kind = 'a\tb\\c\nd\re "q", \u00e9 \\N'
+    attributes = {"note": 'x\\y\t"z"\n', "n": 1}
+    rows = [interaction("i1", kind=kind)]
+    assert ingest_api.post("ingest/interactions", {"rows": rows}).json()["created"] == 1
+    assert Interaction.objects.get().kind == kind
+    customer = customer_row("C9", name="Tab\tName", region="\\N", attributes=attributes)
+    assert ingest_api.post("ingest/customers", {"rows": [customer]}).json()["created"] == 1
+    stored = Customer.objects.get(external_id="C9")
+    assert (stored.name, stored.region, stored.attributes) == ("Tab\tName", "\\N", attributes)
+    # Sent again: compared equal in the database, so unchanged.
+    assert ingest_api.post("ingest/interactions", {"rows": rows}).json()["unchanged"] == 1
+    assert ingest_api.post("ingest/customers", {"rows": [customer]}).json()["unchanged"] == 1
+
+
 def test_revenue_upsert_compares_amounts_as_decimals(ingest_api, c1):
     rows = [{"external_id": "r1", "customer_external_id": "C1", "period": "2025-01-01", "amount": "10.5"}]
     assert ingest_api.post("ingest/revenue", {"rows": rows}).json()["created"] == 1

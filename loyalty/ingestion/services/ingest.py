@@ -14,19 +14,20 @@ Customers that turned from active to churned are handed to `customers_churned`.
 
 from __future__ import annotations
 
-import csv
 import io
+import itertools
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from loyalty.customers.models import Channel, Customer, Interaction, RevenueEntry
 from loyalty.ingestion.services import churn, hand_over
 from loyalty.ingestion.services.validation import (
+    MAX_BATCH_ROWS,
     MAX_REPORTED_ERRORS,
     RowError,
     RowsRejected,
@@ -184,6 +185,11 @@ ROLLUP_CELL = {
     "interactions": "t.customer_id, (t.occurred_at AT TIME ZONE 'UTC')::date, t.channel",
     "revenue": "t.customer_id, t.period, CAST(ROUND(t.amount * 100) AS bigint)",
 }
+# The same cells, named as the rollups name them, from the staging table joined to the customers (s, c).
+STAGE_CELL = {
+    "interactions": "c.id AS customer_id, (s.occurred_at AT TIME ZONE 'UTC')::date AS day, s.channel AS channel",
+    "revenue": "c.id AS customer_id, s.period AS day, CAST(ROUND(s.amount * 100) AS bigint) AS amount_minor",
+}
 MODELS = {"customers": Customer, "revenue": RevenueEntry, "interactions": Interaction}
 DAY_FIELD = {"revenue": "period", "interactions": "occurred_at"}
 
@@ -203,10 +209,6 @@ def _values(kind: str, row: dict) -> list:
             value = {} if name == "attributes" else default
         values.append(value)
     return values
-
-
-def _presence(kind: str, row: dict) -> list[bool]:
-    return [name in row for name in KEPT_WHEN_OMITTED.get(kind, ())]
 
 
 def _kept_by(column: str) -> str | None:
@@ -244,33 +246,24 @@ STAGE_TYPES = {
 }
 
 
-class _CsvStream(io.TextIOBase):
-    """A file-like object producing CSV text for COPY from an iterator of rows, a chunk at a time."""
+class _CopyStream(io.TextIOBase):
+    """A file-like object producing COPY text for COPY from an iterator of lines, a chunk at a time."""
 
-    def __init__(self, rows: Iterable[list], progress: Progress | None, every: int = CHUNK):
-        self._rows = iter(rows)
+    def __init__(self, lines: Iterable[str], progress: Progress | None, every: int = CHUNK):
+        self._lines = iter(lines)
         self._buffer = ""
         self._progress = progress
         self._every = every
-        self._done = 0
 
     def readable(self) -> bool:
         return True
 
     def _fill(self) -> bool:
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        count = 0
-        for row in self._rows:
-            writer.writerow(row)
-            count += 1
-            if count >= self._every:
-                break
-        if count and self._progress is not None:
-            self._done += count
-            self._progress(count)
-        self._buffer += out.getvalue()
-        return count > 0
+        chunk = list(itertools.islice(self._lines, self._every))
+        if chunk and self._progress is not None:
+            self._progress(len(chunk))
+        self._buffer += "".join(chunk)
+        return bool(chunk)
 
     def read(self, size: int = -1) -> str:
         while (size < 0 or len(self._buffer) < size) and self._fill():
@@ -285,14 +278,22 @@ class _CsvStream(io.TextIOBase):
         return self.read(size)
 
 
-def _csv_value(value) -> object:
+# COPY's text format: backslash, tab, newline and carriage return are escaped; NULL is \N.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_value(value) -> str:
     if value is None:
-        return None
+        return "\\N"
+    if isinstance(value, str):
+        return value.translate(_COPY_ESCAPES)
+    if isinstance(value, bool):
+        return "t" if value else "f"
     if isinstance(value, dict):
-        return json.dumps(value, separators=(",", ":"))
-    if isinstance(value, datetime):
+        return json.dumps(value, separators=(",", ":")).translate(_COPY_ESCAPES)
+    if isinstance(value, date):  # datetimes too
         return value.isoformat()
-    return value
+    return str(value)
 
 
 def _pg_stage_table(cursor, kind: str) -> None:
@@ -306,25 +307,32 @@ def _pg_stage_table(cursor, kind: str) -> None:
 
 def _pg_stage(cursor, kind: str, rows: Sequence[dict], positions: Sequence[int], progress: Progress | None) -> None:
     names = [name for name, _ in COLUMNS[kind]]
-    text_columns = [n for n in names if STAGE_TYPES[n] == "text"]
     presence = [f"has_{name}" for name in KEPT_WHEN_OMITTED.get(kind, ())]
     _pg_stage_table(cursor, kind)
+    kept = KEPT_WHEN_OMITTED.get(kind, ())
+    # Per column: its name, the default of an omitted field or null, and whether it is text (escaped) or another
+    # value (_copy_value). Rows are typed by the validator, so a text column holds a str or None.
+    layout = [
+        (name, {} if name == "attributes" else default, STAGE_TYPES[name] == "text") for name, default in COLUMNS[kind]
+    ]
+    escapes, value = _COPY_ESCAPES, _copy_value
 
     def lines():
         for position, row in zip(positions, rows, strict=True):
-            yield [
-                position,
-                *(_csv_value(v) if v is not None else None for v in _values(kind, row)),
-                *("t" if present else "f" for present in _presence(kind, row)),
-            ]
+            fields = [str(position)]
+            for name, default, text in layout:
+                v = row.get(name)
+                if v is None:
+                    v = default
+                fields.append(v.translate(escapes) if text and v is not None else value(v))
+            fields += ["t" if name in row else "f" for name in kept]
+            yield "\t".join(fields) + "\n"
 
-    # NULL is an unquoted empty field; text columns are never NULL (FORCE_NOT_NULL keeps "" as "").
     cursor.copy_expert(
-        f"COPY ingest_stage (pos, {', '.join(names + presence)}) FROM STDIN "
-        f"WITH (FORMAT csv, FORCE_NOT_NULL ({', '.join(text_columns)}))",
-        _CsvStream(lines(), progress),
+        f"COPY ingest_stage (pos, {', '.join(names + presence)}) FROM STDIN", _CopyStream(lines(), progress)
     )
-    cursor.execute("ANALYZE ingest_stage")
+    if len(rows) > MAX_BATCH_ROWS:  # an API batch is small enough for any plan; ANALYZE cost 5% of one
+        cursor.execute("ANALYZE ingest_stage")
 
 
 def _pg_unknown_customers(cursor) -> None:
@@ -433,7 +441,6 @@ def ingest_csv_pg(
         check, value = re.sub(r"\bV\b", v, check), re.sub(r"\bV\b", v, value)
         checks.append(check if default is None else f"({v} IS NULL OR {check})")
         values.append(value if default is None else f"COALESCE({value}, {default})")
-    ext, ref = raw["external_id"], raw["customer_external_id"]
     result = IngestResult(kind=kind, dry_run=dry_run)
     try:
         with transaction.atomic(), connection.cursor() as cursor:
@@ -445,24 +452,19 @@ def ingest_csv_pg(
             except (DatabaseError, psycopg2.Error):
                 raise _Fallback() from None
             result.rows = total = cursor.rowcount
-            cursor.execute("ANALYZE ingest_raw")
+            # No ANALYZE: ingest_raw is only ever scanned whole.
             if progress:
                 progress("parsed", total, total)
-            cursor.execute(
-                f"SELECT EXISTS (SELECT 1 FROM ingest_raw WHERE ({' AND '.join(checks)}) IS NOT TRUE) "
-                f"OR EXISTS (SELECT 1 FROM ingest_raw GROUP BY {ext} HAVING COUNT(*) > 1) "
-                f"OR EXISTS (SELECT 1 FROM ingest_raw r WHERE NOT EXISTS "
-                f"(SELECT 1 FROM {Customer._meta.db_table} c WHERE c.external_id = r.{ref}))"
-            )
-            if cursor.fetchone()[0]:
-                raise _Fallback()
-            # Every value is well-formed now: a date or time past the future limit goes the validator's way,
-            # which names its lines.
+            # Repeated external ids and unknown customers are looked for only if the plain INSERT of every row as
+            # a new one fails (see _pg_insert_all_new): then `stage_check` runs before the general path. A date or
+            # time past the future limit goes the validator's way too, which names its lines; it is cast only
+            # where every check passed (CASE evaluates its condition first), in the same scan.
             dated = DAY_FIELD[kind]
             cast = "timestamptz" if kind == "interactions" else "date"
             limit = future_limit()
             cursor.execute(
-                f"SELECT EXISTS (SELECT 1 FROM ingest_raw WHERE CAST({raw[dated]} AS {cast}) > %s)",
+                f"SELECT EXISTS (SELECT 1 FROM ingest_raw WHERE CASE WHEN {' AND '.join(checks)} "
+                f"THEN CAST({raw[dated]} AS {cast}) > %s ELSE TRUE END)",
                 [limit if kind == "interactions" else limit.date()],
             )
             if cursor.fetchone()[0]:
@@ -477,7 +479,17 @@ def ingest_csv_pg(
             cursor.execute("ANALYZE ingest_stage")
             if progress:
                 progress("validated", total, total)
-            _pg_upsert(cursor, kind, result, total=total)
+
+            def stage_check() -> None:
+                cursor.execute(
+                    "SELECT EXISTS (SELECT 1 FROM ingest_stage GROUP BY external_id HAVING COUNT(*) > 1) "
+                    "OR EXISTS (SELECT 1 FROM ingest_stage s WHERE NOT EXISTS "
+                    f"(SELECT 1 FROM {Customer._meta.db_table} c WHERE c.external_id = s.customer_external_id))"
+                )
+                if cursor.fetchone()[0]:
+                    raise _Fallback()
+
+            _pg_upsert(cursor, kind, result, total=total, stage_check=stage_check)
             if dry_run:
                 raise _DryRun()
     except _Fallback:
@@ -496,16 +508,19 @@ def _pg_write(
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL work_mem = '128MB'")
         _pg_stage(cursor, kind, rows, positions, progress)
-        if kind != "customers":
-            _pg_unknown_customers(cursor)
-        _pg_upsert(cursor, kind, result, total=len(rows))
+        check = None if kind == "customers" else (lambda: _pg_unknown_customers(cursor))
+        _pg_upsert(cursor, kind, result, total=len(rows), stage_check=check)
     return _Touched()
 
 
-def _pg_upsert(cursor, kind: str, result: IngestResult, *, total: int) -> None:
+def _pg_upsert(
+    cursor, kind: str, result: IngestResult, *, total: int, stage_check: Callable[[], None] | None = None
+) -> None:
     """Upsert the checked rows of the temporary table ingest_stage (dropped afterwards) into the table of
-    `kind`; counts go to `result`. The rollups of interactions and revenue follow by deltas: the cells of new
-    rows and the new values of changed rows are added, the old values of changed rows subtracted."""
+    `kind`; counts go to `result`. Interactions and revenue: when every row is new (the usual feed) they go in
+    with one plain INSERT; otherwise `stage_check` runs (references to customers, repeated ids: it raises
+    on a bad row) and the general path follows. The rollups of interactions and revenue follow by deltas: the
+    cells of new rows and the new values of changed rows are added, the old values of changed rows subtracted."""
     table = MODELS[kind]._meta.db_table
     stored = COMPARED[kind]
     if kind == "customers":
@@ -534,6 +549,24 @@ def _pg_upsert(cursor, kind: str, result: IngestResult, *, total: int) -> None:
         order = f"c.id, s.{DAY_FIELD[kind]}"
         for delta in ("ingest_added", "ingest_removed"):
             cursor.execute(f"CREATE TEMP TABLE {delta} ({ROLLUP_CELL_COLUMNS[kind]}) ON COMMIT DROP")
+
+    if kind != "customers" and _pg_insert_all_new(
+        cursor,
+        kind,
+        table,
+        total=total,
+        stored=stored,
+        values=new_values,
+        extra_cols=extra_cols,
+        extra_values=extra_values,
+    ):
+        result.created = total
+        rollups.rollups_apply_deltas(cursor, kind=kind, added="ingest_stage_cells", removed="ingest_removed")
+        cursor.execute("DROP VIEW ingest_stage_cells")
+        cursor.execute("DROP TABLE ingest_added, ingest_removed, ingest_stage")
+        return
+    if stage_check is not None:
+        stage_check()
 
     def run(statement: str, cells_into: str) -> int:
         """Execute an INSERT or UPDATE of `table`; its rows' rollup cells go to `cells_into`."""
@@ -576,6 +609,52 @@ def _pg_upsert(cursor, kind: str, result: IngestResult, *, total: int) -> None:
         rollups.rollups_apply_deltas(cursor, kind=kind, added="ingest_added", removed="ingest_removed")
         cursor.execute("DROP TABLE ingest_added, ingest_removed")
     cursor.execute("DROP TABLE ingest_stage")
+
+
+class _NotAllNew(Exception):
+    pass
+
+
+def _pg_insert_all_new(
+    cursor,
+    kind: str,
+    table: str,
+    *,
+    total: int,
+    stored: list[str],
+    values: list[str],
+    extra_cols: list[str],
+    extra_values: list[str],
+) -> bool:
+    """The common case of a feed: every row of ingest_stage is new. One plain INSERT of them all, under a savepoint:
+    no `ON CONFLICT` (its speculative insertion made the INSERT half as slow again at 1,000,000 rows) and no
+    RETURNING (the rollup cells are read from the staging table through the view ingest_stage_cells). A row
+    whose external_id is stored already (or comes twice, or is being written by a concurrent batch) breaks the
+    unique constraint: the savepoint rolls the INSERT back and the caller takes the general path, which tells
+    new, changed and unchanged rows apart. A row naming an unknown customer finds no partner in the join: fewer
+    rows than staged are inserted, and the savepoint is rolled back too. Answers whether every row was inserted."""
+    import psycopg2.errors
+
+    source = "ingest_stage s JOIN loyalty_customer c ON c.external_id = s.customer_external_id"
+    try:
+        with transaction.atomic():
+            cursor.execute(
+                f"INSERT INTO {table} (external_id, {', '.join(stored + extra_cols)}) "
+                f"SELECT s.external_id, {', '.join(values + extra_values)} FROM {source} "
+                # The general path's order: concurrent batches that share rows wait for each other in the same
+                # order instead of deadlocking.
+                f"ORDER BY c.id, s.{DAY_FIELD[kind]}"
+            )
+            if cursor.rowcount != total:
+                raise _NotAllNew()
+    except _NotAllNew:
+        return False
+    except IntegrityError as exc:
+        if not isinstance(exc.__cause__, psycopg2.errors.UniqueViolation):
+            raise
+        return False
+    cursor.execute(f"CREATE TEMP VIEW ingest_stage_cells AS SELECT {STAGE_CELL[kind]} FROM {source}")
+    return True
 
 
 # --------------------------------------------------------------------------------------------------------------
