@@ -196,6 +196,29 @@ def summarise(results: list[dict], *, effect: float, customers: int, elapsed: fl
     print(f"| primary result called significant (power) | {_rate(*count(with_effect, 'primary_significant'))} |")
 
 
+def replica(*, seeds: int, first_seed: int, customers: int, effect: float) -> None:
+    """The primary 12-month test over many seeds, each with and without the effect: the same random stream and
+    assignment as the pipeline (customer ids 1..N, as in a fresh worker database), Newcombe's interval from the
+    report's own code. The pipeline's counts equal the replica's seed for seed (the suite checks it)."""
+    from loyalty.retention.services.impact import newcombe_interval
+    from tests.loyalty.retention.simulate import primary_counts_replica
+
+    started = time.monotonic()
+    ids = list(range(1, customers + 1))
+    rejected = {0.0: 0, effect: 0}
+    for seed in range(first_seed, first_seed + seeds):
+        for e in rejected:
+            n_t, x_t, n_c, x_c = primary_counts_replica(seed=seed, customer_ids=ids, effect=e)
+            low, high = newcombe_interval(n_t=n_t, x_t=x_t, n_c=n_c, x_c=x_c)
+            rejected[e] += low > 0 or high < 0
+    print(f"{seeds} seeds x 2 ({customers} customers, 50% holdout), replica, {time.monotonic() - started:.0f} s")
+    print("| primary 12-month result | rate |")
+    print("|---|---|")
+    print(f"| called significant under no effect (target <= 5%) | {_rate(rejected[0.0], seeds)} |")
+    power = _rate(rejected[effect], seeds)
+    print(f"| called significant with a true +{effect * 100:.0f}-point effect (power) | {power} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--replicates", type=int, default=200)
@@ -206,7 +229,17 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=None, help="Stop after this long (prints what it has).")
     parser.add_argument("--out", default=None, help="Append each replicate's result to this JSON-lines file.")
     parser.add_argument("--summarise", nargs="*", default=None, help="Only print the tables of these result files.")
+    parser.add_argument(
+        "--replica",
+        type=int,
+        default=0,
+        help="Only measure the primary test over this many seeds with the simulation's database-free replica "
+        "(tests/loyalty/retention/simulate.py, checked against the pipeline by the suite).",
+    )
     args = parser.parse_args()
+    if args.replica:
+        replica(seeds=args.replica, first_seed=args.first_seed, customers=args.customers, effect=args.effect)
+        return
     if args.summarise is not None:
         results = []
         for path in args.summarise:

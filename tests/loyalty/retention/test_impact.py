@@ -587,6 +587,21 @@ def test_a_programme_simulated_through_ingestion_and_enrolment_reads_true():
     assert take_up["cace_ci_low"] < take_up["cace"] < take_up["cace_ci_high"]
 
 
+@pytest.mark.parametrize(("seed", "effect"), [(21, 0.0), (22, 0.15)])
+def test_the_database_free_replica_of_the_simulation_gives_the_pipelines_primary_counts(seed, effect):
+    """bench/impact_truth.py --replica measures the primary test's false-positive rate over many seeds with this
+    replica; it is only worth that if it equals what ingestion, enrolment, the churn feed and the report give."""
+    from tests.loyalty.retention.simulate import primary_counts_replica, simulate_programme
+
+    sim = simulate_programme(customers=80, effect=effect, seed=seed)
+    report = impact_report_compute(programme=sim.programme, as_of=sim.end)
+    primary = next(c for c in report["retention"] if c.get("role") == "primary")
+    reported = [primary[g][k] for g in ("treatment", "control") for k in ("n", "retained")]
+    ids = list(Membership.objects.filter(programme=sim.programme).values_list("customer_id", flat=True))
+    assert primary_counts_replica(seed=seed, customer_ids=ids, effect=effect) == reported
+    assert reported[0] + reported[2] == 80
+
+
 def test_region_and_age_breakdowns_use_the_snapshot_taken_at_enrolment():
     from tests.loyalty.retention.simulate import simulate_programme
 
