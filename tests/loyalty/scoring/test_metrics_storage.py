@@ -103,6 +103,26 @@ def test_deleting_a_run_deletes_its_metrics_and_keeps_the_others():
         assert _partitions() == {"loyalty_customermetrics_default": 0, f"loyalty_customermetrics_r{kept.pk}": 3}
 
 
+def _execute_at_once(execute, runs) -> list:
+    """Execute the runs in as many threads, released together by a barrier; the finished runs."""
+    barrier = threading.Barrier(len(runs))
+    finished: list = []
+
+    def one(run_id: int) -> None:
+        try:
+            barrier.wait()
+            finished.append(execute(run_id=run_id))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=one, args=(run.pk,)) for run in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return finished
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_runs_each_attach_their_partition():
@@ -114,21 +134,7 @@ def test_concurrent_runs_each_attach_their_partition():
         scoring_run_create(scoring_model=scoring_model_create(name=f"m{n}"), as_of=AS_OF, enqueue=False)
         for n in range(4)
     ]
-    barrier = threading.Barrier(len(runs))
-    finished: list[ScoringRun] = []
-
-    def execute(run_id: int) -> None:
-        try:
-            barrier.wait()
-            finished.append(scoring_run_execute(run_id=run_id))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=execute, args=(run.pk,)) for run in runs]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    finished = _execute_at_once(scoring_run_execute, runs)
 
     assert sorted((r.status, r.error, r.customers_scored) for r in finished) == [(RunStatus.SUCCEEDED, "", 20)] * 4
     expected = {"loyalty_customermetrics_default": 0} | {f"loyalty_customermetrics_r{run.pk}": 20 for run in runs}
@@ -188,21 +194,7 @@ def test_concurrent_segment_runs_each_attach_their_partition():
         segment_run_create(segment=segment_create(name=f"s{n}", rule={}), scoring_run=scoring_run, enqueue=False)
         for n in range(4)
     ]
-    barrier = threading.Barrier(len(runs))
-    finished: list[SegmentRun] = []
-
-    def execute(run_id: int) -> None:
-        try:
-            barrier.wait()
-            finished.append(segment_run_execute(run_id=run_id))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=execute, args=(run.pk,)) for run in runs]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    finished = _execute_at_once(segment_run_execute, runs)
 
     assert sorted((r.status, r.error, r.member_count) for r in finished) == [(RunStatus.SUCCEEDED, "", 10)] * 4
     expected = {f"loyalty_segmentmember_r{run.pk}": 10 for run in runs}
