@@ -310,21 +310,16 @@ def _pg_stage(cursor, kind: str, rows: Sequence[dict], positions: Sequence[int],
     presence = [f"has_{name}" for name in KEPT_WHEN_OMITTED.get(kind, ())]
     _pg_stage_table(cursor, kind)
     kept = KEPT_WHEN_OMITTED.get(kind, ())
-    # Per column: its name, the default of an omitted field or null, and whether it is text (escaped) or another
-    # value (_copy_value). Rows are typed by the validator, so a text column holds a str or None.
-    layout = [
-        (name, {} if name == "attributes" else default, STAGE_TYPES[name] == "text") for name, default in COLUMNS[kind]
-    ]
+    # Text columns are escaped directly (rows are typed by the validator, so they hold a str or None); any other
+    # value goes through _copy_value.
+    text = [STAGE_TYPES[name] == "text" for name in names]
     escapes, value = _COPY_ESCAPES, _copy_value
 
     def lines():
         for position, row in zip(positions, rows, strict=True):
             fields = [str(position)]
-            for name, default, text in layout:
-                v = row.get(name)
-                if v is None:
-                    v = default
-                fields.append(v.translate(escapes) if text and v is not None else value(v))
+            for v, is_text in zip(_values(kind, row), text, strict=True):
+                fields.append(v.translate(escapes) if is_text and v is not None else value(v))
             fields += ["t" if name in row else "f" for name in kept]
             yield "\t".join(fields) + "\n"
 
