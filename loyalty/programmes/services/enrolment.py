@@ -32,6 +32,15 @@ logger = logging.getLogger("premier.enrolment")
 MDE_TABLE_HOLDOUTS = (5, 10, 15, 20, 30, 50)
 
 
+def _enrolment_allowed(*, programme: Programme, segment_run: SegmentRun) -> None:
+    """What enrolling needs (the preview refuses the same): an active programme with tiers, a succeeded run."""
+    if programme.status != Programme.Status.ACTIVE:
+        raise BusinessRuleError("The programme is closed.", code="programme_closed")
+    if segment_run.status != RunStatus.SUCCEEDED:
+        raise BusinessRuleError("Only a succeeded segment run can be enrolled.", code="segment_run_not_succeeded")
+    programme_tiers_or_error(programme)
+
+
 @transaction.atomic
 def enrolment_start(
     *, programme: Programme, segment_run: SegmentRun, actor: User | None = None
@@ -41,11 +50,7 @@ def enrolment_start(
     Enrolling the same run again returns the existing enrolment and changes nothing (a failed one is queued
     again)."""
     programme = Programme.objects.select_for_update().get(pk=programme.pk)
-    if programme.status != Programme.Status.ACTIVE:
-        raise BusinessRuleError("The programme is closed.", code="programme_closed")
-    if segment_run.status != RunStatus.SUCCEEDED:
-        raise BusinessRuleError("Only a succeeded segment run can be enrolled.", code="segment_run_not_succeeded")
-    programme_tiers_or_error(programme)
+    _enrolment_allowed(programme=programme, segment_run=segment_run)
     enrolment, created = Enrolment.objects.get_or_create(
         programme=programme, segment_run=segment_run, defaults={"created_by": actor}
     )
@@ -80,11 +85,7 @@ def enrolment_preview(*, programme: Programme, segment_run: SegmentRun) -> dict:
     members not yet in the programme), the expected treatment/control split at the programme's holdout, and
     the detectable retention effect with and without the programme's current members. Refuses what
     `enrolment_start` refuses."""
-    if programme.status != Programme.Status.ACTIVE:
-        raise BusinessRuleError("The programme is closed.", code="programme_closed")
-    if segment_run.status != RunStatus.SUCCEEDED:
-        raise BusinessRuleError("Only a succeeded segment run can be enrolled.", code="segment_run_not_succeeded")
-    programme_tiers_or_error(programme)
+    _enrolment_allowed(programme=programme, segment_run=segment_run)
     members = SegmentMember.objects.filter(run=segment_run)
     run_members = members.count()
     eligible = members.filter(customer__status=Customer.Status.ACTIVE).exclude(
