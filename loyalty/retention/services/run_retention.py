@@ -17,26 +17,23 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from loyalty.programmes.models import Enrolment, Membership
-from loyalty.segmentation.models import RunStatus, ScoringRun, SegmentRun
+from loyalty.programmes.services.tier_policy import latest_scoring_runs
+from loyalty.segmentation.models import RunStatus, ScoringModel, ScoringRun, SegmentRun
 from loyalty.segmentation.services.segments import scoring_runs_delete
 
 
 def scoring_runs_kept() -> set[int]:
     """Scoring runs that retention never deletes, whatever their age (see the module docstring)."""
-    newest = set()
-    for model_id in (
-        ScoringRun.objects.filter(status=RunStatus.SUCCEEDED).values_list("scoring_model_id", flat=True).distinct()
-    ):
-        newest.add(
-            ScoringRun.objects.filter(scoring_model_id=model_id, status=RunStatus.SUCCEEDED)
-            .order_by("-as_of", "-id")
-            .values_list("id", flat=True)
-            .first()
-        )
+    newest_of_model = latest_scoring_runs().filter(scoring_model_id=OuterRef("pk")).values("id")[:1]
+    newest = set(
+        ScoringModel.objects.annotate(newest=Subquery(newest_of_model))
+        .filter(newest__isnull=False)
+        .values_list("newest", flat=True)
+    )
     used_segment_runs = SegmentRun.objects.filter(
         Q(pk__in=Enrolment.objects.values("segment_run_id"))
         | Q(pk__in=Membership.objects.filter(source_run__isnull=False).values("source_run_id"))
