@@ -15,6 +15,7 @@ from accounts.models import Role
 from console import forms
 from console.access import console_view
 from console.errors import form_error
+from core.csv_stream import csv_response
 from core.errors import PremierError
 from loyalty.segmentation import selectors
 from loyalty.segmentation.models import RunStatus, Segment
@@ -113,30 +114,16 @@ def segment_run_detail(request, run_id: int):
 @manager_only
 def segment_run_csv(request, run_id: int):
     """The run's members as CSV (streamed: any size)."""
-    import csv
-
-    from django.http import StreamingHttpResponse
-
     from loyalty.segmentation.models import SegmentRun
 
     run = get_object_or_404(SegmentRun, pk=run_id)
-
-    class Echo:
-        def write(self, value):
-            return value
-
-    writer = csv.writer(Echo())
-
-    def rows():
-        yield writer.writerow(["rank", "customer_external_id", "customer_name", "values"])
-        for member in selectors.segment_member_list(run=run).iterator(chunk_size=2000):
-            yield writer.writerow(
-                [member.rank, member.customer.external_id, member.customer.name, json.dumps(member.values)]
-            )
-
-    response = StreamingHttpResponse(rows(), content_type="text/csv")
-    response["Content-Disposition"] = f'attachment; filename="segment-run-{run.pk}-members.csv"'
-    return response
+    rows = (
+        [member.rank, member.customer.external_id, member.customer.name, json.dumps(member.values)]
+        for member in selectors.segment_member_list(run=run).iterator(chunk_size=2000)
+    )
+    return csv_response(
+        ["rank", "customer_external_id", "customer_name", "values"], rows, filename=f"segment-run-{run.pk}-members.csv"
+    )
 
 
 @manager_only

@@ -4,13 +4,11 @@ Every read and write goes through the loyalty programmes selectors and services 
 
 from __future__ import annotations
 
-import csv
 from functools import wraps
 
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Prefetch
-from django.http import StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -19,6 +17,7 @@ from accounts.models import Role
 from console import forms
 from console.access import console_view
 from console.errors import form_error
+from core.csv_stream import csv_response
 from core.errors import NotFound, PremierError
 from loyalty.programmes.models import Enrolment, Programme, Tier
 from loyalty.programmes.selectors.members import effective_tier
@@ -259,48 +258,36 @@ def memberships_csv(request, programme):
     """The filtered memberships as CSV (streamed: any size)."""
     _form, _tiers_list, qs = _membership_filters(request, programme)
 
-    class Echo:
-        def write(self, value):
-            return value
-
-    writer = csv.writer(Echo())
-
-    def rows():
-        yield writer.writerow(
-            [
-                "membership_id",
-                "customer_external_id",
-                "customer_name",
-                "group",
-                "status",
-                "tier",
-                "shadow_tier",
-                "override_tier",
-                "override_expires_at",
-                "enrolled_at",
-                "source_run_id",
-            ]
-        )
-        for m in qs.iterator(chunk_size=2000):
-            yield writer.writerow(
-                [
-                    m.pk,
-                    m.customer.external_id,
-                    m.customer.name,
-                    m.group,
-                    m.status,
-                    m.tier.name if m.tier else "",
-                    m.shadow_tier.name if m.shadow_tier else "",
-                    m.override_tier.name if m.override_tier else "",
-                    m.override_expires_at.isoformat() if m.override_expires_at else "",
-                    m.enrolled_at.isoformat(),
-                    m.source_run_id or "",
-                ]
-            )
-
-    response = StreamingHttpResponse(rows(), content_type="text/csv")
-    response["Content-Disposition"] = f'attachment; filename="programme-{programme.pk}-memberships.csv"'
-    return response
+    header = [
+        "membership_id",
+        "customer_external_id",
+        "customer_name",
+        "group",
+        "status",
+        "tier",
+        "shadow_tier",
+        "override_tier",
+        "override_expires_at",
+        "enrolled_at",
+        "source_run_id",
+    ]
+    rows = (
+        [
+            m.pk,
+            m.customer.external_id,
+            m.customer.name,
+            m.group,
+            m.status,
+            m.tier.name if m.tier else "",
+            m.shadow_tier.name if m.shadow_tier else "",
+            m.override_tier.name if m.override_tier else "",
+            m.override_expires_at.isoformat() if m.override_expires_at else "",
+            m.enrolled_at.isoformat(),
+            m.source_run_id or "",
+        ]
+        for m in qs.iterator(chunk_size=2000)
+    )
+    return csv_response(header, rows, filename=f"programme-{programme.pk}-memberships.csv")
 
 
 def _membership_page(request, programme, membership, override_form=None, status=200):

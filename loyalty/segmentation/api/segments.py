@@ -1,14 +1,12 @@
 """Manager API: segments, their runs, members, diff, explain and CSV export (role programme_manager)."""
 
-import csv
-
-from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from ninja import Path, Query, Router, Status
 from ninja.pagination import paginate
 
 from accounts.models import Role
 from core.auth import require_role, user_auth
+from core.csv_stream import csv_response
 from core.idempotency import IdempotencyKeyHeader, run_idempotent
 from core.pagination import Page
 from core.runs import RETRY_DESCRIPTION, RETRY_ERRORS
@@ -98,22 +96,13 @@ def export_members(request, run_id: int = ID):
     first = members.first()
     keys = sorted(first.values) if first else []
 
-    class Echo:
-        def write(self, value):
-            return value
-
-    writer = csv.writer(Echo())
-
-    def rows():
-        yield writer.writerow(["rank", "customer_id", "external_id", *keys])
+    rows = (
+        [rank, customer_id, external_id, *(values.get(k) for k in keys)]
         for rank, customer_id, external_id, values in members.values_list(
             "rank", "customer_id", "customer__external_id", "values"
-        ).iterator(chunk_size=5000):
-            yield writer.writerow([rank, customer_id, external_id, *(values.get(k) for k in keys)])
-
-    response = StreamingHttpResponse(rows(), content_type="text/csv")
-    response["Content-Disposition"] = f'attachment; filename="segment-run-{run.pk}.csv"'
-    return response
+        ).iterator(chunk_size=5000)
+    )
+    return csv_response(["rank", "customer_id", "external_id", *keys], rows, filename=f"segment-run-{run.pk}.csv")
 
 
 @router.get(
