@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 
 from loyalty.customers.models import Channel, Customer, Interaction, RevenueEntry
 from loyalty.ingestion.services import churn, hand_over
@@ -184,11 +184,6 @@ ROLLUP_CELL_COLUMNS = {
 ROLLUP_CELL = {
     "interactions": "t.customer_id, (t.occurred_at AT TIME ZONE 'UTC')::date, t.channel",
     "revenue": "t.customer_id, t.period, CAST(ROUND(t.amount * 100) AS bigint)",
-}
-# The same cells, named as the rollups name them, from the staging table joined to the customers (s, c).
-STAGE_CELL = {
-    "interactions": "c.id AS customer_id, (s.occurred_at AT TIME ZONE 'UTC')::date AS day, s.channel AS channel",
-    "revenue": "c.id AS customer_id, s.period AS day, CAST(ROUND(s.amount * 100) AS bigint) AS amount_minor",
 }
 MODELS = {"customers": Customer, "revenue": RevenueEntry, "interactions": Interaction}
 DAY_FIELD = {"revenue": "period", "interactions": "occurred_at"}
@@ -440,7 +435,9 @@ def ingest_csv_pg(
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SET LOCAL work_mem = '128MB'")
-            cursor.execute(f"CREATE TEMP TABLE ingest_raw ({', '.join(f'{c} text' for c in raw.values())})")
+            cursor.execute(
+                f"CREATE TEMP TABLE ingest_raw ({', '.join(f'{c} text' for c in raw.values())}) ON COMMIT DROP"
+            )
             # A wrong number of values, a NUL, ...: the validator reports the line.
             try:
                 cursor.copy_expert("COPY ingest_raw FROM STDIN WITH (FORMAT csv)", io.BytesIO(body))
@@ -450,18 +447,40 @@ def ingest_csv_pg(
             # No ANALYZE: ingest_raw is only ever scanned whole.
             if progress:
                 progress("parsed", total, total)
-            # Repeated external ids and unknown customers are looked for only if the plain INSERT of every row as
-            # a new one fails (see _pg_insert_all_new): then `stage_check` runs before the general path. A date or
-            # time past the future limit goes the validator's way too, which names its lines; it is cast only
-            # where every check passed (CASE evaluates its condition first), in the same scan.
+            # A date or time past the future limit goes the validator's way, which names its lines; it is cast
+            # only where every check passed (CASE evaluates its condition first).
             dated = DAY_FIELD[kind]
             cast = "timestamptz" if kind == "interactions" else "date"
             limit = future_limit()
-            cursor.execute(
-                f"SELECT EXISTS (SELECT 1 FROM ingest_raw WHERE CASE WHEN {' AND '.join(checks)} "
-                f"THEN CAST({raw[dated]} AS {cast}) > %s ELSE TRUE END)",
-                [limit if kind == "interactions" else limit.date()],
-            )
+            limit = cursor.mogrify("%s", [limit if kind == "interactions" else limit.date()]).decode()
+            good = f"CASE WHEN {' AND '.join(checks)} THEN CAST({raw[dated]} AS {cast}) <= {limit} ELSE FALSE END"
+            # The usual file: every line well-formed and new, every customer known. One INSERT straight from the
+            # raw lines, checked in the same scan (a line failing a check, or naming an unknown customer, is
+            # not inserted: fewer rows than lines, and the INSERT is rolled back); a repeated or stored external
+            # id breaks the unique constraint. Otherwise the checks run again on their own and the rows are
+            # staged for the general path below.
+            stored = COMPARED[kind]
+            extra_cols, extra_values = (["created_at"], ["now()"]) if kind == "revenue" else ([], [])
+            by_name = dict(zip(columns, values, strict=True))
+            selected = [by_name["external_id"], "c.id", *(by_name[c] for c in stored[1:]), *extra_values]
+            if not dry_run and _pg_insert_all_new(
+                cursor,
+                kind,
+                MODELS[kind]._meta.db_table,
+                total=total,
+                columns=["external_id", *stored, *extra_cols],
+                select=f"SELECT {', '.join(selected)} FROM ingest_raw "
+                f"JOIN {Customer._meta.db_table} c ON c.external_id = {by_name['customer_external_id']} "
+                f"WHERE {good}",
+            ):
+                result.created = total
+                cursor.execute("DROP TABLE ingest_raw")
+                if progress:
+                    progress("validated", total, total)
+                    progress("written", total, total)
+                result.unchanged = 0
+                return result
+            cursor.execute(f"SELECT EXISTS (SELECT 1 FROM ingest_raw WHERE NOT ({good}))")
             if cursor.fetchone()[0]:
                 raise _Fallback()
             _pg_stage_table(cursor, kind)
@@ -484,7 +503,7 @@ def ingest_csv_pg(
                 if cursor.fetchone()[0]:
                     raise _Fallback()
 
-            _pg_upsert(cursor, kind, result, total=total, stage_check=stage_check)
+            _pg_upsert(cursor, kind, result, total=total, stage_check=stage_check, try_all_new=dry_run)
             if dry_run:
                 raise _DryRun()
     except _Fallback:
@@ -509,7 +528,13 @@ def _pg_write(
 
 
 def _pg_upsert(
-    cursor, kind: str, result: IngestResult, *, total: int, stage_check: Callable[[], None] | None = None
+    cursor,
+    kind: str,
+    result: IngestResult,
+    *,
+    total: int,
+    stage_check: Callable[[], None] | None = None,
+    try_all_new: bool = True,
 ) -> None:
     """Upsert the checked rows of the temporary table ingest_stage (dropped afterwards) into the table of
     `kind`; counts go to `result`. Interactions and revenue: when every row is new (the usual feed) they go in
@@ -542,26 +567,23 @@ def _pg_upsert(
         extra_cols, extra_values = (["created_at"], ["now()"]) if kind == "revenue" else ([], [])
         set_extra = ""
         order = f"c.id, s.{DAY_FIELD[kind]}"
-        for delta in ("ingest_added", "ingest_removed"):
-            cursor.execute(f"CREATE TEMP TABLE {delta} ({ROLLUP_CELL_COLUMNS[kind]}) ON COMMIT DROP")
 
-    if kind != "customers" and _pg_insert_all_new(
+    if kind != "customers" and try_all_new and _pg_insert_all_new(
         cursor,
         kind,
         table,
         total=total,
-        stored=stored,
-        values=new_values,
-        extra_cols=extra_cols,
-        extra_values=extra_values,
+        columns=["external_id", *stored, *extra_cols],
+        select=f"SELECT s.external_id, {', '.join(new_values + extra_values)} FROM {source}",
     ):
         result.created = total
-        rollups.rollups_apply_deltas(cursor, kind=kind, added="ingest_stage_cells", removed="ingest_removed")
-        cursor.execute("DROP VIEW ingest_stage_cells")
-        cursor.execute("DROP TABLE ingest_added, ingest_removed, ingest_stage")
+        cursor.execute("DROP TABLE ingest_stage")
         return
     if stage_check is not None:
         stage_check()
+    if kind != "customers":
+        for delta in ("ingest_added", "ingest_removed"):
+            cursor.execute(f"CREATE TEMP TABLE {delta} ({ROLLUP_CELL_COLUMNS[kind]}) ON COMMIT DROP")
 
     def run(statement: str, cells_into: str) -> int:
         """Execute an INSERT or UPDATE of `table`; its rows' rollup cells go to `cells_into`."""
@@ -595,6 +617,13 @@ def _pg_upsert(
                 f"FROM {source} JOIN {table} t ON t.external_id = s.external_id WHERE {differs} "
                 "ORDER BY t.id FOR UPDATE OF t"
             )
+            # A changed row whose own batch's cells are still pending (applied after that batch's commit): that
+            # batch is applied first, here, so its cells are in the rollups before this change subtracts them.
+            cursor.execute(
+                f"SELECT DISTINCT t.ingest_batch_id FROM {source} JOIN {table} t ON t.external_id = s.external_id "
+                f"WHERE {differs} AND t.ingest_batch_id IS NOT NULL"
+            )
+            rollups.rollups_apply_batches(cursor, batch_ids=sorted(r[0] for r in cursor.fetchall()))
         result.updated = run(
             f"UPDATE {table} AS t SET {assignments}{set_extra} FROM {from_clause} "
             f"WHERE {join_condition}t.external_id = s.external_id AND {differs}",
@@ -610,45 +639,39 @@ class _NotAllNew(Exception):
     pass
 
 
-def _pg_insert_all_new(
-    cursor,
-    kind: str,
-    table: str,
-    *,
-    total: int,
-    stored: list[str],
-    values: list[str],
-    extra_cols: list[str],
-    extra_values: list[str],
-) -> bool:
-    """The common case of a feed: every row of ingest_stage is new. One plain INSERT of them all, under a savepoint:
-    no `ON CONFLICT` (its speculative insertion made the INSERT half as slow again at 1,000,000 rows) and no
-    RETURNING (the rollup cells are read from the staging table through the view ingest_stage_cells). A row
+def _pg_insert_all_new(cursor, kind: str, table: str, *, total: int, columns: list[str], select: str) -> bool:
+    """The common case of a feed: every row is new. One plain INSERT of them all (`select`: a SELECT of
+    `columns` in that order, FROM ... WHERE ...), under a savepoint: no `ON CONFLICT` (its speculative insertion
+    made the INSERT half as slow again at 1,000,000 rows) and no RETURNING. The rows are tagged with a new
+    RollupBatch, recorded in the same transaction, whose rollup cells a task applies after commit (outbox). A row
     whose external_id is stored already (or comes twice, or is being written by a concurrent batch) breaks the
     unique constraint: the savepoint rolls the INSERT back and the caller takes the general path, which tells
-    new, changed and unchanged rows apart. A row naming an unknown customer finds no partner in the join: fewer
-    rows than staged are inserted, and the savepoint is rolled back too. Answers whether every row was inserted."""
+    new, changed and unchanged rows apart. A row that `select` does not give (an unknown customer, a failed
+    check) makes fewer rows than `total`: the savepoint is rolled back too. Answers whether every row was
+    inserted."""
     import psycopg2.errors
 
-    source = "ingest_stage s JOIN loyalty_customer c ON c.external_id = s.customer_external_id"
     try:
         with transaction.atomic():
+            batch_id, first_id = rollups.rollup_batch_next_id(cursor, kind=kind)
             cursor.execute(
-                f"INSERT INTO {table} (external_id, {', '.join(stored + extra_cols)}) "
-                f"SELECT s.external_id, {', '.join(values + extra_values)} FROM {source} "
-                # The general path's order: concurrent batches that share rows wait for each other in the same
-                # order instead of deadlocking.
-                f"ORDER BY c.id, s.{DAY_FIELD[kind]}"
+                f"INSERT INTO {table} ({', '.join(columns)}, ingest_batch_id) "
+                f"SELECT x.*, {int(batch_id)} FROM ({select}) x"
             )
             if cursor.rowcount != total:
                 raise _NotAllNew()
+            rollups.rollup_batch_record(cursor, batch_id=batch_id, kind=kind, first_id=first_id, rows=total)
     except _NotAllNew:
         return False
     except IntegrityError as exc:
         if not isinstance(exc.__cause__, psycopg2.errors.UniqueViolation):
             raise
         return False
-    cursor.execute(f"CREATE TEMP VIEW ingest_stage_cells AS SELECT {STAGE_CELL[kind]} FROM {source}")
+    except OperationalError as exc:
+        # Two batches writing the same new external ids in different orders: the general path orders them.
+        if not isinstance(exc.__cause__, psycopg2.errors.DeadlockDetected):
+            raise
+        return False
     return True
 
 
