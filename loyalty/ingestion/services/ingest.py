@@ -568,13 +568,17 @@ def _pg_upsert(
         set_extra = ""
         order = f"c.id, s.{DAY_FIELD[kind]}"
 
-    if kind != "customers" and try_all_new and _pg_insert_all_new(
-        cursor,
-        kind,
-        table,
-        total=total,
-        columns=["external_id", *stored, *extra_cols],
-        select=f"SELECT s.external_id, {', '.join(new_values + extra_values)} FROM {source}",
+    if (
+        kind != "customers"
+        and try_all_new
+        and _pg_insert_all_new(
+            cursor,
+            kind,
+            table,
+            total=total,
+            columns=["external_id", *stored, *extra_cols],
+            select=f"SELECT s.external_id, {', '.join(new_values + extra_values)} FROM {source}",
+        )
     ):
         result.created = total
         cursor.execute("DROP TABLE ingest_stage")
