@@ -262,3 +262,16 @@ def test_a_real_worker_gives_the_same_rollups_as_the_eager_run():
     finally:
         app.conf.task_always_eager = False
     assert cells() == by_worker == raw_cells()
+
+
+@pytest.mark.django_db
+def test_ids_and_kinds_that_copy_must_escape_are_stored_as_sent():
+    CustomerFactory(external_id="C1")
+    rows = interactions("i", ["C1"], 2)
+    rows[0].update(external_id="tab\there", kind="back\\slash\nnew\rline")
+    rows[1].update(external_id="plain")
+    assert ingest(rows).created == 2
+    assert list(Interaction.objects.order_by("external_id").values_list("external_id", "kind")) == [
+        ("plain", ""),
+        ("tab\there", "back\\slash\nnew\rline"),
+    ]
