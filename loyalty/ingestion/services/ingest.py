@@ -2,11 +2,15 @@
 
 `ingest_rows` takes type-checked rows (see ingest_validation), checks them as a whole (duplicates, status and
 churned_at, references to customers) and upserts them by `external_id`, all or nothing, set-based:
-- PostgreSQL: the rows are COPYed into a temporary staging table, unknown customers are found with one
-  anti-join, one `INSERT ... ON CONFLICT (external_id) DO NOTHING` writes the new rows and one
+- PostgreSQL, the usual feed (every row new, every customer known): interactions and revenue are COPYed
+  straight into their table (API batches, `_pg_copy_all_new`) or INSERTed straight from the raw lines of a CSV
+  file, checked in the same scan (`ingest_csv_pg`), tagged with a RollupBatch whose rollup cells a task applies
+  after commit (outbox; readers of the rollups apply pending batches first). Otherwise the rows are COPYed
+  into a temporary staging table, unknown customers are found with one anti-join, one
+  `INSERT ... ON CONFLICT (external_id) DO NOTHING` writes the new rows and one
   `UPDATE ... FROM ... WHERE <changed>` the changed ones; rows neither inserted nor updated are unchanged. The
-  rollups follow by deltas of the written rows (`rollups_apply_deltas`). A CSV file of interactions or
-  revenue can skip Python altogether (`ingest_csv_pg`).
+  rollups of that general path follow by deltas of the written rows in the same transaction
+  (`rollups_apply_deltas`), after applying the pending batches of the rows it changes.
 - Other databases (SQLite): chunks of rows are compared with the stored ones in Python and written with one
   multi-row upsert per chunk; afterwards the rollups of the touched customers and dates are recomputed.
 Customers that turned from active to churned are handed to `customers_churned`.
@@ -530,7 +534,8 @@ def _pg_write(
             return _Touched()
         _pg_stage(cursor, kind, rows, positions, progress)
         check = None if kind == "customers" else (lambda: _pg_unknown_customers(cursor))
-        _pg_upsert(cursor, kind, result, total=len(rows), stage_check=check)
+        # The COPY above tried "every row new" already: straight to the general path.
+        _pg_upsert(cursor, kind, result, total=len(rows), stage_check=check, try_all_new=False)
     return _Touched()
 
 
