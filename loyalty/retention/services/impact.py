@@ -725,10 +725,8 @@ def impact_report_compute(
         done("members", 25)
         cells = members.cells()
         first_enrolled = members.nth_enrolment(minimums.members_per_group)
-        last_enrolled = members.last_enrolment()
         survival_counts = members.survival_counts()
-        revenue_by_month = members.revenue_by_month()
-        revenue_moments = members.revenue_moments()
+        revenue_by_month, revenue_moments, last_enrolled = members.revenue()
         scoring_run_ids = members.baseline_scoring_runs()
     done("cells", 30)
     tiers = {t.pk: t for t in Tier.objects.filter(programme=programme)}

@@ -22,7 +22,7 @@ from loyalty.models import (
 )
 from loyalty.retention.services.impact import Minimums, Z, impact_report_compute
 from tests.factories import CustomerFactory, MembershipFactory, ProgrammeFactory, TierFactory
-from tests.loyalty.retention.population import AS_OF, ENROLLED, add_revenue, build
+from tests.loyalty.retention.population import AS_OF, ENROLLED, add_revenue, build, refresh_revenue_rollup
 
 pytestmark = pytest.mark.django_db
 
@@ -536,7 +536,7 @@ def test_cuped_covariate_leaves_out_the_enrolment_months_bill():
     # The enrolment month's bill, dated the 1st (before the enrolment on the 10th), covers days after enrolment.
     from loyalty.models import RevenueEntry
 
-    RevenueEntry.objects.bulk_create(
+    bills = RevenueEntry.objects.bulk_create(
         RevenueEntry(
             customer_id=m.customer_id,
             period=ENROLLED.date().replace(day=1),
@@ -545,6 +545,7 @@ def test_cuped_covariate_leaves_out_the_enrolment_months_bill():
         )
         for m in pop.treatment + pop.control
     )
+    refresh_revenue_rollup(bills)
     cuped = next(
         c for c in impact_report_compute(programme=pop.programme, as_of=AS_OF)["revenue"]["cuped"] if c["months"] == 6
     )
