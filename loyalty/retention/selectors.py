@@ -12,6 +12,7 @@ Per membership (intention to treat: the group it was assigned, whatever it did):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -222,9 +223,12 @@ def _copy_binary(sql: str, params: dict, dtype: list[tuple[str, str]]) -> np.nda
     import io
 
     with connection.cursor() as cursor:
-        statement = cursor.mogrify(sql, params).decode()
+        statement = f"COPY ({cursor.mogrify(sql, params).decode()}) TO STDOUT WITH (FORMAT binary)"
         buffer = io.BytesIO()
-        cursor.cursor.copy_expert(f"COPY ({statement}) TO STDOUT WITH (FORMAT binary)", buffer)
+        started = time.monotonic()
+        cursor.cursor.copy_expert(statement, buffer)
+        if connection.queries_logged:  # copy_expert bypasses Django's cursor wrapper: log it like a query
+            connection.queries_log.append({"sql": statement, "time": f"{time.monotonic() - started:.3f}"})
     data = buffer.getbuffer()
     layout = [("n", ">i2")]
     for name, kind in dtype:
