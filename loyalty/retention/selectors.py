@@ -19,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from django.db import connection, transaction
-from django.utils.dateparse import parse_datetime
 
 from loyalty.customers.models import Customer, Interaction, RevenueEntry
 from loyalty.programmes.models import Membership, TierChange
@@ -41,30 +40,6 @@ def _pg() -> bool:
     return connection.vendor == "postgresql"
 
 
-def _days(later: str, earlier: str) -> str:
-    """Days between two timestamps, as a float."""
-    if _pg():
-        return f"(EXTRACT(EPOCH FROM ({later} - {earlier})) / 86400.0)"
-    return f"(julianday({later}) - julianday({earlier}))"
-
-
-def _date_as_ts(expr: str) -> str:
-    return f"(CAST({expr} AS timestamp) AT TIME ZONE 'UTC')" if _pg() else expr
-
-
-def _floor(expr: str) -> str:
-    # Arguments are never negative where used, so truncation is the floor on SQLite.
-    return f"CAST(FLOOR({expr}) AS integer)" if _pg() else f"CAST({expr} AS INTEGER)"
-
-
-def _month(expr: str) -> str:
-    return f"to_char({expr} AT TIME ZONE 'UTC', 'YYYY-MM')" if _pg() else f"strftime('%%Y-%%m', {expr})"
-
-
-def _float(expr: str) -> str:
-    return f"CAST({expr} AS double precision)" if _pg() else f"CAST({expr} AS REAL)"
-
-
 def _tables() -> dict[str, str]:
     return {
         "outcome": RetentionOutcome._meta.db_table,
@@ -77,17 +52,6 @@ def _tables() -> dict[str, str]:
         "segmentrun": SegmentRun._meta.db_table,
         "scoringrun": ScoringRun._meta.db_table,
     }
-
-
-def _pre_window(enrolled: str) -> tuple[str, str]:
-    """CUPED's pre-period: revenue lines whose service period ends before the enrolment day. A line's period
-    is the first day of the month it covers (a line dated within a month counts as that month), so only periods
-    before the first day of the enrolment month, back to twelve months before it. The enrolment month's own
-    bill covers days after enrolment and is left out."""
-    if _pg():
-        start = f"CAST(date_trunc('month', {enrolled} AT TIME ZONE 'UTC') AS date)"
-        return start, f"CAST(date_trunc('month', {enrolled} AT TIME ZONE 'UTC') - interval '12 months' AS date)"
-    return f"date({enrolled}, 'start of month')", f"date({enrolled}, 'start of month', '-12 months')"
 
 
 REVENUE_MONTHS = 12  # revenue per customer month by month, for the first twelve months after enrolment
@@ -106,14 +70,6 @@ def _fetch(sql: str, params: dict | list | None = None) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
-
-
-def _aware(value) -> datetime | None:
-    """A timestamp read back from the member table (SQLite returns its text)."""
-    if value is None or isinstance(value, datetime):
-        return value
-    parsed = parse_datetime(str(value))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 # --- per-member arrays -------------------------------------------------------------------------------------
