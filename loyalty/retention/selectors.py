@@ -82,36 +82,51 @@ NONE_AT = np.iinfo(np.int64).min  # a missing timestamp (binary -infinity)
 _BAND_EDGES = np.array([20.0, 40.0, 60.0, 80.0])
 _AGE_EDGES = np.array([25, 35, 45, 55, 65])
 
+# Per member: churned (1) at the effective outcome if it is `churned`; without any outcome, churned at the
+# customer's churned_at if that is by as_of; otherwise censored: at as_of if the customer is still active (or churned
+# after as_of), else at the last observation.
+_EVENT = (
+    "CASE WHEN e.outcome = 'churned' THEN 1"
+    " WHEN e.outcome IS NULL AND c.churned_at IS NOT NULL AND c.churned_at <= %(as_of)s THEN 1 ELSE 0 END"
+)
+_END_AT = (
+    "CASE WHEN e.outcome = 'churned' THEN e.observed_at"
+    " WHEN e.outcome IS NULL AND c.churned_at IS NOT NULL AND c.churned_at <= %(as_of)s THEN c.churned_at"
+    " WHEN c.status = 'active' OR c.churned_at > %(as_of)s THEN %(as_of)s"
+    " ELSE e.observed_at END"
+)
+# Small values packed into one integer (each field of a binary COPY row costs as much to send as a join costs):
+# bit 0 treatment, bit 1 churn event, bit 2 took the programme up (a concierge or event interaction between the
+# enrolment and as_of), bits 3 and up the age at enrolment plus one (0: birth year unknown).
+_FLAGS = (
+    "(CASE WHEN m.\"group\" = 'treatment' THEN 1 ELSE 0 END)"
+    f" + 2 * ({_EVENT})"
+    " + 4 * (CASE WHEN tu.last_at >= m.enrolled_at THEN 1 ELSE 0 END)"
+    " + 8 * (COALESCE(m.age_at_enrolment, -1) + 1)"
+)
+
 # (name, PostgreSQL expression, numpy type of its binary form) of each per-member column; SQLite reads the same
-# expressions as text and numbers (`_sqlite_members`). No column is null (COALESCE to sentinels), so PostgreSQL's
-# binary COPY rows have a fixed layout that numpy reads without a loop.
+# expressions (`_sqlite_members`). No column is null (COALESCE to sentinels), so PostgreSQL's binary COPY rows have
+# a fixed layout that numpy reads without a loop.
 _MEMBER_COLUMNS = (
-    ("mid", "m.id", ">i8"),
-    ("treated", "CAST(m.\"group\" = 'treatment' AS integer)", ">i4"),
     ("cid", "m.customer_id", ">i8"),
     ("enrolled", "m.enrolled_at", ">i8"),
+    ("ended", f"COALESCE({_END_AT}, '-infinity')", ">i8"),
     ("tier", "COALESCE(tc1.to_tier_id, m.tier_id, m.shadow_tier_id, -1)", ">i8"),
-    ("outcome", "CASE WHEN e.outcome IS NULL THEN -1 WHEN e.outcome = 'churned' THEN 1 ELSE 0 END", ">i4"),
-    ("observed", "COALESCE(e.observed_at, '-infinity')", ">i8"),
-    ("active", "CAST(c.status = 'active' AS integer)", ">i4"),
-    ("has_churned_at", "CAST(c.churned_at IS NOT NULL AS integer)", ">i4"),
-    ("churned_at", "COALESCE(c.churned_at, '-infinity')", ">i8"),
-    ("last_use", "COALESCE(tu.last_at, '-infinity')", ">i8"),
+    ("flags", f"CAST({_FLAGS} AS integer)", ">i4"),
     ("score", "CAST(COALESCE(cm.engagement_score, -1) AS double precision)", ">f8"),
     ("srun", "COALESCE(cm.scoring_run_id, -1)", ">i8"),
-    ("age_years", "CAST(COALESCE(m.age_at_enrolment, -1) AS integer)", ">i4"),
     ("region", "hashtextextended(m.region_at_enrolment, 0)", ">i8"),
 )
 
 
 def _members_sql(columns: str) -> str:
-    """One row per membership enrolled by as_of (parameters, named: p, as_of) with the raw facts its figures
-    come from: group, customer, enrolment time, tier at enrolment (the enrolment tier change; shadow tier for
-    control), the effective outcome (the latest by observed_at that no correction supersedes) and when it was
-    observed, the customer's status and churn time, its latest programme interaction (concierge or event) by
-    as_of, the engagement score and scoring run at enrolment, the age and region recorded at enrolment.
-    Everything derived from them (churn event, tenure, age, take-up, bands, cohort, revenue windows) is computed
-    on the arrays in numpy (`ImpactMembers`), so the database only joins.
+    """One row per membership enrolled by as_of (parameters, named: p, as_of) with the facts its figures come
+    from: customer, enrolment time, when it churned or was last observed (`_END_AT`), tier at enrolment (the
+    enrolment tier change; shadow tier for control), group, churn event, take-up and age at enrolment (packed,
+    `_FLAGS`), the engagement score and scoring run at enrolment, and the region at enrolment. The effective
+    outcome is the latest (by observed_at, by as_of) that no correction supersedes. Everything else (tenure, age,
+    bands, cohort, revenue windows, every aggregate) is computed on the arrays in numpy (`ImpactMembers`).
 
     Subgroups are baseline only: the engagement band comes from the scoring run the enrolment used (the
     membership's source segment run), or, without one, the latest succeeded scoring run as of the enrolment;
@@ -206,21 +221,14 @@ def _us(value) -> int:
 
 
 def _sqlite_members(params: dict) -> dict[str, np.ndarray]:
-    exprs = {name: expr for name, expr, _ in _MEMBER_COLUMNS}
-    raw = {
-        "observed": "e.observed_at",
-        "churned_at": "c.churned_at",
-        "last_use": "tu.last_at",
-        "region": "m.region_at_enrolment",
-        "tier": "COALESCE(tc1.to_tier_id, m.tier_id, m.shadow_tier_id, -1)",
-    }
+    raw = {"ended": _END_AT, "region": "m.region_at_enrolment"}
     names = [name for name, _, _ in _MEMBER_COLUMNS]
-    columns = ", ".join(raw.get(name, exprs[name]).replace("'-infinity'", "NULL") for name in names)
+    columns = ", ".join(raw.get(name, expr) for name, expr, _ in _MEMBER_COLUMNS)
     rows = _fetch(_members_sql(columns), params)
     values = list(zip(*rows, strict=True)) if rows else [() for _ in names]
     out: dict[str, np.ndarray] = {}
     for name, column in zip(names, values, strict=True):
-        if name in ("enrolled", "observed", "churned_at", "last_use"):
+        if name in ("enrolled", "ended"):
             out[name] = np.array([_us(v) for v in column], dtype=np.int64)
         elif name == "region":
             out[name] = np.array([v or "" for v in column], dtype=object)
@@ -238,11 +246,9 @@ class ImpactMembers:
     aggregate of these arrays, computed in numpy (vectorised, no loop over members). On PostgreSQL both
     statements are read as binary COPY straight into numpy arrays.
 
-    Per membership (intention to treat: the group it was assigned, whatever it did): churned at the effective
-    outcome's observed_at if that outcome is `churned`; without any outcome, churned at the customer's
-    `churned_at` (if any, by as_of); otherwise censored: at `as_of` if the customer is still active (or churned
-    after as_of), else at the last observation. Tenure `dur` in whole days from enrolment to churn or censoring
-    (0 if that lies before the enrolment); `age` in whole days from enrolment to as_of."""
+    Per membership (intention to treat: the group it was assigned, whatever it did): the churn event and the
+    time of churn or censoring as `_EVENT` and `_END_AT` define them; tenure `dur` in whole days from enrolment to
+    churn or censoring (0 if that lies before the enrolment); `age` in whole days from enrolment to as_of."""
 
     def __init__(self, *, programme_id: int, as_of: datetime, horizons: Sequence[int]):
         self.programme_id, self.as_of, self.horizons = programme_id, as_of, list(horizons)
@@ -261,7 +267,7 @@ class ImpactMembers:
                     name: rows[name].astype(np.float64 if kind == ">f8" else np.int64)
                     for name, _, kind in _MEMBER_COLUMNS
                 }
-                for name in ("enrolled", "observed", "churned_at", "last_use"):
+                for name in ("enrolled", "ended"):
                     known = a[name] != NONE_AT
                     a[name] = np.where(known, a[name] + PG_EPOCH_US, NONE_AT)
             else:
@@ -280,45 +286,39 @@ class ImpactMembers:
         a = {k: v[order] for k, v in a.items()}
         self.a = a
         as_of = _us(self.as_of)
-        enrolled = a["enrolled"]
-        churned_outcome = a["outcome"] == 1
-        no_outcome = a["outcome"] == -1
-        churned_by_status = no_outcome & (a["has_churned_at"] == 1) & (a["churned_at"] <= as_of)
-        self.event = (churned_outcome | churned_by_status).astype(np.int64)
-        still_observed = (a["active"] == 1) | ((a["has_churned_at"] == 1) & (a["churned_at"] > as_of))
-        end = np.where(
-            churned_outcome,
-            a["observed"],
-            np.where(churned_by_status, a["churned_at"], np.where(still_observed, as_of, a["observed"])),
-        )
+        enrolled, end, flags = a["enrolled"], a["ended"], a["flags"]
         if np.any(end == NONE_AT):  # not active, no churn date and no outcome: the constraints exclude it
             raise ValueError("A membership has neither an outcome nor a churn date nor an active customer.")
+        self.treated = flags & 1
+        self.event = (flags >> 1) & 1
+        self.took_up = (flags >> 2) & 1
+        years = (flags >> 3) - 1
         self.dur = np.where(end < enrolled, 0, (end - enrolled) // DAY_US)
         self.age = (as_of - enrolled) // DAY_US
-        self.took_up = (a["last_use"] >= enrolled).astype(np.int64)
         score = a["score"]
         self.band = np.where(score < 0, -1, np.searchsorted(_BAND_EDGES, score, side="right"))
-        years = a["age_years"]
         self.age_band = np.where(years < 0, -1, np.searchsorted(_AGE_EDGES, years, side="right"))
         months = enrolled.astype("datetime64[us]").astype("datetime64[M]")
         self.cohort_month = months.astype(np.int64)
         self.pre_end = months.astype("datetime64[D]").astype(np.int64)  # first day of the enrolment month
         self.pre_start = (months - 12).astype("datetime64[D]").astype(np.int64)
         self.enrolled_day = (enrolled / 1e6) / 86400.0
-        self.treated = a["treated"]
-        self.group = np.where(self.treated == 1, "treatment", "control")
 
     def _region_names(self) -> tuple[np.ndarray, dict]:
         """Region codes per member and their names (PostgreSQL sends a 64-bit hash of the text; the names of the
-        codes seen are read back by one representative membership each)."""
+        codes seen are read back by one representative membership each, by programme and customer)."""
         region = self.a["region"]
         if region.dtype == object:
             names, codes = np.unique(region.astype(str), return_inverse=True)
             return codes, dict(enumerate(names.tolist()))
         values, first, codes = np.unique(region, return_index=True, return_inverse=True)
-        ids = [int(self.a["mid"][i]) for i in first]
-        names = dict(Membership.objects.filter(pk__in=ids).values_list("pk", "region_at_enrolment"))
-        return codes, {k: names[mid] for k, mid in enumerate(ids)}
+        customers = [int(self.a["cid"][i]) for i in first]
+        names = dict(
+            Membership.objects.filter(programme_id=self.programme_id, customer_id__in=customers).values_list(
+                "customer_id", "region_at_enrolment"
+            )
+        )
+        return codes, {k: names[cid] for k, cid in enumerate(customers)}
 
     def cells(self) -> list[Cell]:
         if not len(self.age):
