@@ -255,11 +255,15 @@ class ImpactMembers:
 
     def __enter__(self) -> ImpactMembers:
         # One transaction: on PostgreSQL its settings are local to it (JIT compilation costs seconds per query
-        # here and saves nothing; the hash joins must not spill to disk).
+        # here and saves nothing; the hash joins must not spill to disk), and, when it is not nested in another,
+        # both statements read one snapshot (repeatable read).
         params = _params(self.programme_id, self.as_of)
+        outermost = not connection.in_atomic_block
         with transaction.atomic():
             if _pg():
                 with connection.cursor() as cursor:
+                    if outermost:
+                        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                     cursor.execute("SET LOCAL jit = off; SET LOCAL work_mem = '256MB'")
                 columns = ", ".join(f"{expr} AS {name}" for name, expr, _ in _MEMBER_COLUMNS)
                 rows = _copy_binary(_members_sql(columns), params, [(n, k) for n, _, k in _MEMBER_COLUMNS])
@@ -394,8 +398,10 @@ class ImpactMembers:
             cid = np.array([r[0] for r in fetched], dtype=np.int64)
             day = np.array([round(r[1]) for r in fetched], dtype=np.int64)
             cents = np.array([r[2] for r in fetched], dtype=np.int64)
-        member = np.searchsorted(self.a["cid"], cid)
-        keep = day >= self.pre_start[member]
+        member = np.minimum(np.searchsorted(self.a["cid"], cid), n - 1)
+        # Rows of a customer enrolled after the members statement read its snapshot (a nested transaction reads
+        # each statement's own) belong to no member read here: left out.
+        keep = (self.a["cid"][member] == cid) & (day >= self.pre_start[member])
         member, day, cents = member[keep], day[keep], cents[keep].astype(np.float64)
         rd = day - self.enrolled_day[member]
         pre = day < self.pre_end[member]
