@@ -164,3 +164,29 @@ def test_an_empty_programme_gives_the_previous_figures(monkeypatch):
 
     new, old = _both(monkeypatch, ProgrammeFactory(), AS_OF)
     assert new == old and new["groups"]["treatment"] == 0
+
+
+def test_revenue_of_a_member_enrolled_between_the_two_reads_changes_nothing(monkeypatch):
+    """Nested in a transaction, the members and the revenue statements read their own snapshots: revenue rows of a
+    customer enrolled in between (here: before the revenue read) belong to no member read, and are left out."""
+    from loyalty.models import RevenueEntry
+    from tests.factories import CustomerFactory, MembershipFactory
+    from tests.loyalty.retention.population import refresh_revenue_rollup
+
+    pop = build(n_treatment=40, n_control=40, retention_treatment=0.9, retention_control=0.8, seed=3)
+    add_revenue(pop, pre={m.customer_id: Decimal(30) for m in pop.treatment + pop.control}, post_uplift=Decimal(1))
+    before = impact_report_compute(programme=pop.programme, as_of=AS_OF)
+    derive = selectors.ImpactMembers._derive
+
+    def derive_then_enrol(self, arrays):
+        derive(self, arrays)
+        for k in range(3):  # ids above every member's: without the check they would land on the last member
+            customer = CustomerFactory()
+            MembershipFactory(programme=pop.programme, customer=customer, tier=pop.tiers[0], enrolled_at=ENROLLED)
+            rows = [RevenueEntry(customer=customer, period=ENROLLED.date(), amount=Decimal(900), external_id=f"n{k}")]
+            refresh_revenue_rollup(RevenueEntry.objects.bulk_create(rows))
+
+    monkeypatch.setattr(selectors.ImpactMembers, "_derive", derive_then_enrol)
+    during = impact_report_compute(programme=pop.programme, as_of=AS_OF)
+    before.pop("timings"), during.pop("timings")
+    assert during == before
