@@ -240,11 +240,11 @@ def _sqlite_members(params: dict) -> dict[str, np.ndarray]:
 
 
 class ImpactMembers:
-    """The per-member data of an impact report, read once: one statement over memberships and their customers,
-    outcomes, enrolment tier changes, baseline metrics and take-up interactions, and one over the revenue rollup
-    (`RevenueDayRollup`, kept current by ingestion) of those members. Every figure of the report is then an
-    aggregate of these arrays, computed in numpy (vectorised, no loop over members). On PostgreSQL both
-    statements are read as binary COPY straight into numpy arrays.
+    """The per-member data of an impact report, read once: one statement over memberships and their customers, outcomes,
+    enrolment tier changes, baseline metrics and take-up interactions, and one over the revenue rollup
+    (`RevenueDayRollup`; the report applies pending ingestion batches to it first) of those members. Every figure of
+    the report is then an aggregate of these arrays, computed in numpy (vectorised, no loop over members). On
+    PostgreSQL both statements are read as binary COPY straight into numpy arrays.
 
     Per membership (intention to treat: the group it was assigned, whatever it did): the churn event and the
     time of churn or censoring as `_EVENT` and `_END_AT` define them; tenure `dur` in whole days from enrolment to

@@ -28,6 +28,7 @@ from core.errors import Conflict, ValidationFailed
 from loyalty.programmes.models import Programme, Tier
 from loyalty.retention import selectors as q
 from loyalty.retention.models import ImpactReport
+from loyalty.segmentation.services.rollups import rollups_apply_pending
 
 if TYPE_CHECKING:  # scipy and lifelines load on first use: they take seconds to import
     from lifelines import KaplanMeierFitter
@@ -723,7 +724,10 @@ def impact_report_compute(
         if progress:
             progress(percent)
 
-    # The per-member aggregation runs once (a temporary table); every figure below is an aggregate of it.
+    # Revenue comes from the revenue rollup: ingestion batches still pending (applied after their commit on
+    # PostgreSQL) are applied first, as every reader of the rollups does.
+    rollups_apply_pending()
+    # The per-member data is read once; every figure below is an aggregate of its arrays.
     with q.ImpactMembers(programme_id=programme.pk, as_of=as_of, horizons=horizons) as members:
         done("members", 25)
         cells = members.cells()

@@ -190,3 +190,32 @@ def test_revenue_of_a_member_enrolled_between_the_two_reads_changes_nothing(monk
     during = impact_report_compute(programme=pop.programme, as_of=AS_OF)
     before.pop("timings"), during.pop("timings")
     assert during == before
+
+
+@pytest.mark.postgres
+def test_revenue_ingested_but_not_yet_rolled_up_is_in_the_report(monkeypatch):
+    """On PostgreSQL a batch of new revenue lines reaches the rollup after commit, by a task; the report applies
+    what is still pending first, so it counts the same revenue as a read of the raw lines."""
+    from loyalty.ingestion.services.ingest import ingest_rows
+    from loyalty.ingestion.services.validation import rows_validate
+    from loyalty.models import RevenueDayRollup, RollupBatch
+
+    pop = build(n_treatment=30, n_control=30, retention_treatment=0.9, retention_control=0.8, seed=5)
+    rows = [
+        {
+            "external_id": f"p-{m.pk}-{k}",
+            "customer_external_id": m.customer.external_id,
+            "period": (ENROLLED + timedelta(days=30 * k + 5)).date().isoformat(),
+            "amount": "42.00" if m.group == "treatment" else "40.00",
+        }
+        for m in pop.treatment + pop.control
+        for k in range(3)
+    ]
+    ingest_rows(kind="revenue", rows=rows_validate("revenue", rows), checked=True)
+    batch = RollupBatch.objects.get()  # on-commit callbacks do not run in this test: the batch is pending
+    assert (batch.applied_at, RevenueDayRollup.objects.count()) == (None, 0)
+    new, old = _both(monkeypatch, pop.programme, AS_OF)
+    assert new == old
+    batch.refresh_from_db()
+    assert batch.applied_at is not None
+    assert RevenueDayRollup.objects.count() == 180
