@@ -211,12 +211,16 @@ def test_embedded_broker_purge_is_scheduled_only_for_the_embedded_broker():
 
 @pytest.mark.broker
 @pytest.mark.django_db
-def test_the_after_commit_publication_reaches_the_embedded_broker(tmp_path, django_capture_on_commit_callbacks):
+def test_the_after_commit_publication_reaches_the_embedded_broker(
+    tmp_path, monkeypatch, django_capture_on_commit_callbacks
+):
     """`make run`'s broker (kombu's SQLAlchemy transport) hands its transport options to SQLAlchemy, which
     refuses Redis's socket timeouts: the publication right after commit must not send them there."""
     from kombu import Connection
 
     url = f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}"
+    # The embedded broker's own options (config/settings.py), also when this suite runs against Redis.
+    monkeypatch.setitem(app.conf, "broker_transport_options", {"connect_args": {"timeout": 30}})
     outbox._Backoff.reset()
     with broker_at(url):
         with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
