@@ -1,0 +1,98 @@
+"""Hot read queries written once, as SQL, and their rows mapped back to model instances or plain dicts.
+
+The ORM compiles a queryset anew on every execution (the member context with its four joins cost 1.8 ms of Python
+per request before reaching the database, issue 16). For the few queries every member request runs, the SQL text
+is built once per process and database vendor from the models' own metadata (columns, table names), so it
+follows the models, and each execution only binds its parameters. Rows are turned back into instances with
+`Model.from_db` (what the ORM's iterator does), after the database's converters for each field (datetimes and
+decimals on SQLite, JSON everywhere), so an instance loaded here equals one loaded by the ORM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from django.db import connections
+from django.db.models import Model
+
+
+class Columns:
+    """The concrete columns of `model` under a table alias in a hand-written SELECT, and the mapping of a slice of
+    a row back to an instance (`load`) or to a dict of chosen attributes (`values`)."""
+
+    def __init__(self, model: type[Model], alias: str, *, only: Sequence[str] | None = None):
+        self.model = model
+        self.alias = alias
+        fields = model._meta.concrete_fields
+        if only is not None:
+            by_attname = {f.attname: f for f in fields}
+            fields = [by_attname[name] for name in only]
+        self.fields = list(fields)
+        self.attnames = [f.attname for f in self.fields]
+        self.width = len(self.fields)
+        self._converters: dict[str, list[tuple[int, list[Callable]]]] = {}
+        self._pk_index = next((i for i, f in enumerate(self.fields) if f.primary_key), None)
+
+    def sql(self, using: str = "default") -> str:
+        quote = connections[using].ops.quote_name
+        return ", ".join(f"{self.alias}.{quote(f.column)}" for f in self.fields)
+
+    def converters(self, using: str = "default") -> list[tuple[int, list[Callable]]]:
+        """(index, converters) of the fields whose database values need converting, as the ORM applies them."""
+        cached = self._converters.get(using)
+        if cached is None:
+            connection = connections[using]
+            cached = []
+            for index, field in enumerate(self.fields):
+                col = field.get_col(self.alias)
+                found = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+                if found:
+                    cached.append((index, [(fn, col) for fn in found]))
+            self._converters[using] = cached
+        return cached
+
+    def _converted(self, row: Sequence[Any], start: int, using: str) -> list[Any]:
+        values = list(row[start : start + self.width])
+        if values:
+            connection = connections[using]
+            for index, converters in self.converters(using):
+                value = values[index]
+                for fn, col in converters:
+                    value = fn(value, col, connection)
+                values[index] = value
+        return values
+
+    def load(self, row: Sequence[Any], start: int = 0, *, using: str = "default") -> Model | None:
+        """The instance in row[start:start + width], or None when the slice is a LEFT JOIN's empty side."""
+        if self._pk_index is not None and row[start + self._pk_index] is None:
+            return None
+        return self.model.from_db(using, self.attnames, self._converted(row, start, using))
+
+    def values(self, row: Sequence[Any], start: int = 0, *, using: str = "default") -> dict[str, Any]:
+        return dict(zip(self.attnames, self._converted(row, start, using), strict=True))
+
+
+class Statement:
+    """SQL text built once per database vendor by `build(using)` (which may use `Columns.sql` and
+    `connection.ops.quote_name`), then executed with fresh parameters."""
+
+    def __init__(self, build: Callable[[str], str]):
+        self._build = build
+        self._sql: dict[str, str] = {}
+
+    def sql(self, using: str = "default") -> str:
+        text = self._sql.get(using)
+        if text is None:
+            text = self._sql[using] = self._build(using)
+        return text
+
+    def fetchall(self, params: Sequence[Any], *, using: str = "default") -> list[tuple]:
+        with connections[using].cursor() as cursor:
+            cursor.execute(self.sql(using), params)
+            return cursor.fetchall()
+
+    def fetchone(self, params: Sequence[Any], *, using: str = "default") -> tuple | None:
+        with connections[using].cursor() as cursor:
+            cursor.execute(self.sql(using), params)
+            return cursor.fetchone()
