@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -127,7 +127,7 @@ def profile(fn, n: int, name: str) -> None:
     for _ in range(n):
         fn()
     prof.disable()
-    out = Path(os.environ.get("TMPDIR", "/tmp")) / f"api_profile_{name.replace('/', '_').replace(' ', '')}.pstats"
+    out = Path(tempfile.gettempdir()) / f"api_profile_{name.replace('/', '_').replace(' ', '')}.pstats"
     prof.dump_stats(out)
     print(f"profile of {name} (thread CPU, {n} requests): {out}")
     pstats.Stats(prof).sort_stats("cumulative").print_stats(60)

@@ -96,3 +96,29 @@ class Statement:
         with connections[using].cursor() as cursor:
             cursor.execute(self.sql(using), params)
             return cursor.fetchone()
+
+
+class PagedRows:
+    """A list read the paginator (core.pagination.Page) can page like a queryset: slicing fetches that page
+    (`fetch(limit, offset)`), `all().count()` counts the rows (`count()`), each with one query."""
+
+    def __init__(self, fetch: Callable[[int, int], list], count: Callable[[], int]):
+        self._fetch = fetch
+        self._count = count
+
+    def __getitem__(self, page: slice) -> list:
+        if not isinstance(page, slice) or page.step is not None:
+            raise TypeError("PagedRows take a slice [offset:offset + limit].")
+        offset = page.start or 0
+        if page.stop is None or page.stop <= offset:
+            raise TypeError("PagedRows need a bounded, non-empty slice.")
+        return self._fetch(page.stop - offset, offset)
+
+    def all(self) -> PagedRows:
+        return self
+
+    def count(self) -> int:
+        return self._count()
+
+    def __iter__(self):
+        raise TypeError("PagedRows are read a page at a time (slice them).")

@@ -113,7 +113,7 @@ class PartnerEventOut(Schema):
 
 class MemberEventOut(Schema):
     id: int
-    partner: str = Field(alias="partner.name")
+    partner: str
     title: str
     description: str
     venue: str
@@ -128,6 +128,11 @@ class MemberEventOut(Schema):
     bookable_until: datetime
     full_refund_hours: int
     late_refund_percent: int
+
+    # A resolver, not a dotted alias: the member selectors answer dicts (events.selectors).
+    @staticmethod
+    def resolve_partner(obj) -> str:
+        return obj["partner"] if isinstance(obj, dict) else obj.partner.name
 
 
 class BookingIn(Schema):

@@ -58,7 +58,7 @@ def booking_create(
     event = Event.objects.filter(pk=event_id, status=Event.Status.PUBLISHED).annotate(already=Exists(live)).first()
     if event is None:
         raise NotFound(code="event_not_found")
-    member_event_tier_check(tier=tier, event=event)
+    member_event_tier_check(tier=tier, min_tier_rank=event.min_tier_rank)
     opens, closes = booking_window(event, early_access_hours=tier.early_access_hours)
     if now < opens:
         raise BusinessRuleError(
