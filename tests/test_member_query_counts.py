@@ -77,11 +77,11 @@ def test_event_detail_takes_four_queries(django_assert_num_queries):
     assert (body["id"], body["seats_left"]) == (event.pk, 12)
 
 
-def test_my_membership_takes_six_queries(django_assert_num_queries):
+def test_my_membership_takes_four_queries(django_assert_num_queries):
     user, membership = member()
     api = api_as(user)
-    # session, user, member context, the programme's tiers, the allowance used, the metric of the latest run
-    with django_assert_num_queries(6):
+    # session, user, member context, the programme's tiers with the allowance used and the metric of the latest run
+    with django_assert_num_queries(4):
         body = api.get("me/membership").json()
     assert body["tier"] == {"name": membership.tier.name, "rank": membership.tier.rank}
     assert body["allowance"]["used"] == 0
