@@ -81,7 +81,7 @@ def rollups_refresh_interactions(*, customer_ids: Sequence[int] | None, date_fro
             _mark_state_stale(cursor, id_sql=id_sql, id_params=id_params, date_from=date_from)
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # two statements, one unit; no savepoint inside the caller's transaction
 def rollups_count_interaction(*, customer_id: int, day: date, channel: str) -> None:
     """Add one interaction to its rollup cell (an upsert that adds, so it composes with concurrent ingestion)
     and mark the customer's scoring state stale where it already covers that day."""
