@@ -4,8 +4,8 @@ no gunicorn), on the database bench/api_load.py seeded. Production settings, as 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/premier_apiload .venv/bin/python bench/api_profile.py \
         --requests 300            # --profile "GET /events": cProfile of its thread CPU
 
-Prints, per operation: CPU ms per request (thread CPU, the fastest batch of 50), wall ms per request, queries per request,
-and the ratio of the floor's CPU (`GET /me`) to the operation's: the throughput ratio a CPU-bound server gives.
+Prints, per operation: CPU ms per request (thread CPU, the fastest batch of 50), wall ms per request, queries per
+request, and the ratio of the floor's CPU (`GET /me`) to the operation's: the throughput ratio a CPU-bound server gives.
 Run bench/api_load.py once first (it seeds the members, events and tokens)."""
 
 from __future__ import annotations
