@@ -10,9 +10,12 @@ decimals on SQLite, JSON everywhere), so an instance loaded here equals one load
 
 from __future__ import annotations
 
+import re
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from django.conf import settings
 from django.db import connections
 from django.db.models import Model
 
@@ -73,13 +76,41 @@ class Columns:
         return dict(zip(self.attnames, self._converted(row, start, using), strict=True))
 
 
+def _prepared_names(using: str) -> set[str]:
+    """The statements prepared on the current database session of `using` (empty again after a reconnect)."""
+    wrapper = connections[using]
+    raw = wrapper.connection
+    state = getattr(wrapper, "_premier_prepared", None)
+    if state is None or state[0] is not raw:
+        state = wrapper._premier_prepared = (raw, set())
+    return state[1]
+
+
 class Statement:
     """SQL text built once per database vendor by `build(using)` (which may use `Columns.sql` and
-    `connection.ops.quote_name`), then executed with fresh parameters."""
+    `connection.ops.quote_name`), then executed with fresh parameters (`%s` placeholders).
 
-    def __init__(self, build: Callable[[str], str]):
+    On PostgreSQL the statement is also prepared once per database session (`PREPARE`, then `EXECUTE` with the
+    parameters): the server plans it once instead of on every execution (the member context's five-table join
+    cost 1.1 ms of planning per request against 0.15 ms to run). psycopg2 binds parameters on the client, so
+    this is done here, explicitly. The PREPARE runs on the raw connection, once per session, like the session
+    set-up Django does on connect; query logs and counts see the EXECUTE. Behind a pooler in transaction mode
+    (PgBouncer before 1.21) prepared statements do not survive: set DATABASE_PREPARE=0 there."""
+
+    _names: set[str] = set()
+    _lock = threading.Lock()
+
+    def __init__(self, build: Callable[[str], str], *, name: str):
+        """`name` (unique, an SQL identifier) names the prepared statement: logs show `EXECUTE premier_<name>`."""
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            raise ValueError(f"Statement name {name!r} is not a lowercase SQL identifier.")
+        with Statement._lock:
+            if name in Statement._names:
+                raise ValueError(f"Two statements are named {name!r}.")
+            Statement._names.add(name)
         self._build = build
         self._sql: dict[str, str] = {}
+        self.name = f"premier_{name}"
 
     def sql(self, using: str = "default") -> str:
         text = self._sql.get(using)
@@ -87,15 +118,38 @@ class Statement:
             text = self._sql[using] = self._build(using)
         return text
 
+    def _execute(self, cursor, params: Sequence[Any], using: str) -> None:
+        wrapper = connections[using]
+        if wrapper.vendor != "postgresql" or not getattr(settings, "DATABASE_PREPARE", True):
+            cursor.execute(self.sql(using), params)
+            return
+        text = self.sql(using)
+        prepared = _prepared_names(using)
+        if self.name not in prepared:
+            numbered = iter(range(1, text.count("%s") + 1))
+            with wrapper.connection.cursor() as raw:
+                raw.execute(f"PREPARE {self.name} AS " + re.sub("%s", lambda _: f"${next(numbered)}", text))
+            prepared.add(self.name)
+        if params:
+            cursor.execute(f"EXECUTE {self.name}({', '.join(['%s'] * len(params))})", params)
+        else:
+            cursor.execute(f"EXECUTE {self.name}")
+
     def fetchall(self, params: Sequence[Any], *, using: str = "default") -> list[tuple]:
         with connections[using].cursor() as cursor:
-            cursor.execute(self.sql(using), params)
+            self._execute(cursor, params, using)
             return cursor.fetchall()
 
     def fetchone(self, params: Sequence[Any], *, using: str = "default") -> tuple | None:
         with connections[using].cursor() as cursor:
-            cursor.execute(self.sql(using), params)
+            self._execute(cursor, params, using)
             return cursor.fetchone()
+
+    def execute(self, params: Sequence[Any], *, using: str = "default") -> int:
+        """Run a statement that returns no rows; the number of rows it changed."""
+        with connections[using].cursor() as cursor:
+            self._execute(cursor, params, using)
+            return cursor.rowcount
 
 
 class PagedRows:

@@ -123,14 +123,19 @@ _BOOKABLE_PAGE = Statement(
         f"SELECT {_EVENT.sql(using)}, pa.{_quoted(using)('name')} {_member_events_from(using)} "
         f"{_bookable_where(using)} ORDER BY e.{_quoted(using)('starts_at')} ASC, e.{_quoted(using)('id')} ASC "
         f"LIMIT %s OFFSET %s"
-    )
+    ),
+    name="member_bookable_events",
 )
-_BOOKABLE_COUNT = Statement(lambda using: f"SELECT COUNT(*) {_member_events_from(using)} {_bookable_where(using)}")
+_BOOKABLE_COUNT = Statement(
+    lambda using: f"SELECT COUNT(*) {_member_events_from(using)} {_bookable_where(using)}",
+    name="member_bookable_events_count",
+)
 _MEMBER_EVENT = Statement(
     lambda using: (
         f"SELECT {_EVENT.sql(using)}, pa.{_quoted(using)('name')} {_member_events_from(using)} "
         f"WHERE e.{_quoted(using)('id')} = %s AND e.{_quoted(using)('status')} = %s"
-    )
+    ),
+    name="member_event",
 )
 
 
@@ -218,7 +223,8 @@ def _member_bookings_sql(using: str, *, status: bool, count: bool) -> str:
 
 _MEMBER_BOOKINGS = {
     (status, count): Statement(
-        lambda using, status=status, count=count: _member_bookings_sql(using, status=status, count=count)
+        lambda using, status=status, count=count: _member_bookings_sql(using, status=status, count=count),
+        name=f"member_bookings{'_by_status' if status else ''}{'_count' if count else ''}",
     )
     for status in (False, True)
     for count in (False, True)

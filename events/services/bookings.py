@@ -54,7 +54,9 @@ def _event_for_booking_sql(using: str) -> str:
 
 
 _EVENT = Columns(Event, "e")
-_EVENT_FOR_BOOKING = Statement(_event_for_booking_sql)  # every booking runs it: written once as SQL (core.rows)
+_EVENT_FOR_BOOKING = Statement(
+    _event_for_booking_sql, name="event_for_booking"
+)  # every booking runs it: written once as SQL (core.rows)
 
 
 @transaction.atomic

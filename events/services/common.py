@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import connection, connections
+from django.db import connections
 from django.db.models import F
 from django.utils import timezone
 
@@ -28,15 +28,13 @@ def _seats_reserve_sql(using: str) -> str:
     )
 
 
-_SEATS_RESERVE = Statement(_seats_reserve_sql)
+_SEATS_RESERVE = Statement(_seats_reserve_sql, name="seats_reserve")
 
 
 def _seats_reserve(event_id: int, seats: int) -> bool:
     """Take `seats` if they are free. One conditional UPDATE: safe under any concurrency (written once as SQL:
     every booking runs it)."""
-    with connection.cursor() as cursor:
-        cursor.execute(_SEATS_RESERVE.sql(), [seats, event_id, seats])
-        return cursor.rowcount == 1
+    return _SEATS_RESERVE.execute([seats, event_id, seats]) == 1
 
 
 def _seats_release(event_id: int, seats: int) -> None:

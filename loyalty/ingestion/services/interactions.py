@@ -26,7 +26,7 @@ def _insert_sql(using: str) -> str:
 
 
 _INSERTED = ("customer", "channel", "kind", "occurred_at", "external_id")
-_INSERT = Statement(_insert_sql)
+_INSERT = Statement(_insert_sql, name="interaction_insert")
 
 
 @transaction.atomic(savepoint=False)

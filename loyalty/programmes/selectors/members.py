@@ -102,7 +102,7 @@ _PROGRAMME = Columns(Programme, "p")
 _TIER = Columns(Tier, "t")
 _OVERRIDE = Columns(Tier, "o")
 _CUSTOMER = Columns(Customer, "c")
-_MEMBER_CONTEXT = Statement(_member_context_sql)
+_MEMBER_CONTEXT = Statement(_member_context_sql, name="member_context")
 
 
 def _load_member_context(user) -> tuple[Membership | None, bool | None]:

@@ -145,7 +145,9 @@ def _member_view_reads(membership: Membership, *, metric: str, now: datetime, mo
     adapt = connection.ops.adapt_datetimefield_value
     statement = _MEMBER_VIEW.get(metric)
     if statement is None:
-        statement = _MEMBER_VIEW[metric] = Statement(lambda using: _member_view_sql(using, metric))
+        statement = _MEMBER_VIEW[metric] = Statement(
+            lambda using: _member_view_sql(using, metric), name=f"member_view_{metric}"
+        )
     rows = statement.fetchall(
         [
             membership.customer_id,
