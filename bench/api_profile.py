@@ -5,13 +5,16 @@ no gunicorn), on the database bench/api_load.py seeded. Production settings, as 
         --requests 300            # --profile "GET /events": cProfile of its thread CPU
 
 Prints, per operation: CPU ms per request (thread CPU, the fastest batch of 50), wall ms per request, queries per
-request, and the ratio of the floor's CPU (`GET /me`) to the operation's: the throughput ratio a CPU-bound server gives.
+request, the ratio of the floor's CPU (`GET /me`) to the operation's, the PostgreSQL backend's CPU per request (from
+/proc, over all the requests) and the ratio of floor to operation counting both: the throughput ratio a CPU-bound
+server on the same machine gives.
 Run bench/api_load.py once first (it seeds the members, events and tokens)."""
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import sys
 import tempfile
 import time
@@ -108,8 +111,12 @@ def main() -> None:
                 cpus.append((time.thread_time() - cpu0) / min(n, 50) * 1000)
                 walls.append((time.perf_counter() - wall0) / min(n, 50) * 1000)
             cpu, wall = min(cpus), min(walls)
+            db0 = _backend_cpu(connection)
+            for _ in range(n):
+                call(name, mode, path)
+            db = (_backend_cpu(connection) - db0) / n * 1000
             reset_queries()
-            results[name] = (cpu, wall, queries)
+            results[name] = (cpu, wall, queries, db)
     finally:
         from events.models import Booking
 
@@ -117,9 +124,24 @@ def main() -> None:
         write_event.delete()
     floor = results["GET /me"][0]
     print(f"programme {programme.pk}; {args.requests} requests per operation, in-process, PostgreSQL")
-    print(f"{'operation':28s} {'cpu ms':>7s} {'wall ms':>8s} {'queries':>8s} {'floor/cpu':>9s}")
-    for name, (cpu, wall, queries) in results.items():
-        print(f"{name:28s} {cpu:7.2f} {wall:8.2f} {queries:8d} {floor / cpu:9.2f}")
+    dbfloor = results["GET /me"][0] + results["GET /me"][3]
+    print(
+        f"{'operation':28s} {'cpu ms':>7s} {'wall ms':>8s} {'queries':>8s} {'floor/cpu':>9s} "
+        f"{'db cpu ms':>9s} {'floor/all':>9s}"
+    )
+    for name, (cpu, wall, queries, db) in results.items():
+        print(
+            f"{name:28s} {cpu:7.2f} {wall:8.2f} {queries:8d} {floor / cpu:9.2f} {db:9.2f} {dbfloor / (cpu + db):9.2f}"
+        )
+
+
+def _backend_cpu(connection) -> float:
+    """CPU seconds (user + system) of this connection's PostgreSQL backend so far, from /proc (same machine)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def profile(fn, n: int, name: str) -> None:

@@ -129,13 +129,13 @@ def test_second_booking_of_the_same_event_is_refused_from_the_same_query():
     assert event.seats_booked == 1
 
 
-def test_concierge_request_takes_fourteen_queries_and_reads_the_membership_once(django_assert_num_queries):
+def test_concierge_request_takes_thirteen_queries_and_reads_the_membership_once(django_assert_num_queries):
     user, membership = member(monthly_request_allowance=3)
     api = api_as(user)
     # session, user, member context; 2 savepoints (the request's transaction and the service's); the allowance
-    # INSERT ... ON CONFLICT and its conditional UPDATE; the request and audit INSERTs; the interaction (one
-    # INSERT ... ON CONFLICT DO NOTHING RETURNING), its rollup (upsert, stale scoring state); 2 releases.
-    with django_assert_num_queries(14) as captured:
+    # (one conditional upsert); the request and audit INSERTs; the interaction (one INSERT ... ON CONFLICT DO
+    # NOTHING RETURNING), its rollup (upsert, stale scoring state); 2 releases.
+    with django_assert_num_queries(13) as captured:
         response = api.post("concierge/requests", {"category": "dining", "subject": "A table for two"})
     assert response.status_code == 201, response.content
     assert _membership_queries(captured.captured_queries) == 1
