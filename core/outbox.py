@@ -31,11 +31,12 @@ from typing import Any
 
 from celery import current_app
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from core.models import OutboxMessage
+from core.rows import Statement
 
 logger = logging.getLogger("premier.outbox")
 
@@ -180,8 +181,16 @@ def _publish_committed(message: OutboxMessage) -> bool:
         except Exception:  # the request has committed; a bookkeeping failure must not turn it into an error
             logger.exception("Outbox message %s: could not record the failed attempt", message.pk)
         return False
-    OutboxMessage.objects.filter(pk=message.pk).update(published_at=timezone.now())
+    _MARK_PUBLISHED.execute([connection.ops.adapt_datetimefield_value(timezone.now()), message.pk])
     return True
+
+
+def _mark_published_sql(using: str) -> str:
+    q = connections[using].ops.quote_name
+    return f"UPDATE {q(OutboxMessage._meta.db_table)} SET {q('published_at')} = %s WHERE {q('id')} = %s"
+
+
+_MARK_PUBLISHED = Statement(_mark_published_sql, name="outbox_mark_published")
 
 
 def outbox_relay(*, batch_size: int = 100, max_batches: int = 50, min_age_seconds: float | None = None) -> int:
