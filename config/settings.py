@@ -222,7 +222,8 @@ HEADLESS_FRONTEND_URLS = {
     "account_signup": FRONTEND_URL + "/account/signup",
     "socialaccount_login_error": FRONTEND_URL + "/account/provider/callback",
 }
-LOGIN_URL = "/admin/login/"
+# Staff pages outside the console (the impact dashboard) send anonymous visitors to the console login.
+LOGIN_URL = "console:login"
 
 # Email
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

@@ -83,14 +83,13 @@ def _eager() -> bool:
 
 
 def _connection():
-    """A broker connection with a bounded connect: no kombu retries, short connect and socket timeouts."""
+    """A broker connection with a bounded connect: no kombu retries, short connect and socket timeouts. The socket
+    timeouts are Redis transport options; the embedded broker (kombu's SQLAlchemy transport) hands its options to
+    SQLAlchemy's `create_engine`, which refuses them, so it gets only the connect timeout (a local file)."""
     timeout = _setting("OUTBOX_PUBLISH_TIMEOUT", 2)
-    options = {
-        **(current_app.conf.broker_transport_options or {}),
-        "max_retries": 0,
-        "socket_connect_timeout": timeout,
-        "socket_timeout": timeout,
-    }
+    options = {**(current_app.conf.broker_transport_options or {}), "max_retries": 0}
+    if str(current_app.conf.broker_url or "").startswith(("redis://", "rediss://")):
+        options.update(socket_connect_timeout=timeout, socket_timeout=timeout)
     return current_app.connection_for_write(connect_timeout=timeout, transport_options=options)
 
 

@@ -74,6 +74,10 @@ class RevenueEntry(models.Model):
     # Unique through a constraint (not unique=True): no extra LIKE-pattern index on PostgreSQL.
     external_id = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The ingest batch that wrote the row on PostgreSQL's fast path (loyalty.segmentation's RollupBatch): its
+    # rollup cells are applied after commit, found by the batch's id range and this column. No index and no
+    # constraint: nothing else reads it, and every insert would pay for them.
+    ingest_batch_id = models.BigIntegerField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["id"]
@@ -98,6 +102,10 @@ class Interaction(models.Model):
     occurred_at = models.DateTimeField()
     kind = models.CharField(max_length=64, blank=True, default="")
     external_id = models.CharField(max_length=64)
+    # The ingest batch that wrote the row on PostgreSQL's fast path (loyalty.segmentation's RollupBatch): its
+    # rollup cells are applied after commit, found by the batch's id range and this column. No index and no
+    # constraint: nothing else reads it, and every insert would pay for them.
+    ingest_batch_id = models.BigIntegerField(null=True, blank=True, editable=False)
 
     class Meta:
         indexes = [models.Index(fields=["customer", "occurred_at"], name="interaction_customer_time_idx")]

@@ -46,7 +46,7 @@ def _ingest(request, kind: str, payload, idempotency_key: str | None):
     def action() -> dict:
         try:
             rows = rows_validate(kind, payload.rows, refs_check=customer_refs_check)
-            result = ingest_rows(kind=kind, rows=rows)
+            result = ingest_rows(kind=kind, rows=rows, checked=True)
         except RowsRejected as rejected:
             raise ValidationFailed(
                 f"{rejected.total} problem(s) in the batch; nothing was written.",

@@ -148,6 +148,32 @@ class RevenueDayRollup(models.Model):
         indexes = [models.Index(fields=["day"], name="revenue_rollup_day_idx")]
 
 
+class RollupBatch(models.Model):
+    """Raw rows that one ingest transaction wrote on PostgreSQL's fast path (every row new) and whose rollup cells
+    (and scoring-state stale marks) are applied after commit: by the task `loyalty.tasks.rollups_apply_batch`
+    (enqueued through the outbox in the ingest transaction), or by whoever reads the rollups first
+    (`rollups_apply_pending`: a scoring run). The batch's rows are those with `first_id <= id <= last_id` and
+    `ingest_batch_id` = this id. `applied_at` is set in the transaction that applies the cells, under a row lock,
+    so a batch is counted once however often its task runs."""
+
+    class Kind(models.TextChoices):
+        INTERACTIONS = "interactions"
+        REVENUE = "revenue"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    first_id = models.BigIntegerField()
+    last_id = models.BigIntegerField()
+    rows = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["id"], condition=Q(applied_at__isnull=True), name="rollup_batch_pending_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} batch {self.pk} ({self.rows} rows, {'applied' if self.applied_at else 'pending'})"
+
+
 class ScoringState(models.Model):
     """Per scoring model and customer: the incremental state a run rolls forward instead of rescanning history.
 

@@ -28,3 +28,13 @@ def scheduled_scoring_and_segments() -> dict:
     from loyalty.segmentation.services.segments import scheduled_runs_execute
 
     return scheduled_runs_execute()
+
+
+@shared_task(name="loyalty.tasks.rollups_apply_batch")
+def rollups_apply_batch(batch_id: int) -> bool:
+    """After an ingest commit: add the batch's rows to the rollups (a no-op if that was done already)."""
+    from loyalty.segmentation.services.rollups import rollup_batch_apply, rollup_batches_purge
+
+    applied = rollup_batch_apply(batch_id=batch_id)
+    rollup_batches_purge()
+    return applied

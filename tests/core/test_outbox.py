@@ -207,3 +207,27 @@ def test_embedded_broker_purge_is_scheduled_only_for_the_embedded_broker():
 
     scheduled = "embedded-broker-purge" in settings.CELERY_BEAT_SCHEDULE
     assert scheduled == settings.EMBEDDED_BROKER
+
+
+@pytest.mark.broker
+@pytest.mark.django_db
+def test_the_after_commit_publication_reaches_the_embedded_broker(tmp_path, django_capture_on_commit_callbacks):
+    """`make run`'s broker (kombu's SQLAlchemy transport) hands its transport options to SQLAlchemy, which
+    refuses Redis's socket timeouts: the publication right after commit must not send them there."""
+    from kombu import Connection
+
+    url = f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}"
+    outbox._Backoff.reset()
+    with broker_at(url):
+        with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+            message = enqueue("core.tasks.purge_idempotency_records")
+        message.refresh_from_db()
+        assert (message.attempts, message.last_error) == (0, "")
+        assert message.published_at is not None
+        with Connection(url) as conn:
+            queue = conn.SimpleQueue("celery")
+            delivered = queue.get(timeout=5)
+            assert delivered.headers["id"] == f"outbox-{message.pk}"
+            assert delivered.headers["task"] == "core.tasks.purge_idempotency_records"
+            delivered.ack()
+            queue.close()

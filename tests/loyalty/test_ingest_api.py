@@ -17,6 +17,7 @@ from loyalty.models import (
     RevenueEntry,
     TierChange,
 )
+from loyalty.segmentation.services.rollups import rollups_apply_pending
 from tests.conftest import ApiClient, api_as
 from tests.factories import CustomerFactory, MembershipFactory, UserFactory
 
@@ -37,11 +38,13 @@ def c1(db):
 
 
 def interaction_rollups() -> list[tuple]:
+    rollups_apply_pending()  # as every reader of the rollups does (batches of new rows apply after commit)
     rows = InteractionDayRollup.objects.order_by("customer_id", "day", "channel")
     return list(rows.values_list("customer_id", "day", "channel", "count"))
 
 
 def revenue_rollups() -> list[tuple]:
+    rollups_apply_pending()
     return list(
         RevenueDayRollup.objects.order_by("customer_id", "day").values_list("customer_id", "day", "amount_minor")
     )

@@ -199,6 +199,8 @@ def file_import(
             if progress:
                 progress("written", done, total)
 
-        return ingest_rows(kind=kind, rows=rows, positions=parsed.lines, dry_run=dry_run, progress=written)
+        return ingest_rows(
+            kind=kind, rows=rows, positions=parsed.lines, dry_run=dry_run, progress=written, checked=True
+        )
     except RowsRejected as rejected:
         raise FileRejected(_rejected_message(rejected.total), rejected.errors, rejected.total) from None

@@ -2,11 +2,15 @@
 
 `ingest_rows` takes type-checked rows (see ingest_validation), checks them as a whole (duplicates, status and
 churned_at, references to customers) and upserts them by `external_id`, all or nothing, set-based:
-- PostgreSQL: the rows are COPYed into a temporary staging table, unknown customers are found with one
-  anti-join, one `INSERT ... ON CONFLICT (external_id) DO NOTHING` writes the new rows and one
+- PostgreSQL, the usual feed (every row new, every customer known): interactions and revenue are COPYed
+  straight into their table (API batches, `_pg_copy_all_new`) or INSERTed straight from the raw lines of a CSV
+  file, checked in the same scan (`ingest_csv_pg`), tagged with a RollupBatch whose rollup cells a task applies
+  after commit (outbox; readers of the rollups apply pending batches first). Otherwise the rows are COPYed
+  into a temporary staging table, unknown customers are found with one anti-join, one
+  `INSERT ... ON CONFLICT (external_id) DO NOTHING` writes the new rows and one
   `UPDATE ... FROM ... WHERE <changed>` the changed ones; rows neither inserted nor updated are unchanged. The
-  rollups follow by deltas of the written rows (`rollups_apply_deltas`). A CSV file of interactions or
-  revenue can skip Python altogether (`ingest_csv_pg`).
+  rollups of that general path follow by deltas of the written rows in the same transaction
+  (`rollups_apply_deltas`), after applying the pending batches of the rows it changes.
 - Other databases (SQLite): chunks of rows are compared with the stored ones in Python and written with one
   multi-row upsert per chunk; afterwards the rollups of the touched customers and dates are recomputed.
 Customers that turned from active to churned are handed to `customers_churned`.
@@ -22,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 
 from loyalty.customers.models import Channel, Customer, Interaction, RevenueEntry
 from loyalty.ingestion.services import churn, hand_over
@@ -85,14 +89,16 @@ def ingest_rows(
     dry_run: bool = False,
     progress: Progress | None = None,
     now: datetime | None = None,
+    checked: bool = False,
 ) -> IngestResult:
     """Upsert type-checked `rows` of `kind` ("customers", "revenue", "interactions") by external_id.
 
     All or nothing: any bad row raises RowsRejected naming every bad row (by `positions`: batch index or file
     line) and nothing is written. `dry_run` does all the checks and counts, then rolls back. `now` is when the
-    feed is processed (default: now): memberships of customers turned churned end then."""
+    feed is processed (default: now): memberships of customers turned churned end then. `checked`: the rows
+    come from `rows_validate`, which ran `rows_check` on them already."""
     positions = positions if positions is not None else range(len(rows))
-    errors = rows_check(kind, rows, positions)
+    errors = [] if checked else rows_check(kind, rows, positions)
     if errors:
         raise RowsRejected(errors[:MAX_REPORTED_ERRORS], total=len(errors))
     result = IngestResult(kind=kind, rows=len(rows), dry_run=dry_run)
@@ -184,11 +190,6 @@ ROLLUP_CELL_COLUMNS = {
 ROLLUP_CELL = {
     "interactions": "t.customer_id, (t.occurred_at AT TIME ZONE 'UTC')::date, t.channel",
     "revenue": "t.customer_id, t.period, CAST(ROUND(t.amount * 100) AS bigint)",
-}
-# The same cells, named as the rollups name them, from the staging table joined to the customers (s, c).
-STAGE_CELL = {
-    "interactions": "c.id AS customer_id, (s.occurred_at AT TIME ZONE 'UTC')::date AS day, s.channel AS channel",
-    "revenue": "c.id AS customer_id, s.period AS day, CAST(ROUND(s.amount * 100) AS bigint) AS amount_minor",
 }
 MODELS = {"customers": Customer, "revenue": RevenueEntry, "interactions": Interaction}
 DAY_FIELD = {"revenue": "period", "interactions": "occurred_at"}
@@ -440,7 +441,9 @@ def ingest_csv_pg(
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SET LOCAL work_mem = '128MB'")
-            cursor.execute(f"CREATE TEMP TABLE ingest_raw ({', '.join(f'{c} text' for c in raw.values())})")
+            cursor.execute(
+                f"CREATE TEMP TABLE ingest_raw ({', '.join(f'{c} text' for c in raw.values())}) ON COMMIT DROP"
+            )
             # A wrong number of values, a NUL, ...: the validator reports the line.
             try:
                 cursor.copy_expert("COPY ingest_raw FROM STDIN WITH (FORMAT csv)", io.BytesIO(body))
@@ -450,18 +453,40 @@ def ingest_csv_pg(
             # No ANALYZE: ingest_raw is only ever scanned whole.
             if progress:
                 progress("parsed", total, total)
-            # Repeated external ids and unknown customers are looked for only if the plain INSERT of every row as
-            # a new one fails (see _pg_insert_all_new): then `stage_check` runs before the general path. A date or
-            # time past the future limit goes the validator's way too, which names its lines; it is cast only
-            # where every check passed (CASE evaluates its condition first), in the same scan.
+            # A date or time past the future limit goes the validator's way, which names its lines; it is cast
+            # only where every check passed (CASE evaluates its condition first).
             dated = DAY_FIELD[kind]
             cast = "timestamptz" if kind == "interactions" else "date"
             limit = future_limit()
-            cursor.execute(
-                f"SELECT EXISTS (SELECT 1 FROM ingest_raw WHERE CASE WHEN {' AND '.join(checks)} "
-                f"THEN CAST({raw[dated]} AS {cast}) > %s ELSE TRUE END)",
-                [limit if kind == "interactions" else limit.date()],
-            )
+            limit = cursor.mogrify("%s", [limit if kind == "interactions" else limit.date()]).decode()
+            good = f"CASE WHEN {' AND '.join(checks)} THEN CAST({raw[dated]} AS {cast}) <= {limit} ELSE FALSE END"
+            # The usual file: every line well-formed and new, every customer known. One INSERT straight from the
+            # raw lines, checked in the same scan (a line failing a check, or naming an unknown customer, is
+            # not inserted: fewer rows than lines, and the INSERT is rolled back); a repeated or stored external
+            # id breaks the unique constraint. Otherwise the checks run again on their own and the rows are
+            # staged for the general path below.
+            stored = COMPARED[kind]
+            extra_cols, extra_values = (["created_at"], ["now()"]) if kind == "revenue" else ([], [])
+            by_name = dict(zip(columns, values, strict=True))
+            selected = [by_name["external_id"], "c.id", *(by_name[c] for c in stored[1:]), *extra_values]
+            if not dry_run and _pg_insert_all_new(
+                cursor,
+                kind,
+                MODELS[kind]._meta.db_table,
+                total=total,
+                columns=["external_id", *stored, *extra_cols],
+                select=f"SELECT {', '.join(selected)} FROM ingest_raw "
+                f"JOIN {Customer._meta.db_table} c ON c.external_id = {by_name['customer_external_id']} "
+                f"WHERE {good}",
+            ):
+                result.created = total
+                cursor.execute("DROP TABLE ingest_raw")
+                if progress:
+                    progress("validated", total, total)
+                    progress("written", total, total)
+                result.unchanged = 0
+                return result
+            cursor.execute(f"SELECT EXISTS (SELECT 1 FROM ingest_raw WHERE NOT ({good}))")
             if cursor.fetchone()[0]:
                 raise _Fallback()
             _pg_stage_table(cursor, kind)
@@ -484,7 +509,7 @@ def ingest_csv_pg(
                 if cursor.fetchone()[0]:
                     raise _Fallback()
 
-            _pg_upsert(cursor, kind, result, total=total, stage_check=stage_check)
+            _pg_upsert(cursor, kind, result, total=total, stage_check=stage_check, try_all_new=dry_run)
             if dry_run:
                 raise _DryRun()
     except _Fallback:
@@ -502,14 +527,85 @@ def _pg_write(
 ) -> _Touched:
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL work_mem = '128MB'")
+        if kind != "customers" and _pg_copy_all_new(cursor, kind, rows):
+            result.created = len(rows)
+            if progress is not None:
+                progress(len(rows))
+            return _Touched()
         _pg_stage(cursor, kind, rows, positions, progress)
         check = None if kind == "customers" else (lambda: _pg_unknown_customers(cursor))
-        _pg_upsert(cursor, kind, result, total=len(rows), stage_check=check)
+        # The COPY above tried "every row new" already: straight to the general path.
+        _pg_upsert(cursor, kind, result, total=len(rows), stage_check=check, try_all_new=False)
     return _Touched()
 
 
+def _copy_text(value: str) -> str:
+    return value.translate(_COPY_ESCAPES)
+
+
+def _pg_copy_all_new(cursor, kind: str, rows: Sequence[dict]) -> bool:
+    """Typed rows of interactions or revenue, the common case of a feed (every row new, every customer known):
+    the customers are resolved with one query and the rows COPYed straight into their table, tagged with a new
+    RollupBatch (as `_pg_insert_all_new`, whose savepoint and outcomes this shares: a stored external id breaks
+    the unique constraint and everything is rolled back). Answers False, having written nothing, when a customer
+    is unknown or a row is not new: the caller then stages the rows for the general path."""
+    import psycopg2.errors
+
+    refs = list({row["customer_external_id"] for row in rows})
+    cursor.execute(f"SELECT external_id, id FROM {Customer._meta.db_table} WHERE external_id = ANY(%s)", [refs])
+    ids = dict(cursor.fetchall())
+    if len(ids) != len(refs):
+        return False
+    # Ids and kinds are escaped for COPY only if one of them needs it (one scan of them all, in C).
+    texts = "".join(r["external_id"] + r.get("kind", "") + r.get("currency", "") for r in rows)
+    text = _copy_text if any(c in texts for c in "\\\t\n\r") else str
+    # The batch's id and the lower bound of its rows' ids, before the COPY (a fallback wastes one batch id).
+    batch_id, first_id = rollups.rollup_batch_next_id(cursor, kind=kind)
+    tag = int(batch_id)
+    if kind == "interactions":
+        columns = "external_id, customer_id, channel, occurred_at, kind"
+        lines = [
+            f"{text(r['external_id'])}\t{ids[r['customer_external_id']]}\t{r['channel']}\t"
+            f"{r['occurred_at'].isoformat()}\t{text(r.get('kind') or '')}\t{tag}\n"
+            for r in rows
+        ]
+    else:
+        columns = "external_id, customer_id, period, amount, currency, kind, created_at"
+        created = datetime.now(UTC).isoformat()
+        lines = [
+            f"{text(r['external_id'])}\t{ids[r['customer_external_id']]}\t{r['period'].isoformat()}\t"
+            f"{r['amount']}\t{text(r.get('currency') or 'EUR')}\t{text(r.get('kind') or '')}\t{created}\t{tag}\n"
+            for r in rows
+        ]
+    table = MODELS[kind]._meta.db_table
+    try:
+        with transaction.atomic():
+            cursor.copy_expert(f"COPY {table} ({columns}, ingest_batch_id) FROM STDIN", io.StringIO("".join(lines)))
+            rollups.rollup_batch_record(cursor, batch_id=batch_id, kind=kind, first_id=first_id, rows=len(rows))
+    except (IntegrityError, OperationalError, psycopg2.Error) as exc:  # COPY raises psycopg2's own errors
+        if not _not_all_new(exc):
+            raise
+        return False
+    return True
+
+
+def _not_all_new(exc: BaseException) -> bool:
+    """A stored or repeated external id, or a deadlock with a batch writing the same new ids in another order:
+    the general path (which orders its writes) takes the batch."""
+    import psycopg2.errors
+
+    expected = (psycopg2.errors.UniqueViolation, psycopg2.errors.DeadlockDetected)
+    return isinstance(exc, expected) or isinstance(exc.__cause__, expected)
+
+
 def _pg_upsert(
-    cursor, kind: str, result: IngestResult, *, total: int, stage_check: Callable[[], None] | None = None
+    cursor,
+    kind: str,
+    result: IngestResult,
+    *,
+    total: int,
+    stage_check: Callable[[], None] | None = None,
+    try_all_new: bool = True,
 ) -> None:
     """Upsert the checked rows of the temporary table ingest_stage (dropped afterwards) into the table of
     `kind`; counts go to `result`. Interactions and revenue: when every row is new (the usual feed) they go in
@@ -542,26 +638,27 @@ def _pg_upsert(
         extra_cols, extra_values = (["created_at"], ["now()"]) if kind == "revenue" else ([], [])
         set_extra = ""
         order = f"c.id, s.{DAY_FIELD[kind]}"
-        for delta in ("ingest_added", "ingest_removed"):
-            cursor.execute(f"CREATE TEMP TABLE {delta} ({ROLLUP_CELL_COLUMNS[kind]}) ON COMMIT DROP")
 
-    if kind != "customers" and _pg_insert_all_new(
-        cursor,
-        kind,
-        table,
-        total=total,
-        stored=stored,
-        values=new_values,
-        extra_cols=extra_cols,
-        extra_values=extra_values,
+    if (
+        kind != "customers"
+        and try_all_new
+        and _pg_insert_all_new(
+            cursor,
+            kind,
+            table,
+            total=total,
+            columns=["external_id", *stored, *extra_cols],
+            select=f"SELECT s.external_id, {', '.join(new_values + extra_values)} FROM {source}",
+        )
     ):
         result.created = total
-        rollups.rollups_apply_deltas(cursor, kind=kind, added="ingest_stage_cells", removed="ingest_removed")
-        cursor.execute("DROP VIEW ingest_stage_cells")
-        cursor.execute("DROP TABLE ingest_added, ingest_removed, ingest_stage")
+        cursor.execute("DROP TABLE ingest_stage")
         return
     if stage_check is not None:
         stage_check()
+    if kind != "customers":
+        for delta in ("ingest_added", "ingest_removed"):
+            cursor.execute(f"CREATE TEMP TABLE {delta} ({ROLLUP_CELL_COLUMNS[kind]}) ON COMMIT DROP")
 
     def run(statement: str, cells_into: str) -> int:
         """Execute an INSERT or UPDATE of `table`; its rows' rollup cells go to `cells_into`."""
@@ -595,6 +692,13 @@ def _pg_upsert(
                 f"FROM {source} JOIN {table} t ON t.external_id = s.external_id WHERE {differs} "
                 "ORDER BY t.id FOR UPDATE OF t"
             )
+            # A changed row whose own batch's cells are still pending (applied after that batch's commit): that
+            # batch is applied first, here, so its cells are in the rollups before this change subtracts them.
+            cursor.execute(
+                f"SELECT DISTINCT t.ingest_batch_id FROM {source} JOIN {table} t ON t.external_id = s.external_id "
+                f"WHERE {differs} AND t.ingest_batch_id IS NOT NULL"
+            )
+            rollups.rollups_apply_batches(cursor, batch_ids=sorted(r[0] for r in cursor.fetchall()))
         result.updated = run(
             f"UPDATE {table} AS t SET {assignments}{set_extra} FROM {from_clause} "
             f"WHERE {join_condition}t.external_id = s.external_id AND {differs}",
@@ -610,45 +714,33 @@ class _NotAllNew(Exception):
     pass
 
 
-def _pg_insert_all_new(
-    cursor,
-    kind: str,
-    table: str,
-    *,
-    total: int,
-    stored: list[str],
-    values: list[str],
-    extra_cols: list[str],
-    extra_values: list[str],
-) -> bool:
-    """The common case of a feed: every row of ingest_stage is new. One plain INSERT of them all, under a savepoint:
-    no `ON CONFLICT` (its speculative insertion made the INSERT half as slow again at 1,000,000 rows) and no
-    RETURNING (the rollup cells are read from the staging table through the view ingest_stage_cells). A row
+def _pg_insert_all_new(cursor, kind: str, table: str, *, total: int, columns: list[str], select: str) -> bool:
+    """The common case of a feed: every row is new. One plain INSERT of them all (`select`: a SELECT of
+    `columns` in that order, FROM ... WHERE ...), under a savepoint: no `ON CONFLICT` (its speculative insertion
+    made the INSERT half as slow again at 1,000,000 rows) and no RETURNING. The rows are tagged with a new
+    RollupBatch, recorded in the same transaction, whose rollup cells a task applies after commit (outbox). A row
     whose external_id is stored already (or comes twice, or is being written by a concurrent batch) breaks the
     unique constraint: the savepoint rolls the INSERT back and the caller takes the general path, which tells
-    new, changed and unchanged rows apart. A row naming an unknown customer finds no partner in the join: fewer
-    rows than staged are inserted, and the savepoint is rolled back too. Answers whether every row was inserted."""
-    import psycopg2.errors
+    new, changed and unchanged rows apart. A row that `select` does not give (an unknown customer, a failed
+    check) makes fewer rows than `total`: the savepoint is rolled back too. Answers whether every row was
+    inserted."""
 
-    source = "ingest_stage s JOIN loyalty_customer c ON c.external_id = s.customer_external_id"
     try:
         with transaction.atomic():
+            batch_id, first_id = rollups.rollup_batch_next_id(cursor, kind=kind)
             cursor.execute(
-                f"INSERT INTO {table} (external_id, {', '.join(stored + extra_cols)}) "
-                f"SELECT s.external_id, {', '.join(values + extra_values)} FROM {source} "
-                # The general path's order: concurrent batches that share rows wait for each other in the same
-                # order instead of deadlocking.
-                f"ORDER BY c.id, s.{DAY_FIELD[kind]}"
+                f"INSERT INTO {table} ({', '.join(columns)}, ingest_batch_id) "
+                f"SELECT x.*, {int(batch_id)} FROM ({select}) x"
             )
             if cursor.rowcount != total:
                 raise _NotAllNew()
+            rollups.rollup_batch_record(cursor, batch_id=batch_id, kind=kind, first_id=first_id, rows=total)
     except _NotAllNew:
         return False
-    except IntegrityError as exc:
-        if not isinstance(exc.__cause__, psycopg2.errors.UniqueViolation):
+    except (IntegrityError, OperationalError) as exc:
+        if not _not_all_new(exc):
             raise
         return False
-    cursor.execute(f"CREATE TEMP VIEW ingest_stage_cells AS SELECT {STAGE_CELL[kind]} FROM {source}")
     return True
 
 

@@ -28,6 +28,7 @@ from core.errors import Conflict, ValidationFailed
 from loyalty.programmes.models import Programme, Tier
 from loyalty.retention import selectors as q
 from loyalty.retention.models import ImpactReport
+from loyalty.segmentation.services.rollups import rollups_apply_pending
 
 if TYPE_CHECKING:  # scipy and lifelines load on first use: they take seconds to import
     from lifelines import KaplanMeierFitter
@@ -338,23 +339,24 @@ def kaplan_meier(*, durations: Sequence[float], events: Sequence[int], weights: 
 
 
 def _km_points(kmf: KaplanMeierFitter) -> list[dict]:
+    """The curve at every time of the event table (columns read as arrays, not row by row)."""
     table = kmf.event_table
-    sf = kmf.survival_function_.iloc[:, 0]
-    ci = kmf.confidence_interval_survival_function_
-    points = []
-    for t in table.index:
-        points.append(
-            {
-                "day": int(t),
-                "at_risk": int(table.loc[t, "at_risk"]),
-                "events": int(table.loc[t, "observed"]),
-                "censored": int(table.loc[t, "censored"]),
-                "survival": _f(sf.loc[t]),
-                "ci_low": _f(ci.loc[t].iloc[0]),
-                "ci_high": _f(ci.loc[t].iloc[1]),
-            }
-        )
-    return points
+    times = table.index
+    sf = kmf.survival_function_.iloc[:, 0].reindex(times).to_numpy()
+    ci = kmf.confidence_interval_survival_function_.reindex(times).to_numpy()
+    at_risk, observed, censored = (table[c].to_numpy() for c in ("at_risk", "observed", "censored"))
+    return [
+        {
+            "day": int(t),
+            "at_risk": int(at_risk[j]),
+            "events": int(observed[j]),
+            "censored": int(censored[j]),
+            "survival": _f(sf[j]),
+            "ci_low": _f(ci[j, 0]),
+            "ci_high": _f(ci[j, 1]),
+        }
+        for j, t in enumerate(times)
+    ]
 
 
 def _at_risk(kmf: KaplanMeierFitter, day: int) -> int:
@@ -366,22 +368,24 @@ def _at_risk(kmf: KaplanMeierFitter, day: int) -> int:
 def rmst_variance(kmf: KaplanMeierFitter, tau: float) -> float:
     """Variance of the RMST estimate up to tau (Greenwood-type, Klein & Moeschberger 4.5):
     sum over event times t_j <= tau of A_j^2 d_j / (n_j (n_j - d_j)), A_j = area under the KM curve from t_j
-    to tau. (lifelines' `return_variance` gives the variance of min(T, tau) itself, not of the estimate.)"""
+    to tau. (lifelines' `return_variance` gives the variance of min(T, tau) itself, not of the estimate.)
+    Vectorised; the terms are added in time order (a running sum), as a loop would."""
     sf = kmf.survival_function_.iloc[:, 0]
-    times = [float(t) for t in sf.index if t <= tau]
-    values = [float(sf.loc[t]) for t in sf.index if t <= tau]
-    edges = [*times, float(tau)]
-    areas = [values[k] * (edges[k + 1] - edges[k]) for k in range(len(times))]
+    index = sf.index.to_numpy(dtype=float)
+    inside = index <= tau
+    times, values = index[inside], sf.to_numpy(dtype=float)[inside]
+    edges = np.append(times, float(tau))
+    areas = values * (edges[1:] - edges[:-1])
     tail = np.cumsum(areas[::-1])[::-1]  # tail[k] = area from times[k] to tau
-    area_from = dict(zip(times, tail, strict=True))
     table = kmf.event_table
-    variance = 0.0
-    for t, row in table.iterrows():
-        d, n = float(row["observed"]), float(row["at_risk"])
-        if t > tau or d == 0 or n <= d:
-            continue
-        variance += area_from[float(t)] ** 2 * d / (n * (n - d))
-    return variance
+    t = table.index.to_numpy(dtype=float)
+    d, n = table["observed"].to_numpy(dtype=float), table["at_risk"].to_numpy(dtype=float)
+    use = (t <= tau) & (d != 0) & (n > d)
+    if not use.any():
+        return 0.0
+    area = tail[np.searchsorted(times, t[use])]
+    terms = area * area * d[use] / (n[use] * (n[use] - d[use]))
+    return float(np.cumsum(terms)[-1])
 
 
 def survival_section(
@@ -720,15 +724,16 @@ def impact_report_compute(
         if progress:
             progress(percent)
 
-    # The per-member aggregation runs once (a temporary table); every figure below is an aggregate of it.
+    # Revenue comes from the revenue rollup: ingestion batches still pending (applied after their commit on
+    # PostgreSQL) are applied first, as every reader of the rollups does.
+    rollups_apply_pending()
+    # The per-member data is read once; every figure below is an aggregate of its arrays.
     with q.ImpactMembers(programme_id=programme.pk, as_of=as_of, horizons=horizons) as members:
         done("members", 25)
         cells = members.cells()
         first_enrolled = members.nth_enrolment(minimums.members_per_group)
-        last_enrolled = members.last_enrolment()
         survival_counts = members.survival_counts()
-        revenue_by_month = members.revenue_by_month()
-        revenue_moments = members.revenue_moments()
+        revenue_by_month, revenue_moments, last_enrolled = members.revenue()
         scoring_run_ids = members.baseline_scoring_runs()
     done("cells", 30)
     tiers = {t.pk: t for t in Tier.objects.filter(programme=programme)}

@@ -4,7 +4,11 @@
 - `RevenueDayRollup`: revenue per (customer, day) in integer minor units (cents; one currency assumed).
 
 Ingestion on PostgreSQL applies the written rows as deltas (`rollups_apply_deltas`), and so does an
-interaction the programme records (`rollups_count_interaction`). Elsewhere a refresh recomputes the affected
+interaction the programme records (`rollups_count_interaction`). A batch of rows that are all new (the usual
+feed) is applied after its commit instead: the ingest transaction records a `RollupBatch` and enqueues
+`loyalty.tasks.rollups_apply_batch` through the outbox; `rollups_apply_pending` applies whatever is still pending
+and every reader of the rollups (a scoring run, a refresh, a rebuild) calls it first, so the rollups are current
+before anyone reads them (not at the ingest commit). Elsewhere a refresh recomputes the affected
 (customer, day) cells from the raw rows (delete, then INSERT ... SELECT), so re-sent or corrected raw rows
 always leave correct rollups. Both mark the incremental scoring state of those customers stale when the change
 reaches back into days a scoring state already covers, so the next scoring run recomputes them instead of
@@ -18,6 +22,7 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 
 from django.db import connection, transaction
+from django.utils import timezone
 
 from core.rows import Statement
 from core.sql import (
@@ -31,7 +36,13 @@ from core.sql import (
     tune_transaction,
 )
 from loyalty.customers.models import Customer, Interaction, RevenueEntry
-from loyalty.segmentation.models import InteractionDayRollup, RevenueDayRollup, ScoringModel, ScoringState
+from loyalty.segmentation.models import (
+    InteractionDayRollup,
+    RevenueDayRollup,
+    RollupBatch,
+    ScoringModel,
+    ScoringState,
+)
 
 INTERACTION_ROLLUP = InteractionDayRollup._meta.db_table
 REVENUE_ROLLUP = RevenueDayRollup._meta.db_table
@@ -40,6 +51,7 @@ REVENUE = RevenueEntry._meta.db_table
 STATE = ScoringState._meta.db_table
 MODEL = ScoringModel._meta.db_table
 CUSTOMER = Customer._meta.db_table
+ROLLUP_BATCH = RollupBatch._meta.db_table
 
 
 def _id_filters(customer_ids: Sequence[int] | None):
@@ -68,6 +80,7 @@ def rollups_refresh_interactions(*, customer_ids: Sequence[int] | None, date_fro
         return
     with connection.cursor() as cursor:
         tune_transaction(cursor)
+        _pending_settle(cursor)
         for id_sql, id_params in _id_filters(customer_ids):
             cursor.execute(
                 f"DELETE FROM {INTERACTION_ROLLUP} WHERE day >= %s AND day <= %s{id_sql}",
@@ -115,6 +128,7 @@ def rollups_refresh_revenue(*, customer_ids: Sequence[int] | None, date_from: da
         return
     with connection.cursor() as cursor:
         tune_transaction(cursor)
+        _pending_settle(cursor)
         for id_sql, id_params in _id_filters(customer_ids):
             cursor.execute(
                 f"DELETE FROM {REVENUE_ROLLUP} WHERE day >= %s AND day <= %s{id_sql}",
@@ -181,6 +195,9 @@ def rollups_rebuild() -> dict[str, int]:
     with connection.cursor() as cursor:
         tune_transaction(cursor, work_mem="512MB")
         if is_postgres():
+            # Every raw row is counted below, those of pending batches too: they are applied by this rebuild.
+            cursor.execute(f"LOCK TABLE {ROLLUP_BATCH} IN EXCLUSIVE MODE")
+            cursor.execute(f"UPDATE {ROLLUP_BATCH} SET applied_at = now() WHERE applied_at IS NULL")
             cursor.execute(f"TRUNCATE {INTERACTION_ROLLUP}, {REVENUE_ROLLUP}")
             for index in DAY_INDEXES.values():
                 cursor.execute(f"DROP INDEX IF EXISTS {index}")
@@ -206,3 +223,136 @@ def rollups_rebuild() -> dict[str, int]:
         cursor.execute(f"TRUNCATE {STATE}" if is_postgres() else f"DELETE FROM {STATE}")
         cursor.execute(f"UPDATE {MODEL} SET state_as_of_day = NULL")
     return {"interaction_rows": interactions, "revenue_rows": revenue}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Batches applied after commit (PostgreSQL): see RollupBatch.
+
+# The rollup cell of a raw row (PostgreSQL), named as the rollups name them.
+_RAW_CELLS = {
+    RollupBatch.Kind.INTERACTIONS: (
+        INTERACTION,
+        "customer_id bigint, day date, channel text",
+        "customer_id, (occurred_at AT TIME ZONE 'UTC')::date, channel",
+    ),
+    RollupBatch.Kind.REVENUE: (
+        REVENUE,
+        "customer_id bigint, day date, amount_minor bigint",
+        "customer_id, period, CAST(ROUND(amount * 100) AS bigint)",
+    ),
+}
+BATCH_TASK = "loyalty.tasks.rollups_apply_batch"
+
+
+def rollup_batch_record(cursor, *, batch_id: int, kind: str, first_id: int, rows: int) -> None:
+    """Inside the ingest transaction, after its INSERT of `rows` new raw rows of `kind` tagged with
+    ingest_batch_id = `batch_id` (from `rollup_batch_next_id`) and ids above `first_id`: record the batch and
+    enqueue its task through the outbox (published after commit; nothing if the transaction rolls back)."""
+    from core.outbox import enqueue
+
+    table = _RAW_CELLS[kind][0]
+    cursor.execute(
+        f"INSERT INTO {ROLLUP_BATCH} (id, kind, first_id, last_id, rows, created_at) "
+        "VALUES (%s, %s, %s, currval(pg_get_serial_sequence(%s, 'id')), %s, now())",
+        [batch_id, kind, first_id, table, rows],
+    )
+    enqueue(BATCH_TASK, batch_id)
+
+
+def rollup_batch_next_id(cursor, *, kind: str) -> tuple[int, int]:
+    """(a new batch id, a lower bound of the ids the batch's raw rows will get) before the batch's INSERT. The
+    bound is the raw table's sequence as it stands: ids handed out later are larger (the sequence caches 1)."""
+    table = _RAW_CELLS[kind][0]
+    cursor.execute(
+        "SELECT nextval(pg_get_serial_sequence(%s, 'id')), pg_sequence_last_value(pg_get_serial_sequence(%s, 'id'))",
+        [ROLLUP_BATCH, table],
+    )
+    batch_id, last_value = cursor.fetchone()
+    return batch_id, (last_value or 0) + 1
+
+
+def _batches_apply(cursor, batches: Sequence[tuple[int, str, int, int]]) -> None:
+    """Apply the cells of `batches` ((id, kind, first_id, last_id), locked and pending) and mark them applied."""
+    for kind, (table, columns, cells) in _RAW_CELLS.items():
+        mine = [(b, first, last) for b, k, first, last in batches if k == kind]
+        if not mine:
+            continue
+        selects = " UNION ALL ".join(
+            [f"SELECT {cells} FROM {table} WHERE id BETWEEN %s AND %s AND ingest_batch_id = %s"] * len(mine)
+        )
+        params = [value for b, first, last in mine for value in (first, last, b)]
+        cursor.execute(f"CREATE TEMP TABLE rollup_batch_added ({columns}) ON COMMIT DROP")
+        cursor.execute(f"CREATE TEMP TABLE rollup_batch_removed ({columns}) ON COMMIT DROP")
+        cursor.execute(f"INSERT INTO rollup_batch_added {selects}", params)
+        rollups_apply_deltas(cursor, kind=kind, added="rollup_batch_added", removed="rollup_batch_removed")
+        cursor.execute("DROP TABLE rollup_batch_added, rollup_batch_removed")
+    cursor.execute(
+        f"UPDATE {ROLLUP_BATCH} SET applied_at = now() WHERE id IN ({', '.join(['%s'] * len(batches))})",
+        [b[0] for b in batches],
+    )
+
+
+def rollups_apply_batches(cursor, *, batch_ids: Sequence[int] | None) -> int:
+    """Inside a transaction on PostgreSQL: lock the pending batches among `batch_ids` (None: every committed
+    pending batch) in id order, waiting for any that another transaction is applying (it then counts as applied),
+    and apply them. Answers how many this call applied."""
+    if batch_ids is not None and not batch_ids:
+        return 0
+    where = "" if batch_ids is None else f" AND id IN ({', '.join(['%s'] * len(batch_ids))})"
+    cursor.execute(
+        f"SELECT id, kind, first_id, last_id FROM {ROLLUP_BATCH} WHERE applied_at IS NULL{where} "
+        "ORDER BY id FOR UPDATE",
+        list(batch_ids or []),
+    )
+    batches = cursor.fetchall()
+    if batches:
+        _batches_apply(cursor, batches)
+    return len(batches)
+
+
+def _retry_deadlocks(apply, attempts: int = 3) -> int:
+    """Run `apply` in its own transaction; a deadlock with a concurrent writer of the same cells runs it again."""
+    from django.db import OperationalError
+
+    for attempt in range(attempts):
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                tune_transaction(cursor)
+                return apply(cursor)
+        except OperationalError as exc:
+            if "deadlock" not in str(exc) or attempt == attempts - 1:
+                raise
+    return 0  # pragma: no cover - the loop returns or raises
+
+
+def rollup_batch_apply(*, batch_id: int) -> bool:
+    """The task's service: apply one batch's cells if it is still pending. Idempotent: a batch applied (or
+    purged after applying) before is left alone. Answers whether this call applied it."""
+    if not is_postgres():
+        return False
+    return bool(_retry_deadlocks(lambda cursor: rollups_apply_batches(cursor, batch_ids=[batch_id])))
+
+
+def rollups_apply_pending() -> int:
+    """Apply every batch committed so far and still pending, in one transaction (its own: call it outside a
+    transaction that reads the rollups, before reading them). What every reader of the rollups calls first.
+    Answers how many batches it applied. Other databases apply at commit: nothing to do."""
+    if not is_postgres():
+        return 0
+    return _retry_deadlocks(lambda cursor: rollups_apply_batches(cursor, batch_ids=None))
+
+
+def _pending_settle(cursor) -> None:
+    """Before recomputing cells from the raw rows (a refresh): apply pending batches, with new batches held off
+    until this transaction ends (their rows would otherwise be counted by the recompute and again by their task)."""
+    if is_postgres():
+        cursor.execute(f"LOCK TABLE {ROLLUP_BATCH} IN EXCLUSIVE MODE")
+        rollups_apply_batches(cursor, batch_ids=None)
+
+
+def rollup_batches_purge(*, older_than_hours: float = 72) -> int:
+    """Delete batches applied more than `older_than_hours` ago (a task finding no batch does nothing)."""
+    deleted, _ = RollupBatch.objects.filter(
+        applied_at__isnull=False, applied_at__lt=timezone.now() - timedelta(hours=older_than_hours)
+    ).delete()
+    return deleted

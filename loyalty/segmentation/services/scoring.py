@@ -50,6 +50,7 @@ from loyalty.segmentation.models import (
     ScoringRun,
     ScoringState,
 )
+from loyalty.segmentation.services.rollups import rollups_apply_pending
 
 STATE = ScoringState._meta.db_table
 METRICS = CustomerMetrics._meta.db_table
@@ -468,6 +469,8 @@ def scoring_run_execute(*, run_id: int) -> ScoringRun:
         with runs.heartbeat(ScoringRun, run.pk):
             t = day_number(run.as_of.astimezone(UTC).date())
             started = time.perf_counter()
+            # Ingested batches apply their rollup cells after commit: apply what is still pending first.
+            rollups_apply_pending()
             state = scoring_state_update(model=run.scoring_model, t=t)
             timings["state"] = round(time.perf_counter() - started, 3)
             _set_progress(run, 50)

@@ -111,3 +111,17 @@ def add_revenue(pop: Population, *, pre: dict[int, Decimal], post_uplift: Decima
             ext = f"r-{m.pk}-a{k}"
             rows.append(RevenueEntry(customer_id=m.customer_id, period=period, amount=amount, external_id=ext))
     RevenueEntry.objects.bulk_create(rows, batch_size=2000)
+    refresh_revenue_rollup(rows)
+
+
+def refresh_revenue_rollup(rows: list[RevenueEntry]) -> None:
+    """Rows written straight to the table bypass ingestion, which keeps the revenue rollup current (the impact
+    report reads the rollup): recompute the rollup cells of their customers and periods."""
+    from loyalty.segmentation.services.rollups import rollups_refresh_revenue
+
+    if rows:
+        rollups_refresh_revenue(
+            customer_ids=sorted({r.customer_id for r in rows}),
+            date_from=min(r.period for r in rows),
+            date_to=max(r.period for r in rows),
+        )

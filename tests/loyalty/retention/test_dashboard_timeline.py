@@ -7,7 +7,7 @@ from django.test import Client
 
 from loyalty.models import RetentionOutcome, TierChange
 from loyalty.retention.timeline import register_timeline_source, unregister_timeline_source
-from tests.factories import MembershipFactory, TierFactory, UserFactory
+from tests.factories import TEST_PASSWORD, MembershipFactory, TierFactory, UserFactory
 from tests.loyalty.retention.population import build
 
 pytestmark = pytest.mark.django_db
@@ -50,7 +50,17 @@ def test_dashboard_sends_anonymous_users_to_login():
     pop = build(n_treatment=10, n_control=10, retention_treatment=0.9, retention_control=0.8)
     response = Client().get(f"/manager/programmes/{pop.programme.pk}/impact/")
     assert response.status_code == 302
-    assert response["Location"].startswith("/admin/login/?next=/manager/programmes/")
+    assert response["Location"] == f"/console/login/?next=/manager/programmes/{pop.programme.pk}/impact/"
+
+
+def test_a_manager_who_logs_in_from_the_dashboard_lands_on_it(manager):
+    pop = build(n_treatment=10, n_control=10, retention_treatment=0.9, retention_control=0.8)
+    dashboard = f"/manager/programmes/{pop.programme.pk}/impact/"
+    client = Client()
+    response = client.post("/console/login/", {"login": manager.email, "password": TEST_PASSWORD, "next": dashboard})
+    assert response.status_code == 302
+    assert response["Location"] == dashboard
+    assert client.get(dashboard).status_code == 200
 
 
 def test_dashboard_unknown_programme_is_404(manager):

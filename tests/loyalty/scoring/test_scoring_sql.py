@@ -13,7 +13,12 @@ from loyalty.ingestion.services.ingest import ingest_rows
 from loyalty.ingestion.services.validation import rows_validate
 from loyalty.models import CustomerMetrics, Interaction, RevenueEntry, ScoringState
 from loyalty.segmentation.models import RunStatus
-from loyalty.segmentation.services.rollups import rollups_rebuild, rollups_refresh_interactions, rollups_refresh_revenue
+from loyalty.segmentation.services.rollups import (
+    rollups_apply_pending,
+    rollups_rebuild,
+    rollups_refresh_interactions,
+    rollups_refresh_revenue,
+)
 from loyalty.segmentation.services.scoring import (
     ALL_CHANNELS,
     scoring_model_create,
@@ -159,6 +164,7 @@ def test_rows_ingested_after_a_run_reach_the_next_incremental_run():
         ),
     )
     revenue.append((customers[2].id, later, Decimal("99.99")))
+    rollups_apply_pending()  # on PostgreSQL batches of new rows (and their stale marks) apply after commit
     stale = set(ScoringState.objects.filter(scoring_model=model, stale=True).values_list("customer_id", flat=True))
     assert stale == {customers[3].id}
 
