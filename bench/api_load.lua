@@ -3,9 +3,12 @@
 --   APILOAD_MODE    get | book | concierge
 --   APILOAD_PATH    the path of a GET
 --   APILOAD_EVENTS  comma-separated event ids to book (mode book)
--- Every request takes the next member in turn (threads interleave their counters). A booking run takes the
--- events in turn and the next member after each round of events, so its (member, event) pairs are all distinct
--- until members x events requests: each 201 is a new booking.
+--   APILOAD_BOOK_ORDER  member (default) | event
+-- Every request takes the next member in turn (threads interleave their counters). A booking run (order
+-- "member") takes the next member each request and shifts the events by one after each round of members; order
+-- "event" takes the events in turn and the next member after each round of events (so one member has as many
+-- bookings in flight as there are clients). Either way its (member, event) pairs are all distinct until
+-- members x events requests: each 201 is a new booking.
 -- done() prints one JSON line with the counts and latency percentiles (microseconds).
 
 local tokens = {}
@@ -18,6 +21,8 @@ local events = {}
 for id in string.gmatch(os.getenv("APILOAD_EVENTS") or "", "%d+") do
   events[#events + 1] = id
 end
+
+local book_order = os.getenv("APILOAD_BOOK_ORDER") or "member"
 
 local thread_count = 0
 function setup(thread)
@@ -33,8 +38,15 @@ function request()
   counter = counter + 1
   local token = tokens[(i % #tokens) + 1]
   if mode == "book" then
-    local event = events[(i % #events) + 1]
-    token = tokens[(math.floor(i / #events) % #tokens) + 1]
+    local event
+    if book_order == "member" then
+      -- the next member each request, the events shifted by one after each round of members
+      event = events[((i % #tokens) + math.floor(i / #tokens)) % #events + 1]
+    else
+      -- the events in turn, the next member after each round of events (one member books 16 events at once)
+      event = events[(i % #events) + 1]
+      token = tokens[(math.floor(i / #events) % #tokens) + 1]
+    end
     return wrk.format("POST", "/api/v1/events/" .. event .. "/bookings",
       { ["X-Session-Token"] = token, ["Content-Type"] = "application/json" }, '{"guests": 0}')
   elseif mode == "concierge" then

@@ -15,7 +15,9 @@ What it does:
    16 clients for `--duration` seconds each: the floor `GET /me`, the reads `/events`, `/events/{id}`,
    `/me/membership`, `/bookings`, and the writes (a booking of a free event, a concierge request). Every request
    takes the next member in turn; every booking is a new (member, event) pair on events with room to spare,
-   every concierge request a new row: the bench counts the rows created and the non-2xx answers apart.
+   every concierge request a new row: the bench counts the rows created and the non-2xx answers apart. Bookings
+   take the next member each request (`--book-order member`); `--book-order event` gives one member a booking
+   on every event in turn, so that one member has as many bookings in flight as there are clients.
 4. Prints per operation and client count: requests/s, p50, p99, non-2xx; the ratios (reads and writes to the
    floor's throughput at 16 clients, p99/p50 at 16 clients) against the targets of issue 16 (reads >= 0.6,
    writes >= 0.4, p99 <= 3 x p50), and the load generator's own CPU time (from its rusage) per second of load.
@@ -57,6 +59,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="Each operation runs once per round after the floor.")
     parser.add_argument(
         "--book-events", type=int, default=20, help="Events the booking runs spread over (1: one hot event)."
+    )
+    parser.add_argument(
+        "--book-order",
+        choices=["member", "event"],
+        default="member",
+        help="Bookings: the next member each request (member), or one member on every event in turn (event: as "
+        "many bookings of one member in flight as clients, which PostgreSQL serializes on the membership row).",
     )
     parser.add_argument("--clients", default="1,16", help="Client counts (connections), comma-separated.")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
@@ -364,6 +373,7 @@ def run_wrk(args, *, clients: int, mode: str, path: str, tokens_file: str, event
         "APILOAD_PATH": path,
         "APILOAD_EVENTS": ",".join(map(str, events)),
         "APILOAD_THREADS": "1",
+        "APILOAD_BOOK_ORDER": args.book_order,
     }
     command = [
         *taskset(cpus),

@@ -8,6 +8,7 @@ from pydantic import AfterValidator, Field
 
 from concierge.models import Category, RequestStatus, Visibility
 from concierge.selectors import member_display_name
+from core.schemas import RowSchema
 
 
 def _no_nul(value: str) -> str:
@@ -101,7 +102,7 @@ class AgentMessageOut(MessageOut):
         return obj.author.get_full_name() or obj.author.email
 
 
-class RequestOut(Schema):
+class RequestOut(RowSchema):  # a created request's answer is validated again as a dict (core.idempotency)
     id: int
     category: str
     subject: str

@@ -141,6 +141,9 @@ else:
         }
     }
 IS_POSTGRES = DATABASES["default"]["ENGINE"].endswith("postgresql")
+# The hot member queries are prepared once per database session on PostgreSQL (core.rows.Statement). Off
+# (DATABASE_PREPARE=0) behind a pooler in transaction mode, where a session's prepared statements do not follow.
+DATABASE_PREPARE = env_bool("DATABASE_PREPARE", True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"

@@ -5,10 +5,11 @@
 transaction (outside a transaction it commits at once). Nothing is published if that transaction rolls back.
 The relay then publishes it:
 
-- right after commit, in the same process (low latency). This attempt is bounded (short connect and socket
-  timeouts, no kombu retries, OUTBOX_PUBLISH_TIMEOUT seconds) and never raises: a broker that is down leaves
-  the row unpublished, logs a warning, and for OUTBOX_PUBLISH_BACKOFF_SECONDS the process stops trying in
-  requests at all (the periodic relay takes over);
+- right after commit, in the same process (low latency), from the message as written (not read back) on a
+  connection of the process's pool (OUTBOX_PUBLISH_POOL_LIMIT per process), then marked published. This attempt
+  is bounded (short connect and socket timeouts, no kombu retries, OUTBOX_PUBLISH_TIMEOUT seconds) and never
+  raises: a broker that is down leaves the row unpublished, logs a warning, and for
+  OUTBOX_PUBLISH_BACKOFF_SECONDS the process stops trying in requests at all (the periodic relay takes over);
 - by `outbox_relay()` (Celery beat, `core.tasks.outbox_relay`, every OUTBOX_RELAY_INTERVAL seconds, or
   `manage.py outbox_relay` by hand), which publishes whatever is still unpublished, oldest first, locking the
   rows with SELECT ... FOR UPDATE SKIP LOCKED on PostgreSQL so that two relays never publish the same batch.
@@ -23,17 +24,19 @@ decision."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from datetime import timedelta
 from typing import Any
 
 from celery import current_app
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from core.models import OutboxMessage
+from core.rows import Statement
 
 logger = logging.getLogger("premier.outbox")
 
@@ -49,7 +52,7 @@ def enqueue(task_name: str, *args: Any) -> OutboxMessage:
         current_app.loader.import_default_modules()
     current_app.tasks[task_name]  # noqa: B018 - an unknown task name is a bug of the caller: KeyError here
     message = OutboxMessage.objects.create(task_name=task_name, args=list(args))
-    transaction.on_commit(lambda: publish_after_commit(message.pk))
+    transaction.on_commit(lambda: _publish_committed(message))
     return message
 
 
@@ -109,22 +112,60 @@ def _run_eagerly(message: OutboxMessage) -> None:
         current_app.tasks[message.task_name].apply_async(list(message.args), task_id=f"outbox-{message.pk}")
 
 
+_POOLS: dict[str, Any] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool():
+    """This process's pool of bounded broker connections (`_connection`) for after-commit publishing, per broker
+    URL: a request reuses a connection another request opened instead of connecting each time (issue 16). A
+    connection that failed is closed before it goes back, so the next use connects anew."""
+    url = str(current_app.conf.broker_url)
+    pool = _POOLS.get(url)
+    if pool is None:
+        with _POOLS_LOCK:
+            pool = _POOLS.get(url)
+            if pool is None:
+                pool = _POOLS[url] = _connection().Pool(limit=int(_setting("OUTBOX_PUBLISH_POOL_LIMIT", 10)))
+    return pool
+
+
+def outbox_pools_reset() -> None:
+    """Forget the pooled connections (a process that switched brokers, tests)."""
+    with _POOLS_LOCK:
+        for pool in _POOLS.values():
+            pool.force_close_all()
+        _POOLS.clear()
+
+
 def publish_after_commit(message_id: int) -> bool:
-    """The low-latency attempt right after the deciding transaction committed. Never raises in broker mode: a
-    failure leaves the row to the periodic relay. True when the message was published."""
+    """The low-latency attempt for a committed message, by id (read back; nothing if already published). Never
+    raises in broker mode: a failure leaves the row to the periodic relay. True when the message was published."""
     message = OutboxMessage.objects.filter(pk=message_id, published_at__isnull=True).first()
     if message is None:
         return False
+    return _publish_committed(message)
+
+
+def _publish_committed(message: OutboxMessage) -> bool:
+    """The low-latency attempt right after the deciding transaction committed, with the message as it was
+    written (no read back: the relay leaves messages younger than OUTBOX_RELAY_MIN_AGE to this attempt), on a
+    pooled broker connection. Never raises in broker mode: a failure leaves the row to the periodic relay."""
     if _eager():
         _run_eagerly(message)
         return True
     if _Backoff.open():
         return False
     started = time.monotonic()
+    timeout = _setting("OUTBOX_PUBLISH_TIMEOUT", 2)
     try:
-        with _connection() as conn:
-            conn.ensure_connection(max_retries=0, timeout=_setting("OUTBOX_PUBLISH_TIMEOUT", 2))
-            _send(message, conn)
+        with _pool().acquire(block=True, timeout=timeout) as conn:
+            try:
+                conn.ensure_connection(max_retries=0, timeout=timeout)
+                _send(message, conn)
+            except Exception:
+                conn.collect()  # closed without talking to the broker; reconnects on its next use
+                raise
     except Exception as exc:  # the broker is down or slow: the relay publishes it later
         _Backoff.trip()
         logger.warning(
@@ -139,8 +180,16 @@ def publish_after_commit(message_id: int) -> bool:
         except Exception:  # the request has committed; a bookkeeping failure must not turn it into an error
             logger.exception("Outbox message %s: could not record the failed attempt", message.pk)
         return False
-    OutboxMessage.objects.filter(pk=message.pk).update(published_at=timezone.now())
+    _MARK_PUBLISHED.execute([connection.ops.adapt_datetimefield_value(timezone.now()), message.pk])
     return True
+
+
+def _mark_published_sql(using: str) -> str:
+    q = connections[using].ops.quote_name
+    return f"UPDATE {q(OutboxMessage._meta.db_table)} SET {q('published_at')} = %s WHERE {q('id')} = %s"
+
+
+_MARK_PUBLISHED = Statement(_mark_published_sql, name="outbox_mark_published")
 
 
 def outbox_relay(*, batch_size: int = 100, max_batches: int = 50, min_age_seconds: float | None = None) -> int:

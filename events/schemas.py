@@ -7,7 +7,7 @@ from typing import Literal
 from ninja import Schema
 from pydantic import AwareDatetime, Field, field_validator
 
-from core.schemas import Money
+from core.schemas import Money, RowSchema
 from events.models import Booking, Event
 
 MIN_YEAR, MAX_YEAR = 2000, 2100
@@ -111,9 +111,9 @@ class PartnerEventOut(Schema):
     no_show_seats: int = Field(0, description="Seats of no-show bookings.")
 
 
-class MemberEventOut(Schema):
+class MemberEventOut(RowSchema):
     id: int
-    partner: str = Field(alias="partner.name")
+    partner: str
     title: str
     description: str
     venue: str
@@ -129,6 +129,11 @@ class MemberEventOut(Schema):
     full_refund_hours: int
     late_refund_percent: int
 
+    # A resolver, not a dotted alias: the member selectors answer dicts with the name (events.selectors).
+    @staticmethod
+    def resolve_partner(obj) -> str:
+        return obj["partner"] if isinstance(obj, dict) else obj.partner.name
+
 
 class BookingIn(Schema):
     guests: int = Field(0, ge=0, le=50, description="Guests besides the member, up to the tier's allowance.")
@@ -141,7 +146,7 @@ class PaymentOut(Schema):
     status: str
 
 
-class BookingOut(Schema):
+class BookingOut(RowSchema):
     id: int
     event_id: int
     event_title: str

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from concierge.models import (
@@ -20,6 +19,7 @@ from concierge.models import (
 from concierge.services.audit import event_write
 from core.errors import BusinessRuleError, Conflict, NotFound, PermissionDenied, ValidationFailed
 from core.outbox import enqueue
+from core.rows import Statement
 from loyalty.ingestion.services.interactions import interaction_record
 from loyalty.programmes.models import Membership
 from loyalty.programmes.selectors.members import NOT_A_MEMBER, effective_tier, member_membership
@@ -52,16 +52,29 @@ def allowance_resets_at(moment: datetime) -> datetime:
     return datetime(nxt.year, nxt.month, nxt.day, tzinfo=UTC)
 
 
+def _allowance_take_sql(using: str) -> str:
+    """This month's counter of a membership: created at 1, or incremented while below the allowance, in one
+    upsert (the conflicting row is locked and its `used` re-checked, so concurrent creates never exceed the
+    allowance); no row comes back when the allowance is used up. Only for an allowance of at least 1."""
+    q = connections[using].ops.quote_name
+    table = q(AllowanceUsage._meta.db_table)
+    return (
+        f"INSERT INTO {table} ({q('membership_id')}, {q('period')}, {q('used')}) VALUES (%s, %s, 1) "
+        f"ON CONFLICT ({q('membership_id')}, {q('period')}) DO UPDATE SET {q('used')} = {table}.{q('used')} + 1 "
+        f"WHERE {table}.{q('used')} < %s RETURNING {q('used')}"
+    )
+
+
+_ALLOWANCE_TAKE = Statement(_allowance_take_sql, name="concierge_allowance_take")
+
+
 def _allowance_consume(*, membership, allowance: int, now: datetime) -> None:
     """Take one request from this month's allowance, or 400 `allowance_exhausted`. Must run inside the
-    transaction that creates the request: the conditional UPDATE locks the counter row until commit, and a
-    concurrent create re-checks `used < allowance` against the committed value."""
+    transaction that creates the request: the upsert locks the counter row until commit, and a concurrent
+    create re-checks `used < allowance` against the committed value."""
     period = month_start(now)
-    AllowanceUsage.objects.bulk_create(
-        [AllowanceUsage(membership=membership, period=period, used=0)], ignore_conflicts=True
-    )
-    taken = AllowanceUsage.objects.filter(membership=membership, period=period, used__lt=allowance).update(
-        used=F("used") + 1
+    taken = allowance > 0 and _ALLOWANCE_TAKE.fetchone(
+        [membership.pk, connection.ops.adapt_datefield_value(period), allowance]
     )
     if not taken:
         used = AllowanceUsage.objects.filter(membership=membership, period=period).values_list("used", flat=True)

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef
+from django.db import IntegrityError, connections, transaction
 
 from core.errors import BusinessRuleError, Conflict, NotFound, PermissionDenied
+from core.rows import Columns, Statement
 from events.models import Booking, Event
 from events.selectors import member_event_tier_check
 from events.services.common import (
@@ -43,6 +43,22 @@ def _member_tier(membership: Membership, now: datetime):
     return tier
 
 
+def _event_for_booking_sql(using: str) -> str:
+    q = connections[using].ops.quote_name
+    live = ", ".join(["%s"] * len(Booking.LIVE_STATUSES))
+    return (
+        f"SELECT {_EVENT.sql(using)}, EXISTS(SELECT 1 FROM {q(Booking._meta.db_table)} b "
+        f"WHERE b.{q('event_id')} = e.{q('id')} AND b.{q('membership_id')} = %s AND b.{q('status')} IN ({live})) "
+        f"FROM {q(Event._meta.db_table)} e WHERE e.{q('id')} = %s AND e.{q('status')} = %s"
+    )
+
+
+_EVENT = Columns(Event, "e")
+_EVENT_FOR_BOOKING = Statement(
+    _event_for_booking_sql, name="event_for_booking"
+)  # every booking runs it: written once as SQL (core.rows)
+
+
 @transaction.atomic
 def booking_create(
     *, membership: Membership, event_id: int, guests: int = 0, join_waitlist: bool = False, now: datetime | None = None
@@ -54,11 +70,12 @@ def booking_create(
     now = _now(now)
     tier = _member_tier(membership, now)
     # The event and whether the member already has a live booking on it: one query.
-    live = Booking.objects.filter(event_id=OuterRef("pk"), membership=membership, status__in=Booking.LIVE_STATUSES)
-    event = Event.objects.filter(pk=event_id, status=Event.Status.PUBLISHED).annotate(already=Exists(live)).first()
-    if event is None:
+    row = _EVENT_FOR_BOOKING.fetchone([membership.pk, *Booking.LIVE_STATUSES, event_id, Event.Status.PUBLISHED])
+    if row is None:
         raise NotFound(code="event_not_found")
-    member_event_tier_check(tier=tier, event=event)
+    event = _EVENT.load(row)
+    event.already = bool(row[_EVENT.width])
+    member_event_tier_check(tier=tier, min_tier_rank=event.min_tier_rank)
     opens, closes = booking_window(event, early_access_hours=tier.early_access_hours)
     if now < opens:
         raise BusinessRuleError(

@@ -6,11 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
+from django.db import connections
 from django.db.models import F
 from django.utils import timezone
 
 from core.errors import NotFound
 from core.outbox import enqueue
+from core.rows import Statement
 from events.models import Booking, Event
 
 
@@ -18,13 +20,21 @@ def _now(now: datetime | None) -> datetime:
     return now or timezone.now()
 
 
-def _seats_reserve(event_id: int, seats: int) -> bool:
-    """Take `seats` if they are free. One conditional UPDATE: safe under any concurrency."""
-    return bool(
-        Event.objects.filter(pk=event_id, seats_booked__lte=F("capacity") - seats).update(
-            seats_booked=F("seats_booked") + seats
-        )
+def _seats_reserve_sql(using: str) -> str:
+    q = connections[using].ops.quote_name
+    return (
+        f"UPDATE {q(Event._meta.db_table)} SET {q('seats_booked')} = {q('seats_booked')} + %s "
+        f"WHERE {q('id')} = %s AND {q('seats_booked')} <= {q('capacity')} - %s"
     )
+
+
+_SEATS_RESERVE = Statement(_seats_reserve_sql, name="seats_reserve")
+
+
+def _seats_reserve(event_id: int, seats: int) -> bool:
+    """Take `seats` if they are free. One conditional UPDATE: safe under any concurrency (written once as SQL:
+    every booking runs it)."""
+    return _SEATS_RESERVE.execute([seats, event_id, seats]) == 1
 
 
 def _seats_release(event_id: int, seats: int) -> None:

@@ -10,15 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Exists, OuterRef
+from django.db import connections
 from django.utils import timezone
 
 from accounts.models import Role, User
 from accounts.services import user_has_role
 from core.auth import request_user, require_role
 from core.errors import PermissionDenied
+from core.rows import Columns, Statement
 from loyalty.customers.models import Customer
-from loyalty.programmes.models import Membership, Tier
+from loyalty.programmes.models import Membership, Programme, Tier
 
 NOT_A_MEMBER = "not_a_member"
 _REQUEST_ATTRIBUTE = "_premier_member_context"
@@ -74,6 +75,57 @@ class MemberContext:
         return self.membership.customer if self.membership is not None else None
 
 
+def _member_context_sql(using: str) -> str:
+    """The active treatment memberships of a user, most recent enrolment first, joined with programme, tiers and
+    customer, and whether the user has the member role: the query of `_active_memberships(user)` annotated with
+    the role, written once (the ORM compiled its four joins anew on every request)."""
+    quote = connections[using].ops.quote_name
+    role = User.groups.through
+    group = role._meta.get_field("group").related_model
+    return (
+        f"SELECT {_MEMBERSHIP.sql(using)}, {_PROGRAMME.sql(using)}, {_TIER.sql(using)}, {_OVERRIDE.sql(using)}, "
+        f"{_CUSTOMER.sql(using)}, EXISTS(SELECT 1 FROM {quote(role._meta.db_table)} ug "
+        f"INNER JOIN {quote(group._meta.db_table)} g ON g.{quote('id')} = ug.{quote('group_id')} "
+        f"WHERE ug.{quote('user_id')} = c.{quote('user_id')} AND g.{quote('name')} = %s) "
+        f"FROM {quote(Membership._meta.db_table)} m "
+        f"INNER JOIN {quote(Customer._meta.db_table)} c ON c.{quote('id')} = m.{quote('customer_id')} "
+        f"INNER JOIN {quote(Programme._meta.db_table)} p ON p.{quote('id')} = m.{quote('programme_id')} "
+        f"LEFT OUTER JOIN {quote(Tier._meta.db_table)} t ON t.{quote('id')} = m.{quote('tier_id')} "
+        f"LEFT OUTER JOIN {quote(Tier._meta.db_table)} o ON o.{quote('id')} = m.{quote('override_tier_id')} "
+        f"WHERE c.{quote('user_id')} = %s AND m.{quote('group')} = %s AND m.{quote('status')} = %s "
+        f"ORDER BY m.{quote('enrolled_at')} DESC, m.{quote('id')} DESC LIMIT 1"
+    )
+
+
+_MEMBERSHIP = Columns(Membership, "m")
+_PROGRAMME = Columns(Programme, "p")
+_TIER = Columns(Tier, "t")
+_OVERRIDE = Columns(Tier, "o")
+_CUSTOMER = Columns(Customer, "c")
+_MEMBER_CONTEXT = Statement(_member_context_sql, name="member_context")
+
+
+def _load_member_context(user) -> tuple[Membership | None, bool | None]:
+    """(the active treatment membership with programme, tiers and customer loaded, whether the user has the
+    member role), or (None, None) when there is no such membership. One query."""
+    row = _MEMBER_CONTEXT.fetchone([Role.MEMBER, user.pk, Membership.Group.TREATMENT, Membership.Status.ACTIVE])
+    if row is None:
+        return None, None
+    start = 0
+    loaded = []
+    for columns in (_MEMBERSHIP, _PROGRAMME, _TIER, _OVERRIDE, _CUSTOMER):
+        loaded.append(columns.load(row, start))
+        start += columns.width
+    membership, programme, tier, override, customer = loaded
+    # The related caches, as select_related fills them (tiers may be absent: LEFT JOIN).
+    membership.programme = programme
+    membership.customer = customer
+    membership.tier = tier
+    membership.override_tier = override
+    customer.user = user
+    return membership, bool(row[start])
+
+
 def member_context(request) -> MemberContext:
     """The request's member context, computed on first use and then kept on the request (one query: the
     membership joined with programme, tiers and customer, and the member role as an EXISTS)."""
@@ -81,10 +133,10 @@ def member_context(request) -> MemberContext:
     if cached is not None:
         return cached
     user = request_user(request)
-    role = Exists(User.groups.through.objects.filter(user_id=OuterRef("customer__user_id"), group__name=Role.MEMBER))
-    membership = _active_memberships(user).annotate(has_member_role=role).first()
+    membership, has_role = _load_member_context(user)
     # Without a membership (the refusal path) the role decides between `role_required` and `not_a_member`.
-    has_role = membership.has_member_role if membership is not None else user_has_role(user, Role.MEMBER)
+    if membership is None:
+        has_role = user_has_role(user, Role.MEMBER)
     context = MemberContext(
         user=user,
         membership=membership,

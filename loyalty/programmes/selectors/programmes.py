@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from django.db.models import Count, QuerySet, Subquery
+from django.db import connection, connections
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 
 from accounts.models import Role
 from accounts.services import user_has_role
 from core.errors import NotFound
+from core.rows import Columns, Statement
 from loyalty.customers.models import Channel, Interaction
 from loyalty.programmes.models import Membership, Programme, Tier, TierChange
 from loyalty.programmes.selectors.members import MemberContext, effective_tier, member_membership_or_none
-from loyalty.programmes.services.tier_policy import latest_scoring_runs, programme_next_evaluation
-from loyalty.segmentation.models import CustomerMetrics
+from loyalty.programmes.services.tier_policy import programme_next_evaluation
+from loyalty.segmentation.models import CustomerMetrics, RunStatus, ScoringRun
 
 # The concierge records one interaction of this kind per new request (loyalty never imports concierge).
 CONCIERGE_REQUEST_KIND = "request_created"
@@ -108,6 +110,62 @@ def _month_bounds(now: datetime) -> tuple[datetime, datetime]:
     return start, end
 
 
+_TIER = Columns(Tier, "t")
+
+
+def _member_view_sql(using: str, metric: str) -> str:
+    """The programme's tiers by rank, each row with the concierge requests the member sent this month and the
+    member's `metric` in the latest succeeded scoring run (NULL before any): three reads in one statement (the
+    two scalar subqueries are uncorrelated, so the database evaluates each once)."""
+    q = connections[using].ops.quote_name
+    metrics, runs = CustomerMetrics._meta, ScoringRun._meta
+    latest_run = (
+        f"SELECT r.{q('id')} FROM {q(runs.db_table)} r WHERE r.{q('status')} = %s AND r.{q('as_of')} <= %s "
+        f"ORDER BY r.{q('as_of')} DESC, r.{q('id')} DESC LIMIT 1"
+    )
+    return (
+        f"SELECT {_TIER.sql(using)}, "
+        f"(SELECT COUNT(*) FROM {q(Interaction._meta.db_table)} i WHERE i.{q('customer_id')} = %s "
+        f"AND i.{q('channel')} = %s AND i.{q('kind')} = %s AND i.{q('occurred_at')} >= %s "
+        f"AND i.{q('occurred_at')} < %s), "
+        f"(SELECT cm.{q(metrics.get_field(metric).column)} FROM {q(metrics.db_table)} cm "
+        f"WHERE cm.{q('scoring_run_id')} = ({latest_run}) AND cm.{q('customer_id')} = %s) "
+        # One row even for a programme without tiers (its tier columns NULL).
+        f"FROM (SELECT 1 AS one) one LEFT OUTER JOIN {q(Tier._meta.db_table)} t ON t.{q('programme_id')} = %s "
+        f"ORDER BY t.{q('rank')} ASC"
+    )
+
+
+_MEMBER_VIEW: dict[str, Statement] = {}  # per qualifying metric (a CustomerMetrics field), built on first use
+
+
+def _member_view_reads(membership: Membership, *, metric: str, now: datetime, month: tuple[datetime, datetime]):
+    """(the programme's tiers by rank, concierge requests this month, the member's metric in the latest succeeded
+    scoring run or None): one query."""
+    adapt = connection.ops.adapt_datetimefield_value
+    statement = _MEMBER_VIEW.get(metric)
+    if statement is None:
+        statement = _MEMBER_VIEW[metric] = Statement(
+            lambda using: _member_view_sql(using, metric), name=f"member_view_{metric}"
+        )
+    rows = statement.fetchall(
+        [
+            membership.customer_id,
+            Channel.CONCIERGE,
+            CONCIERGE_REQUEST_KIND,
+            adapt(month[0]),
+            adapt(month[1]),
+            RunStatus.SUCCEEDED,
+            adapt(now),
+            membership.customer_id,
+            membership.programme_id,
+        ]
+    )
+    tiers = [tier for tier in (_TIER.load(row) for row in rows) if tier is not None]
+    used, value = rows[0][_TIER.width], rows[0][_TIER.width + 1]
+    return tiers, used, value
+
+
 def member_view(user, *, now: datetime | None = None, member: MemberContext | None = None) -> dict:
     """The member's own membership. Anyone without an active treatment membership (held out, ended,
     unlinked, no member role) gets the same 404. `member`: the request's member context, when resolved."""
@@ -120,25 +178,10 @@ def member_view(user, *, now: datetime | None = None, member: MemberContext | No
         raise NotFound("You have no programme membership.", code=NO_MEMBERSHIP)
     programme = membership.programme
     tier = effective_tier(membership, now=now)
-    tiers = list(Tier.objects.filter(programme=programme).order_by("rank"))
     start, end = _month_bounds(now)
-    used = Interaction.objects.filter(
-        customer_id=membership.customer_id,
-        channel=Channel.CONCIERGE,
-        kind=CONCIERGE_REQUEST_KIND,
-        occurred_at__gte=start,
-        occurred_at__lt=end,
-    ).count()
+    tiers, used, value = _member_view_reads(membership, metric=programme.qualifying_metric, now=now, month=(start, end))
     allowance = tier.monthly_request_allowance if tier else 0
-
     metric = programme.qualifying_metric
-    # The member's metric in the latest succeeded scoring run (None before any): one query.
-    latest_run = latest_scoring_runs(as_of=now).values("pk")[:1]
-    value = (
-        CustomerMetrics.objects.filter(scoring_run=Subquery(latest_run), customer_id=membership.customer_id)
-        .values_list(metric, flat=True)
-        .first()
-    )
     next_tier = next((t for t in tiers if tier and t.rank > tier.rank), None)
     progress = {"metric": metric, "value": value, "next_tier": None, "threshold": None, "remaining": None}
     if next_tier is not None:

@@ -24,6 +24,7 @@ from datetime import date, timedelta
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core.rows import Statement
 from core.sql import (
     adapt_date,
     adapt_start_of_day,
@@ -94,17 +95,29 @@ def rollups_refresh_interactions(*, customer_ids: Sequence[int] | None, date_fro
             _mark_state_stale(cursor, id_sql=id_sql, id_params=id_params, date_from=date_from)
 
 
-@transaction.atomic
+_COUNT_INTERACTION = Statement(
+    lambda using: (
+        f"INSERT INTO {INTERACTION_ROLLUP} (customer_id, day, channel, count) VALUES (%s, %s, %s, 1) "
+        f"ON CONFLICT (customer_id, day, channel) DO UPDATE SET count = {INTERACTION_ROLLUP}.count + 1"
+    ),
+    name="rollup_count_interaction",
+)
+_MARK_CUSTOMER_STALE = Statement(
+    lambda using: (
+        f"UPDATE {STATE} SET stale = %s WHERE scoring_model_id IN "
+        f"(SELECT id FROM {MODEL} WHERE state_as_of_day >= %s) AND customer_id = %s"
+    ),
+    name="rollup_mark_customer_stale",
+)
+
+
+@transaction.atomic(savepoint=False)  # two statements, one unit; no savepoint inside the caller's transaction
 def rollups_count_interaction(*, customer_id: int, day: date, channel: str) -> None:
     """Add one interaction to its rollup cell (an upsert that adds, so it composes with concurrent ingestion)
-    and mark the customer's scoring state stale where it already covers that day."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {INTERACTION_ROLLUP} (customer_id, day, channel, count) VALUES (%s, %s, %s, 1) "
-            f"ON CONFLICT (customer_id, day, channel) DO UPDATE SET count = {INTERACTION_ROLLUP}.count + 1",
-            [customer_id, adapt_date(day), channel],
-        )
-        _mark_state_stale(cursor, id_sql=" AND customer_id = %s", id_params=[customer_id], date_from=day)
+    and mark the customer's scoring state stale where it already covers that day. Every programme interaction
+    (concierge request, event attendance, community action) runs both: prepared statements (core.rows)."""
+    _COUNT_INTERACTION.execute([customer_id, adapt_date(day), channel])
+    _MARK_CUSTOMER_STALE.execute([True, day_number(day), customer_id])
 
 
 @transaction.atomic

@@ -248,8 +248,8 @@ def test_each_member_sees_only_their_own_membership(programme, django_assert_num
     ana_api, bob_api = api_as(ana), api_as(bob)
     assert ana_api.get("me/membership").json()["tier"]["name"] == "Silver"
     assert bob_api.get("me/membership").json()["tier"]["name"] == "Platinum"
-    # session, user, membership (with the role), tiers, allowance, metrics of the latest run
-    with django_assert_num_queries(6):
+    # session, user, membership (with the role), tiers with the allowance used and the metric of the latest run
+    with django_assert_num_queries(4):
         ana_api.get("me/membership")
 
 
