@@ -62,6 +62,7 @@ CLOSED_409 = "`request_closed`: the request is fulfilled, declined or cancelled.
             400: "`allowance_exhausted`: the tier's monthly allowance is used up; `fields.allowance`, `fields.used` "
             "and `fields.resets_at` say how many, and when it resets.",
             403: [
+                "`role_required`: the caller lacks the member role (as for event bookings).",
                 "`not_a_member`: no active treatment membership (control group and ended memberships included).",
                 "`no_tier`: the membership has no tier with concierge benefits.",
             ],
@@ -71,6 +72,8 @@ CLOSED_409 = "`request_closed`: the request is fulfilled, declined or cancelled.
 )
 def create_request(request, payload: RequestIn, idempotency_key: str | None = IdempotencyKeyHeader):
     member = member_context(request)  # None as membership: the service refuses (403 `not_a_member`)
+    if not member.has_member_role:
+        require_role(request, Role.MEMBER)  # 403 `role_required`, before anything is claimed or written
 
     def action():
         return requests.request_create(

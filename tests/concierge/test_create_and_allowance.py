@@ -195,3 +195,19 @@ def test_concurrent_creates_never_exceed_the_allowance():
     assert ConciergeRequest.objects.filter(membership=membership).count() == allowance
     assert AllowanceUsage.objects.get(membership=membership).used == allowance
     assert Interaction.objects.filter(kind="request_created").count() == allowance
+
+
+@pytest.mark.django_db
+def test_a_customer_without_the_member_role_cannot_create_and_nothing_is_written():
+    """The same rule as event bookings: an active treatment membership is not enough without the member role."""
+    user, membership = make_member()
+    user.groups.clear()
+    response = api_as(user).post("concierge/requests", BODY, HTTP_IDEMPOTENCY_KEY="no-role-1")
+    assert response.status_code == 403
+    assert response.json() == {
+        "detail": "This operation needs the role member.",
+        "code": "role_required",
+        "fields": {"roles": ["member"]},
+    }
+    assert (ConciergeRequest.objects.count(), AllowanceUsage.objects.count(), RequestEvent.objects.count()) == (0, 0, 0)
+    assert Interaction.objects.filter(customer=membership.customer).count() == 0
