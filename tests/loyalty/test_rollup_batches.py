@@ -215,7 +215,7 @@ def test_concurrent_batches_tasks_readers_and_corrections_leave_rollups_equal_to
     customers = [CustomerFactory(external_id=f"C{n}").external_id for n in range(3)]
     # An earlier batch whose task has not run yet (its publication is held back).
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("core.outbox.publish_after_commit", lambda message_id: False)
+        patch.setattr("core.outbox._publish_committed", lambda message: False)
         ingest(interactions("old", customers, 30))
     assert RollupBatch.objects.filter(applied_at__isnull=True).count() == 1
     correction = interactions("old", customers, 30, channel="store", day=4)
@@ -233,7 +233,7 @@ def test_concurrent_batches_tasks_readers_and_corrections_leave_rollups_equal_to
 def test_the_same_batch_applied_by_two_threads_at_once_is_counted_once():
     a = CustomerFactory(external_id="C1")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("core.outbox.publish_after_commit", lambda message_id: False)
+        patch.setattr("core.outbox._publish_committed", lambda message: False)
         ingest(interactions("i", ["C1"], 10))
     batch = RollupBatch.objects.get()
     assert _threads([lambda: rollup_batch_apply(batch_id=batch.pk)] * 2 + [rollups_apply_pending]) == []
