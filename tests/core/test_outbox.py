@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from celery.contrib.testing.worker import start_worker
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from config.celery import app
@@ -125,10 +125,17 @@ def test_published_messages_are_purged_after_the_retention_and_unpublished_ones_
 
 
 def _wait(predicate, timeout: float = 60) -> bool:
+    """Polls predicate while a worker thread writes. On SQLite the test database is an in-memory database in
+    shared-cache mode, where a table another connection is writing answers SQLITE_LOCKED at once (the busy
+    timeout does not apply to shared-cache locks): such a poll counts as not yet."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():
-            return True
+        try:
+            if predicate():
+                return True
+        except OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
         time.sleep(0.2)
     return predicate()
 
