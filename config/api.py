@@ -18,6 +18,7 @@ from core.errors import PremierError
 from core.middleware import DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS, TOO_BIG, database_unavailable
 from core.openapi import document_errors
 from core.parser import NulCharacterError, SafeJsonParser
+from core.renderers import PremierJSONRenderer
 
 logger = logging.getLogger("premier.api")
 
@@ -86,6 +87,7 @@ api = PremierAPI(
     openapi_url="/openapi.json",
     throttle=THROTTLES,
     parser=SafeJsonParser(),
+    renderer=PremierJSONRenderer(),
 )
 
 

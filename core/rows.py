@@ -57,9 +57,10 @@ class Columns:
 
     def _converted(self, row: Sequence[Any], start: int, using: str) -> list[Any]:
         values = list(row[start : start + self.width])
-        if values:
+        converting = self.converters(using)
+        if converting:  # none on PostgreSQL for most models: no connection lookup per row then
             connection = connections[using]
-            for index, converters in self.converters(using):
+            for index, converters in converting:
                 value = values[index]
                 for fn, col in converters:
                     value = fn(value, col, connection)

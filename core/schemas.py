@@ -86,7 +86,9 @@ def file_response(media_type: str, description: str) -> dict[str, Any]:
 def money_str(value: Decimal | int | float | str) -> str:
     """A money amount as a plain decimal string with two places ("1017.35", "-3.10"), never an exponent or the
     long tail a database aggregate may carry ("1017.35000000000")."""
-    return f"{Decimal(str(value)).quantize(CENTS, rounding=ROUND_HALF_UP):f}"
+    if type(value) is not Decimal:  # a Decimal is its own str() round trip: no need to go through text
+        value = Decimal(str(value))
+    return f"{value.quantize(CENTS, rounding=ROUND_HALF_UP):f}"
 
 
 CENTS = Decimal("0.01")
