@@ -72,4 +72,3 @@ class PremierJSONRenderer(JSONRenderer):
 
     def render(self, request, data: Any, *, response_status: int) -> Any:
         return self._encode(data)
-

@@ -42,7 +42,7 @@ VALUES = [
     uuid.UUID("12345678-1234-5678-1234-567812345678"),
     Colour.RED,
     Inner(at=datetime(2027, 1, 1, tzinfo=UTC)),
-    "Zoë \u2014 \"quoted\" \n",
+    'Zoë \u2014 "quoted" \n',
     1.5,
     10**20,
     None,
