@@ -635,16 +635,35 @@ def test_region_and_age_breakdowns_use_the_snapshot_taken_at_enrolment():
     assert all(c["role"] == "exploratory" for r in report["by_region"] for c in r["horizons"] if c["available"])
 
 
-def test_the_per_member_aggregation_runs_once_per_report():
+def test_the_per_member_data_is_read_once_table_by_table():
     import re
 
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    from loyalty.models import CustomerMetrics, ScoringModel, ScoringRun
+
     pop = build(
         n_treatment=60, n_control=60, retention_treatment=0.9, retention_control=0.8, seed=8, take_up=(0.5, 0.2)
     )
     add_revenue(pop, pre={m.customer_id: Decimal(40) for m in pop.treatment + pop.control}, post_uplift=Decimal(2))
+    run = ScoringRun.objects.create(
+        scoring_model=ScoringModel.objects.create(name="q"), as_of=ENROLLED - timedelta(days=1), status="succeeded"
+    )
+    CustomerMetrics.objects.bulk_create(
+        CustomerMetrics(
+            scoring_run=run,
+            customer_id=m.customer_id,
+            revenue_minor=0,
+            revenue_rank=1,
+            revenue_percentile=50,
+            engagement_score=55,
+            channels_used=1,
+            active_weeks=1,
+            engagement_percentile=50,
+        )
+        for m in pop.treatment[::2]
+    )
     with CaptureQueriesContext(connection) as queries:
         report = impact_report_compute(programme=pop.programme, as_of=AS_OF)
     sql = [q["sql"] for q in queries.captured_queries]
@@ -653,24 +672,30 @@ def test_the_per_member_aggregation_runs_once_per_report():
         return [s for s in sql if re.search(rf"\b{table}\b", s)]
 
     pg = connection.vendor == "postgresql"
-    for table in ("retentionoutcome", "interaction", "customer", "customermetrics", "tierchange", "revenuedayrollup"):
-        assert len(reading(f"loyalty_{table}")) == 1, table
+    tables = ("retentionoutcome", "interaction", "customer", "customermetrics", "tierchange", "revenuedayrollup")
+    for table in tables:
+        # Once each, by itself (no join: the rows are joined in numpy); the members' ids are dense here, so a range
+        # of ids (not a semi-join with the memberships) limits each read to the programme's members.
+        (read,) = reading(f"loyalty_{table}")
+        assert "loyalty_membership" not in read and " BETWEEN " in read, table
+        assert not [other for other in tables if other != table and re.search(rf"\bloyalty_{other}\b", read)]
+        if pg:
+            assert read.startswith("COPY (") and "FORMAT binary" in read
     assert reading("loyalty_revenueentry") == []  # the rollup, never the raw lines
-    members, revenue, *regions = reading("loyalty_membership")
-    # The members statement, the revenue rollup of those members (membership is its filter), and on PostgreSQL
-    # the names of the regions seen (one membership each, by primary key: the binary rows carry a hash).
-    assert "loyalty_retentionoutcome" in members and "loyalty_revenuedayrollup" in revenue
-    assert len(regions) == pg
-    if pg:
-        assert members.startswith("COPY (") and revenue.startswith("COPY (") and "FORMAT binary" in members
+    # The memberships once, and on PostgreSQL the names of the regions seen (one membership each: the binary rows
+    # carry a hash).
+    assert len(reading("loyalty_membership")) == 1 + pg
+    assert len(reading("loyalty_scoringrun")) == 1 and reading("loyalty_segmentrun") == []  # no source segment runs
+    engagement = next(b for b in report["engagement"]["bands"] if b["band"] == "40-60")
+    assert engagement["srm"]["treatment"] == 30 and report["engagement"]["scoring_run_ids"] == [run.pk]
     # On PostgreSQL first the ingestion batches still pending for the rollups (none here), in a savepoint of its
-    # own. Then: savepoint, the two reads, release, the region names (PostgreSQL), the tiers; on PostgreSQL also
-    # the transaction's settings.
+    # own. Then: savepoint, the reads, release, the region names (PostgreSQL), the tiers; on PostgreSQL also the
+    # transaction's settings.
     pending = [s for s in sql if "loyalty_rollupbatch" in s]
     assert len(pending) == pg
     reads = [s for s in sql if not s.upper().startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "SET LOCAL"))]
-    assert len(reads) == 3 + 2 * pg
-    assert len(sql) == 5 + 8 * pg  # the pending check: savepoint, its three settings, the SELECT, release
+    assert len(reads) == 9 + 2 * pg, reads
+    assert len(sql) == 11 + 8 * pg  # the pending check: savepoint, its three settings, the SELECT, release
     assert report["revenue"]["cuped"][0]["available"] is True and report["take_up"]["took_up"] > 0
 
 
