@@ -146,6 +146,8 @@ class _Keys:
     def find(self, ids: np.ndarray) -> np.ndarray:
         """Each id's member position, -1 for an id that is no member's."""
         if self.dense:
+            if not len(ids) or (int(ids.min()) >= self.lo and int(ids.max()) <= self.hi):  # the range filter's rows
+                return self.table[ids - self.lo]
             inside = (ids >= self.lo) & (ids <= self.hi)
             out = np.full(len(ids), -1, dtype=np.int64)
             out[inside] = self.table[ids[inside] - self.lo]
@@ -518,11 +520,11 @@ class ImpactMembers:
         customers = _Keys(self.a["cid"], column="customer_id")
         rows = _read(_revenue_sql(customers), params, [("cid", "i8"), ("day", "day"), ("cents", "i8")])
         # Rows of a customer enrolled after the members were read (a nested transaction reads each statement's own
-        # snapshot) belong to no member read here: left out.
-        member = customers.find(rows["cid"])
-        keep = member >= 0
-        keep[keep] = rows["day"][keep] >= self.pre_start[member[keep]]
-        member, day, cents = member[keep], rows["day"][keep], rows["cents"][keep].astype(np.float64)
+        # snapshot) belong to no member read here: left out; so are rows before the member's own pre-period.
+        member, day, cents = customers.find(rows["cid"]), rows["day"], rows["cents"].astype(np.float64)
+        keep = (member >= 0) & (day >= self.pre_start[member])
+        if not keep.all():
+            member, day, cents = member[keep], day[keep], cents[keep]
         rd = day - self.enrolled_day[member]
         pre = day < self.pre_end[member]
         self.x = np.bincount(member, weights=np.where(pre, cents, 0.0), minlength=n) / 100.0
@@ -535,38 +537,56 @@ class ImpactMembers:
         k -= k * DAYS_PER_MONTH > rd
         k += (k + 1) * DAYS_PER_MONTH <= rd
         inside = (k >= 0) & (k < REVENUE_MONTHS)
-        cell = member[inside] * REVENUE_MONTHS + k[inside].astype(np.int64)
-        by_cell = np.bincount(cell, weights=cents[inside], minlength=n * REVENUE_MONTHS) / 100.0
-        self.m = np.ascontiguousarray(by_cell.reshape(n, REVENUE_MONTHS).T)
+        cell = k[inside].astype(np.int64) * n + member[inside]
+        self.m = (
+            np.bincount(cell, weights=cents[inside], minlength=n * REVENUE_MONTHS).reshape(REVENUE_MONTHS, n) / 100.0
+        )
 
     def revenue(self) -> tuple[list[tuple[str, int, float, int]], list[RevenueMoments], datetime | None]:
         """Revenue by month: (group, month since enrolment k, revenue in month k, members enrolled at least k+1
         months ago); only members old enough to have completed month k count, in numerator and denominator
         alike. The CUPED moments per group and horizon (`RevenueMoments`). When the latest member was enrolled."""
         by_month, moments = [], []
+        # Each member's bucket: how many of the ages that matter (the end of month k, each horizon) it has reached;
+        # the members at least a given age old are those in the buckets from that age's on. Sums per group and
+        # bucket (one count each), then added from the oldest bucket down.
+        ages = np.array(
+            sorted({*((k + 1) * DAYS_PER_MONTH for k in range(REVENUE_MONTHS)), *map(horizon_days, self.horizons)})
+        )
+        width = len(ages) + 1
+        bucket = self.treated * width + np.searchsorted(ages, self.age, side="right")
+
+        def per_bucket(weights=None) -> np.ndarray:
+            counts = np.bincount(bucket, weights=weights, minlength=2 * width).reshape(2, width)
+            return np.cumsum(counts[:, ::-1], axis=1)[:, ::-1]  # [group, j]: members in buckets j and up
+
+        def reached(days: float) -> int:
+            return int(np.searchsorted(ages, days)) + 1  # the first bucket whose members are at least `days` old
+
+        members = per_bucket()
+        months = [per_bucket(self.m[k]) for k in range(REVENUE_MONTHS)]
+        x_sum, xx = per_bucket(self.x), per_bucket(self.x * self.x)
+        y_sums = [(per_bucket(y), per_bucket(y * y), per_bucket(self.x * y)) for y in self.y]
         for group, treated in (("control", 0), ("treatment", 1)):
-            mine = np.flatnonzero(self.treated == treated)
-            if not len(mine):
+            if not members[treated, 0]:
                 continue
-            # The group's members oldest first: the members at least a given age are a prefix (slices, no masks).
-            mine = mine[np.argsort(-self.age[mine], kind="stable")]
-            older = -self.age[mine]
-
-            def at_least(days: float) -> int:
-                return int(np.searchsorted(older, -days, side="right"))  # noqa: B023 (used inside the loop only)
-
-            m = self.m[:, mine]
             for k in range(REVENUE_MONTHS):
-                count = at_least((k + 1) * DAYS_PER_MONTH)
-                if count:
-                    by_month.append((group, k, float(m[k, :count].sum()), count))
-            x_all = self.x[mine]
-            for i, months in enumerate(self.horizons):
-                count = at_least(horizon_days(months))
-                x, y = x_all[:count], self.y[i][mine][:count]
+                j = reached((k + 1) * DAYS_PER_MONTH)
+                if members[treated, j]:
+                    by_month.append((group, k, float(months[k][treated, j]), int(members[treated, j])))
+            for i, horizon in enumerate(self.horizons):
+                j = reached(horizon_days(horizon))
+                y, yy, xy = y_sums[i]
                 moments.append(
                     RevenueMoments(
-                        group, months, count, float(x.sum()), float(y.sum()), float(x @ x), float(y @ y), float(x @ y)
+                        group,
+                        horizon,
+                        int(members[treated, j]),
+                        float(x_sum[treated, j]),
+                        float(y[treated, j]),
+                        float(xx[treated, j]),
+                        float(yy[treated, j]),
+                        float(xy[treated, j]),
                     )
                 )
         return by_month, moments, self.last_enrolment()
@@ -596,15 +616,28 @@ class ImpactMembers:
 
 def _group(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The distinct rows of integer columns, sorted (as SQL's GROUP BY ... ORDER BY), and each member's row
-    among them: each column is replaced by its rank among its own distinct values, and the ranks are combined
-    into one integer, so one 1-d sort does what a sort of rows would (several times faster)."""
-    combined = np.zeros(len(columns[0]), dtype=np.int64)
-    values = []
+    among them: each column is replaced by its rank among its own values, and the ranks are combined into one
+    integer, so one 1-d operation does what a sort of rows would. A column whose values span a small range is
+    ranked by its offset from its minimum and the combined integers, when their range is small, are counted
+    (no sort at all); otherwise they are sorted."""
+    n = len(columns[0])
+    combined = np.zeros(n, dtype=np.int64)
+    values, span = [], 1
     for column in columns:
-        distinct, rank = np.unique(column, return_inverse=True)
+        low, high = (int(column.min()), int(column.max())) if n else (0, 0)
+        if high - low < 4 * n + 64:
+            distinct, rank = np.arange(low, high + 1), column - low
+        else:
+            distinct, rank = np.unique(column, return_inverse=True)
         values.append(distinct)
+        span *= len(distinct)
         combined = combined * len(distinct) + rank.reshape(-1)
-    keys, inverse = np.unique(combined, return_inverse=True)
+    if span <= 4 * n + 4096:
+        present = np.bincount(combined, minlength=span) > 0
+        keys = np.flatnonzero(present)
+        inverse = (np.cumsum(present) - 1)[combined]
+    else:
+        keys, inverse = np.unique(combined, return_inverse=True)
     rows = np.empty((len(keys), len(columns)), dtype=np.int64)
     rest = keys.copy()
     for j in range(len(columns) - 1, -1, -1):
