@@ -507,12 +507,14 @@ class ImpactMembers:
         ]
 
     def _read_revenue(self, params: dict) -> None:
-        """Per member: `x` (revenue of the CUPED pre-period), `y[i]` (the first horizons[i] days after
-        enrolment) and `m[k]` (month k after enrolment), from its rollup rows, summed in cents (exact)."""
+        """Per member: `x` (revenue of the CUPED pre-period) and `y[i]` (the first horizons[i] days after
+        enrolment), from its rollup rows, summed in cents (exact); per group (control, treatment) and month k after
+        enrolment, `month_cents[group, k]`: the revenue in month k of the members old enough to have completed it
+        (a sum over rows: no per-member array of months)."""
         n = len(self.age)
         self.x = np.zeros(n)
         self.y = np.zeros((len(self.horizons), n))
-        self.m = np.zeros((REVENUE_MONTHS, n))
+        self.month_cents = np.zeros((2, REVENUE_MONTHS))
         if not n:
             return
         since = datetime.fromtimestamp(int(self.pre_start.min()) * 86400, tz=UTC).date()
@@ -520,26 +522,28 @@ class ImpactMembers:
         customers = _Keys(self.a["cid"], column="customer_id")
         rows = _read(_revenue_sql(customers), params, [("cid", "i8"), ("day", "day"), ("cents", "i8")])
         # Rows of a customer enrolled after the members were read (a nested transaction reads each statement's own
-        # snapshot) belong to no member read here: left out; so are rows before the member's own pre-period.
+        # snapshot) belong to no member read here: left out. Rows before a member's own pre-period fall in no window.
         member, day, cents = customers.find(rows["cid"]), rows["day"], rows["cents"].astype(np.float64)
-        keep = (member >= 0) & (day >= self.pre_start[member])
-        if not keep.all():
+        if (member < 0).any():
+            keep = member >= 0
             member, day, cents = member[keep], day[keep], cents[keep]
         rd = day - self.enrolled_day[member]
-        pre = day < self.pre_end[member]
+        pre = (day < self.pre_end[member]) & (day >= self.pre_start[member])
         self.x = np.bincount(member, weights=np.where(pre, cents, 0.0), minlength=n) / 100.0
         for i, months in enumerate(self.horizons):
             inside = (rd >= 0) & (rd < horizon_days(months))
             self.y[i] = np.bincount(member, weights=np.where(inside, cents, 0.0), minlength=n) / 100.0
         # Month k after enrolment: k * DAYS_PER_MONTH <= rd < (k + 1) * DAYS_PER_MONTH (the division's rounding
-        # corrected by the comparisons themselves), all twelve months in one count.
+        # corrected by the comparisons themselves), counted only for a member at least (k + 1) months old.
+        year = (rd >= 0) & (rd < REVENUE_MONTHS * DAYS_PER_MONTH)
+        member, rd, cents = member[year], rd[year], cents[year]
         k = np.floor(rd / DAYS_PER_MONTH)
         k -= k * DAYS_PER_MONTH > rd
         k += (k + 1) * DAYS_PER_MONTH <= rd
-        inside = (k >= 0) & (k < REVENUE_MONTHS)
-        cell = k[inside].astype(np.int64) * n + member[inside]
-        self.m = (
-            np.bincount(cell, weights=cents[inside], minlength=n * REVENUE_MONTHS).reshape(REVENUE_MONTHS, n) / 100.0
+        inside = (k >= 0) & (k < REVENUE_MONTHS) & (self.age[member] >= (k + 1) * DAYS_PER_MONTH)
+        cell = self.treated[member[inside]] * REVENUE_MONTHS + k[inside].astype(np.int64)
+        self.month_cents = np.bincount(cell, weights=cents[inside], minlength=2 * REVENUE_MONTHS).reshape(
+            2, REVENUE_MONTHS
         )
 
     def revenue(self) -> tuple[list[tuple[str, int, float, int]], list[RevenueMoments], datetime | None]:
@@ -564,7 +568,6 @@ class ImpactMembers:
             return int(np.searchsorted(ages, days)) + 1  # the first bucket whose members are at least `days` old
 
         members = per_bucket()
-        months = [per_bucket(self.m[k]) for k in range(REVENUE_MONTHS)]
         x_sum, xx = per_bucket(self.x), per_bucket(self.x * self.x)
         y_sums = [(per_bucket(y), per_bucket(y * y), per_bucket(self.x * y)) for y in self.y]
         for group, treated in (("control", 0), ("treatment", 1)):
@@ -573,7 +576,7 @@ class ImpactMembers:
             for k in range(REVENUE_MONTHS):
                 j = reached((k + 1) * DAYS_PER_MONTH)
                 if members[treated, j]:
-                    by_month.append((group, k, float(months[k][treated, j]), int(members[treated, j])))
+                    by_month.append((group, k, float(self.month_cents[treated, k] / 100.0), int(members[treated, j])))
             for i, horizon in enumerate(self.horizons):
                 j = reached(horizon_days(horizon))
                 y, yy, xy = y_sums[i]
