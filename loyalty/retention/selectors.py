@@ -283,20 +283,21 @@ def _read_members(params: dict, as_of: datetime) -> dict[str, np.ndarray]:
         observed,
         np.where(crm_churn, churned_at, np.where(active | (dated & (churned_at > as_of_us)), as_of_us, observed)),
     )
-    # Take-up: the customer's latest programme interaction by as_of, from the enrolment on.
+    # Take-up: a programme interaction between the enrolment and as_of. The rows themselves (concierge and event
+    # interactions are few), not a maximum per customer: the aggregate's hash costs more than sending them.
     placeholders = ", ".join(f"'{c}'" for c in TAKE_UP_CHANNELS)
     tu = _read(
-        f"""SELECT i.customer_id, MAX(i.occurred_at) FROM {t["interaction"]} i
-            WHERE {customers.where("i.customer_id")} AND i.channel IN ({placeholders}) AND i.occurred_at <= %(as_of)s
-            GROUP BY i.customer_id""",
+        f"""SELECT i.customer_id, i.occurred_at FROM {t["interaction"]} i
+            WHERE {customers.where("i.customer_id")} AND i.channel IN ({placeholders})
+              AND i.occurred_at <= %(as_of)s""",
         params,
-        [("cid", "i8"), ("last", "ts")],
+        [("cid", "i8"), ("at", "ts")],
     )
     at = customers.find(tu["cid"])
-    known = at >= 0
-    last = np.full(n, NONE_AT, dtype=np.int64)
-    last[at[known]] = tu["last"][known]
-    took_up = (last != NONE_AT) & (last >= m["enrolled"])
+    hit = at >= 0
+    hit[hit] = tu["at"][hit] >= m["enrolled"][at[hit]]
+    took_up = np.zeros(n, dtype=bool)
+    took_up[at[hit]] = True
     a["ended"] = ended
     a["flags"] = (
         (m["flags"] & 1) | (event.astype(np.int64) << 1) | (took_up.astype(np.int64) << 2) | ((m["flags"] >> 1) << 3)
