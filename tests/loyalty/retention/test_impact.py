@@ -725,3 +725,46 @@ def test_the_primary_test_has_its_nominal_size_and_coverage_exactly_not_only_in_
     assert _exact_rate(n_t=207, n_c=193, p_t=0.8, p_c=0.8, covers=False) == pytest.approx(0.050, abs=2e-3)
     assert _exact_rate(n_t=200, n_c=200, p_t=0.9, p_c=0.8, covers=True) == pytest.approx(0.951, abs=2e-3)
     assert _exact_rate(n_t=60, n_c=60, p_t=0.95, p_c=0.8, covers=True) > 0.94
+
+
+def test_kaplan_meier_rmst_and_log_rank_equal_lifelines_bit_for_bit():
+    """The survival statistics are computed in numpy as lifelines computes them: the same numbers, not close ones."""
+    import random
+
+    import numpy as np
+    from lifelines import KaplanMeierFitter
+    from lifelines.statistics import logrank_test
+    from lifelines.utils import restricted_mean_survival_time as lifelines_rmst
+
+    from loyalty.retention.services.impact import kaplan_meier, logrank, restricted_mean_survival_time
+
+    for seed in range(25):
+        rng = random.Random(seed)
+        groups = []
+        for _ in range(2):
+            k = rng.randint(2, 300)
+            groups.append(
+                (
+                    [rng.randint(0, 700) for _ in range(k)],
+                    [int(rng.random() < 0.4) for _ in range(k)],
+                    [rng.randint(1, 5000) for _ in range(k)],
+                )
+            )
+        for d, e, w in groups:
+            theirs = KaplanMeierFitter(label="g").fit(np.asarray(d, float), np.asarray(e), weights=np.asarray(w, float))
+            ours = kaplan_meier(durations=d, events=e, weights=w, label="g")
+            assert np.array_equal(theirs.survival_function_.iloc[:, 0].to_numpy(), ours.survival)
+            interval = theirs.confidence_interval_survival_function_.to_numpy()
+            assert np.array_equal(interval[:, 0], ours.ci_low) and np.array_equal(interval[:, 1], ours.ci_high)
+            assert np.array_equal(theirs.event_table["at_risk"].to_numpy(), ours.at_risk)
+            assert lifelines_rmst(theirs, t=365) == restricted_mean_survival_time(ours, t=365)
+        (da, ea, wa), (db, eb, wb) = groups
+        test = logrank_test(
+            np.asarray(da, float),
+            np.asarray(db, float),
+            np.asarray(ea),
+            np.asarray(eb),
+            weights_A=np.asarray(wa, float),
+            weights_B=np.asarray(wb, float),
+        )
+        assert logrank(groups[0], groups[1]) == (test.test_statistic, test.p_value)
