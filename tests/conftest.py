@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 
 import pytest
 from django.conf import settings
@@ -181,3 +182,22 @@ def broker_at(url: str):
             os.environ.pop("CELERY_BROKER_URL", None)
         else:
             os.environ["CELERY_BROKER_URL"] = previous_env
+
+
+def wait_until(predicate, timeout: float = 60) -> bool:
+    """Polls `predicate` while a worker (a thread of this process) writes. On SQLite the test database is an
+    in-memory database in shared-cache mode, where a table another connection is writing answers SQLITE_LOCKED
+    at once (the busy timeout does not apply to shared-cache locks): such a poll counts as not yet."""
+    from django.db import OperationalError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if predicate():
+                return True
+        except OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)

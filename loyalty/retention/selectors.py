@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 from django.db import connection, transaction
@@ -82,109 +82,285 @@ NONE_AT = np.iinfo(np.int64).min  # a missing timestamp (binary -infinity)
 _BAND_EDGES = np.array([20.0, 40.0, 60.0, 80.0])
 _AGE_EDGES = np.array([25, 35, 45, 55, 65])
 
-# Per member: churned (1) at the effective outcome if it is `churned`; without any outcome, churned at the
-# customer's churned_at if that is by as_of; otherwise censored: at as_of if the customer is still active (or churned
-# after as_of), else at the last observation.
-_EVENT = (
-    "CASE WHEN e.outcome = 'churned' THEN 1"
-    " WHEN e.outcome IS NULL AND c.churned_at IS NOT NULL AND c.churned_at <= %(as_of)s THEN 1 ELSE 0 END"
-)
-_END_AT = (
-    "CASE WHEN e.outcome = 'churned' THEN e.observed_at"
-    " WHEN e.outcome IS NULL AND c.churned_at IS NOT NULL AND c.churned_at <= %(as_of)s THEN c.churned_at"
-    " WHEN c.status = 'active' OR c.churned_at > %(as_of)s THEN %(as_of)s"
-    " ELSE e.observed_at END"
-)
-# Small values packed into one integer (each field of a binary COPY row costs as much to send as a join costs):
-# bit 0 treatment, bit 1 churn event, bit 2 took the programme up (a concierge or event interaction between the
-# enrolment and as_of), bits 3 and up the age at enrolment plus one (0: birth year unknown).
-_FLAGS = (
-    "(CASE WHEN m.\"group\" = 'treatment' THEN 1 ELSE 0 END)"
-    f" + 2 * ({_EVENT})"
-    " + 4 * (CASE WHEN tu.last_at >= m.enrolled_at THEN 1 ELSE 0 END)"
-    " + 8 * (COALESCE(m.age_at_enrolment, -1) + 1)"
-)
-
-# (name, PostgreSQL expression, numpy type of its binary form) of each per-member column; SQLite reads the same
-# expressions (`_sqlite_members`). No column is null (COALESCE to sentinels), so PostgreSQL's binary COPY rows have
-# a fixed layout that numpy reads without a loop.
-_MEMBER_COLUMNS = (
-    ("cid", "m.customer_id", ">i8"),
-    ("enrolled", "m.enrolled_at", ">i8"),
-    ("ended", f"COALESCE({_END_AT}, '-infinity')", ">i8"),
-    ("tier", "COALESCE(tc1.to_tier_id, m.tier_id, m.shadow_tier_id, -1)", ">i8"),
-    ("flags", f"CAST({_FLAGS} AS integer)", ">i4"),
-    ("score", "CAST(COALESCE(cm.engagement_score, -1) AS double precision)", ">f8"),
-    ("srun", "COALESCE(cm.scoring_run_id, -1)", ">i8"),
-    ("region", "hashtextextended(m.region_at_enrolment, 0)", ">i8"),
-)
+# Each table is read by itself, only the columns the report needs, and the rows are joined in numpy by sorted ids or
+# a table of positions (`_Keys`): no join in the database (at a million memberships a hash join with the customers
+# costs more than reading both tables). A read of another table's rows is limited to the programme's members by a
+# range of ids when their ids are dense (members enrolled in bulk: the usual case), else by a semi-join with the
+# memberships; rows of non-members are dropped in numpy either way.
+_DENSE = 4  # a range of ids is the filter when it spans at most this many times the ids it covers
 
 
-def _members_sql(columns: str) -> str:
-    """One row per membership enrolled by as_of (parameters, named: p, as_of) with the facts its figures come
-    from: customer, enrolment time, when it churned or was last observed (`_END_AT`), tier at enrolment (the
-    enrolment tier change; shadow tier for control), group, churn event, take-up and age at enrolment (packed,
-    `_FLAGS`), the engagement score and scoring run at enrolment, and the region at enrolment. The effective
-    outcome is the latest (by observed_at, by as_of) that no correction supersedes. Everything else (tenure, age,
-    bands, cohort, revenue windows, every aggregate) is computed on the arrays in numpy (`ImpactMembers`).
+def _ts(expr: str) -> str:
+    """A nullable timestamp column: -infinity (binary: NONE_AT) for null on PostgreSQL; SQLite gives None."""
+    return f"COALESCE({expr}, '-infinity')" if _pg() else expr
+
+
+def _read(sql: str, params: dict, fields: Sequence[tuple[str, str]]) -> dict[str, np.ndarray]:
+    """The rows of a SELECT as one numpy array per field (name, kind): kind `i8` or `i4` (integer), `f8`, `ts`
+    (microseconds since 1970, NONE_AT for null), `day` (days since 1970: a date on PostgreSQL, `_day_number` of it
+    on SQLite) or `text` (SQLite). On PostgreSQL by binary COPY, no field null (COALESCE to a sentinel)."""
+    if _pg():
+        binary = {"i8": ">i8", "i4": ">i4", "f8": ">f8", "ts": ">i8", "day": ">i4"}
+        rows = _copy_binary(sql, params, [(name, binary[kind]) for name, kind in fields])
+        out = {}
+        for name, kind in fields:
+            column = rows[name].astype(np.float64 if kind == "f8" else np.int64)
+            if kind == "ts":
+                column = np.where(column != NONE_AT, column + PG_EPOCH_US, NONE_AT)
+            elif kind == "day":
+                column += PG_EPOCH_DAYS
+            out[name] = column
+        return out
+    rows = _fetch(sql, params)
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in fields]
+    out = {}
+    for (name, kind), column in zip(fields, columns, strict=True):
+        if kind == "ts":
+            out[name] = np.array([_us(v) for v in column], dtype=np.int64)
+        elif kind == "day":
+            out[name] = np.array([round(v) for v in column], dtype=np.int64)
+        elif kind == "f8":
+            out[name] = np.array(column, dtype=np.float64)
+        elif kind == "text":
+            out[name] = np.array([v or "" for v in column], dtype=object)
+        else:
+            out[name] = np.array(column, dtype=np.int64)
+    return out
+
+
+class _Keys:
+    """The members' ids (membership or customer ids, each at most once): where other rows' ids are among them, and
+    the SQL filter that reads only such rows (a superset)."""
+
+    def __init__(self, keys: np.ndarray, *, column: str):
+        self.keys, self.column = keys, column
+        self.lo, self.hi = (int(keys.min()), int(keys.max())) if len(keys) else (0, -1)
+        self.dense = bool(len(keys)) and self.hi - self.lo + 1 <= _DENSE * len(keys)
+        if self.dense:
+            self.table = np.full(self.hi - self.lo + 1, -1, dtype=np.int64)
+            self.table[keys - self.lo] = np.arange(len(keys))
+        else:
+            self.order = np.argsort(keys, kind="stable")
+            self.sorted = keys[self.order]
+
+    def find(self, ids: np.ndarray) -> np.ndarray:
+        """Each id's member position, -1 for an id that is no member's."""
+        if self.dense:
+            if not len(ids) or (int(ids.min()) >= self.lo and int(ids.max()) <= self.hi):  # the range filter's rows
+                return self.table[ids - self.lo]
+            inside = (ids >= self.lo) & (ids <= self.hi)
+            out = np.full(len(ids), -1, dtype=np.int64)
+            out[inside] = self.table[ids[inside] - self.lo]
+            return out
+        if not len(self.sorted):
+            return np.full(len(ids), -1, dtype=np.int64)
+        j = np.minimum(np.searchsorted(self.sorted, ids), len(self.sorted) - 1)
+        return np.where(self.sorted[j] == ids, self.order[j], -1)
+
+    def where(self, expr: str) -> str:
+        """A predicate on `expr` true for every member's id (an id range when dense, else a semi-join)."""
+        if self.dense:
+            return f"{expr} BETWEEN {self.lo} AND {self.hi}"
+        return (
+            f"{expr} IN (SELECT {self.column} FROM {Membership._meta.db_table} "
+            "WHERE programme_id = %(p)s AND enrolled_at <= %(as_of)s)"
+        )
+
+
+def _latest_per_membership(keys: _Keys, *, table: str, columns: Sequence[str], where: str, order: str) -> str:
+    """The first row per membership (by `order`) of the members' rows of `table` (alias `o`) that satisfy `where`:
+    membership id and `columns`. DISTINCT ON on PostgreSQL (one sort, no window), ROW_NUMBER on SQLite."""
+    if _pg():
+        return (
+            f"SELECT DISTINCT ON (o.membership_id) o.membership_id, {', '.join(columns)} FROM {table} o "
+            f"WHERE {keys.where('o.membership_id')} AND {where} ORDER BY o.membership_id, {order}"
+        )
+    named = ", ".join(f"{c} AS c{i}" for i, c in enumerate(columns))
+    return (
+        f"SELECT membership_id, {', '.join(f'c{i}' for i in range(len(columns)))} FROM ("
+        f"SELECT o.membership_id, {named}, ROW_NUMBER() OVER (PARTITION BY o.membership_id ORDER BY {order}) AS rn "
+        f"FROM {table} o WHERE {keys.where('o.membership_id')} AND {where}) ranked WHERE rn = 1"
+    )
+
+
+def _read_members(params: dict, as_of: datetime) -> dict[str, np.ndarray]:
+    """Per membership enrolled by as_of (intention to treat: the group it was assigned, whatever it did): customer,
+    enrolment time, the time it churned or was censored (`ended`), tier at enrolment (the first enrolment tier change,
+    else its tier, shadow tier for control), the packed flags (bit 0 treatment, bit 1 churn event, bit 2 took the
+    programme up: a concierge or event interaction between the enrolment and as_of; bits 3 and up the age at
+    enrolment plus one, 0 unknown), the engagement score (-1 none) and scoring run (-1 none) at enrolment, and the
+    region at enrolment (a 64-bit hash of its text on PostgreSQL).
+
+    The effective outcome is the latest (by observed_at, by as_of) that no correction supersedes. Churned (event 1)
+    at it if it is `churned`; without any outcome, churned at the customer's churned_at if that is by as_of;
+    otherwise censored: at as_of if the customer is still active (or churned after as_of), else at the last
+    observation.
 
     Subgroups are baseline only: the engagement band comes from the scoring run the enrolment used (the
     membership's source segment run), or, without one, the latest succeeded scoring run as of the enrolment;
-    never from a run after it (churners stop interacting, treated members use the concierge).
-
-    Written as joins the database can hash (no subquery per member)."""
+    never from a run after it (churners stop interacting, treated members use the concierge)."""
     t = _tables()
+    region = ("hashtextextended(m.region_at_enrolment, 0)", "i8") if _pg() else ("m.region_at_enrolment", "text")
+    m = _read(
+        f"""SELECT m.id, m.customer_id, m.enrolled_at,
+                   CAST((CASE WHEN m."group" = 'treatment' THEN 1 ELSE 0 END)
+                        + 2 * (COALESCE(m.age_at_enrolment, -1) + 1) AS integer),
+                   COALESCE(m.tier_id, m.shadow_tier_id, -1), COALESCE(m.source_run_id, -1), {region[0]}
+            FROM {t["membership"]} m WHERE m.programme_id = %(p)s AND m.enrolled_at <= %(as_of)s""",
+        params,
+        [
+            ("id", "i8"),
+            ("cid", "i8"),
+            ("enrolled", "ts"),
+            ("flags", "i4"),
+            ("tier", "i8"),
+            ("source", "i8"),
+            ("region", region[1]),
+        ],
+    )
+    n = len(m["id"])
+    a = {"cid": m["cid"], "enrolled": m["enrolled"], "tier": m["tier"], "region": m["region"]}
+    a["score"], a["srun"] = np.full(n, -1.0), np.full(n, -1, dtype=np.int64)
+    if not n:
+        a["ended"], a["flags"] = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return a
+    ids, customers = _Keys(m["id"], column="id"), _Keys(m["cid"], column="customer_id")
+    # Tier at enrolment: the first enrolment tier change (a null target falls back to the membership's tier).
+    tc = _read(
+        _latest_per_membership(
+            ids,
+            table=t["tierchange"],
+            columns=["COALESCE(o.to_tier_id, -1)"],
+            where="o.reason = 'enrolment'",
+            order="o.at, o.id",
+        ),
+        params,
+        [("mid", "i8"), ("tier", "i8")],
+    )
+    at = ids.find(tc["mid"])
+    use = (at >= 0) & (tc["tier"] >= 0)
+    a["tier"] = a["tier"].copy()
+    a["tier"][at[use]] = tc["tier"][use]
+    # The effective outcome.
+    superseding = f"SELECT 1 FROM {t['outcome']} s WHERE s.supersedes_id = o.id"
+    eff = _read(
+        _latest_per_membership(
+            ids,
+            table=t["outcome"],
+            columns=["CASE WHEN o.outcome = 'churned' THEN 1 ELSE 0 END", "o.observed_at"],
+            where=f"o.observed_at <= %(as_of)s AND NOT EXISTS ({superseding})",
+            order="o.observed_at DESC, o.id DESC",
+        ),
+        params,
+        [("mid", "i8"), ("churned", "i4"), ("at", "ts")],
+    )
+    at = ids.find(eff["mid"])
+    known = at >= 0
+    has_outcome, outcome_churned = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    observed = np.full(n, NONE_AT, dtype=np.int64)
+    has_outcome[at[known]] = True
+    outcome_churned[at[known]] = eff["churned"][known] == 1
+    observed[at[known]] = eff["at"][known]
+    # The customers that are not plainly active (every other member's customer is active, without a churn date).
+    cu = _read(
+        f"""SELECT c.id, {_ts("c.churned_at")}, CASE WHEN c.status = 'active' THEN 1 ELSE 0 END
+            FROM {t["customer"]} c WHERE {customers.where("c.id")}
+              AND (c.status <> 'active' OR c.churned_at IS NOT NULL)""",
+        params,
+        [("cid", "i8"), ("churned_at", "ts"), ("active", "i4")],
+    )
+    at = customers.find(cu["cid"])
+    known = at >= 0
+    churned_at, active = np.full(n, NONE_AT, dtype=np.int64), np.ones(n, dtype=bool)
+    churned_at[at[known]] = cu["churned_at"][known]
+    active[at[known]] = cu["active"][known] == 1
+    as_of_us = _us(as_of)
+    dated = churned_at != NONE_AT
+    crm_churn = ~has_outcome & dated & (churned_at <= as_of_us)
+    event = outcome_churned | crm_churn
+    ended = np.where(
+        outcome_churned,
+        observed,
+        np.where(crm_churn, churned_at, np.where(active | (dated & (churned_at > as_of_us)), as_of_us, observed)),
+    )
+    # Take-up: a programme interaction between the enrolment and as_of. The rows themselves (concierge and event
+    # interactions are few), not a maximum per customer: the aggregate's hash costs more than sending them.
     placeholders = ", ".join(f"'{c}'" for c in TAKE_UP_CHANNELS)
-    if _pg():  # the latest outcome per membership: DISTINCT ON sorts once, no window
-        eff = f"""SELECT DISTINCT ON (o.membership_id) o.membership_id, o.outcome, o.observed_at
-            FROM {t["outcome"]} o
-            WHERE o.observed_at <= %(as_of)s
-              AND NOT EXISTS (SELECT 1 FROM {t["outcome"]} s WHERE s.supersedes_id = o.id)
-            ORDER BY o.membership_id, o.observed_at DESC, o.id DESC"""
-    else:
-        eff = f"""SELECT membership_id, outcome, observed_at FROM (
-            SELECT o.membership_id, o.outcome, o.observed_at,
-                   ROW_NUMBER() OVER (PARTITION BY o.membership_id ORDER BY o.observed_at DESC, o.id DESC) AS rn
-            FROM {t["outcome"]} o
-            WHERE o.observed_at <= %(as_of)s
-              AND NOT EXISTS (SELECT 1 FROM {t["outcome"]} s WHERE s.supersedes_id = o.id)) ranked
-            WHERE rn = 1"""
-    return f"""
-    SELECT {columns}
-    FROM {t["membership"]} m
-    JOIN {t["customer"]} c ON c.id = m.customer_id
-    LEFT JOIN ({eff}) e ON e.membership_id = m.id
-    LEFT JOIN (
-        SELECT membership_id, to_tier_id FROM (
-            SELECT tc.membership_id, tc.to_tier_id,
-                   ROW_NUMBER() OVER (PARTITION BY tc.membership_id ORDER BY tc.at, tc.id) AS rn
-            FROM {t["tierchange"]} tc WHERE tc.reason = 'enrolment') ranked
-        WHERE rn = 1
-    ) tc1 ON tc1.membership_id = m.id
-    LEFT JOIN {t["segmentrun"]} sr ON sr.id = m.source_run_id
-    LEFT JOIN (
-        SELECT r.id, r.as_of, LEAD(r.as_of) OVER (ORDER BY r.as_of, r.id) AS next_as_of
-        FROM {t["scoringrun"]} r WHERE r.status = 'succeeded'
-    ) runs ON sr.scoring_run_id IS NULL AND runs.as_of <= m.enrolled_at
-         AND (runs.next_as_of IS NULL OR runs.next_as_of > m.enrolled_at)
-    LEFT JOIN {t["metrics"]} cm ON cm.customer_id = m.customer_id
-         AND cm.scoring_run_id = COALESCE(sr.scoring_run_id, runs.id)
-    LEFT JOIN (
-        SELECT i.customer_id, MAX(i.occurred_at) AS last_at FROM {t["interaction"]} i
-        WHERE i.channel IN ({placeholders}) AND i.occurred_at <= %(as_of)s
-        GROUP BY i.customer_id
-    ) tu ON tu.customer_id = m.customer_id
-    WHERE m.programme_id = %(p)s AND m.enrolled_at <= %(as_of)s
-    """
+    tu = _read(
+        f"""SELECT i.customer_id, i.occurred_at FROM {t["interaction"]} i
+            WHERE {customers.where("i.customer_id")} AND i.channel IN ({placeholders})
+              AND i.occurred_at <= %(as_of)s""",
+        params,
+        [("cid", "i8"), ("at", "ts")],
+    )
+    at = customers.find(tu["cid"])
+    hit = at >= 0
+    hit[hit] = tu["at"][hit] >= m["enrolled"][at[hit]]
+    took_up = np.zeros(n, dtype=bool)
+    took_up[at[hit]] = True
+    a["ended"] = ended
+    a["flags"] = (
+        (m["flags"] & 1) | (event.astype(np.int64) << 1) | (took_up.astype(np.int64) << 2) | ((m["flags"] >> 1) << 3)
+    )
+    _baseline_scores(a, m, customers, params)
+    return a
 
 
-def _revenue_sql(columns: str) -> str:
-    """The revenue rollup rows (customer, day, cents) of the programme's members enrolled by as_of, from the
-    earliest CUPED pre-period on (parameter `since`)."""
-    t = _tables()
+def _baseline_scores(a: dict, m: dict, customers: _Keys, params: dict) -> None:
+    """Each member's engagement score and scoring run at enrolment (`a["score"]`, `a["srun"]`): the scoring run of
+    its source segment run, else the latest succeeded run as of the enrolment; a member without metrics in that run
+    keeps -1."""
+    sources = np.unique(m["source"][m["source"] >= 0])
+    via_segment = dict(SegmentRun.objects.filter(pk__in=sources.tolist()).values_list("id", "scoring_run_id"))
+    runs = list(
+        ScoringRun.objects.filter(status=RunStatus.SUCCEEDED).order_by("as_of", "id").values_list("id", "as_of")
+    )
+    run = np.full(len(m["id"]), -1, dtype=np.int64)
+    if runs:
+        latest = np.searchsorted(np.array([_us(r[1]) for r in runs], dtype=np.int64), m["enrolled"], side="right") - 1
+        run = np.where(latest >= 0, np.array([r[0] for r in runs], dtype=np.int64)[np.maximum(latest, 0)], -1)
+    for source, scoring_run in via_segment.items():
+        if scoring_run is not None:
+            run[m["source"] == source] = scoring_run
+    used = np.unique(run[run >= 0])
+    if not len(used):
+        return
+    in_runs = ", ".join(str(int(r)) for r in used)
+    cm = _read(
+        f"""SELECT cm.scoring_run_id, cm.customer_id, CAST(cm.engagement_score AS double precision)
+            FROM {CustomerMetrics._meta.db_table} cm
+            WHERE cm.scoring_run_id IN ({in_runs}) AND {customers.where("cm.customer_id")}""",
+        params,
+        [("run", "i8"), ("cid", "i8"), ("score", "f8")],
+    )
+    at = customers.find(cm["cid"])
+    mine = at >= 0
+    mine[mine] = run[at[mine]] == cm["run"][mine]
+    a["score"][at[mine]] = cm["score"][mine]
+    a["srun"][at[mine]] = cm["run"][mine]
+
+
+DAY_BITS = 16  # days after `since` in the packed revenue rows: 179 years
+
+
+def _packed_revenue_sql(customers: _Keys) -> str:
+    """`_revenue_sql` for members whose customer ids are dense, as (customer id - lowest) * 2^16 + days after `since`,
+    and cents. Rows from 2^16 days after `since` on are left out: they lie after as_of, where no figure reads."""
+    since = "CAST(%(since)s AS date)"
     return (
-        f"SELECT {columns} FROM {RevenueDayRollup._meta.db_table} r WHERE r.day >= %(since)s AND r.customer_id IN "
-        f"(SELECT customer_id FROM {t['membership']} WHERE programme_id = %(p)s AND enrolled_at <= %(as_of)s)"
+        f"SELECT (r.customer_id - {customers.lo}) * {1 << DAY_BITS} + (r.day - {since}), r.amount_minor "
+        f"FROM {RevenueDayRollup._meta.db_table} r WHERE {customers.where('r.customer_id')} AND r.day >= {since} "
+        f"AND r.day < {since} + {1 << DAY_BITS}"
+    )
+
+
+def _revenue_sql(customers: _Keys) -> str:
+    """The revenue rollup rows (customer, day, cents) of the programme's members, from the earliest CUPED pre-period
+    on (parameter `since`)."""
+    day = "r.day" if _pg() else _day_number("r.day")
+    return (
+        f"SELECT r.customer_id, {day}, r.amount_minor FROM {RevenueDayRollup._meta.db_table} r "
+        f"WHERE {customers.where('r.customer_id')} AND r.day >= %(since)s"
     )
 
 
@@ -220,25 +396,6 @@ def _us(value) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def _sqlite_members(params: dict) -> dict[str, np.ndarray]:
-    raw = {"ended": _END_AT, "region": "m.region_at_enrolment"}
-    names = [name for name, _, _ in _MEMBER_COLUMNS]
-    columns = ", ".join(raw.get(name, expr) for name, expr, _ in _MEMBER_COLUMNS)
-    rows = _fetch(_members_sql(columns), params)
-    values = list(zip(*rows, strict=True)) if rows else [() for _ in names]
-    out: dict[str, np.ndarray] = {}
-    for name, column in zip(names, values, strict=True):
-        if name in ("enrolled", "ended"):
-            out[name] = np.array([_us(v) for v in column], dtype=np.int64)
-        elif name == "region":
-            out[name] = np.array([v or "" for v in column], dtype=object)
-        elif name == "score":
-            out[name] = np.array(column, dtype=np.float64)
-        else:
-            out[name] = np.array(column, dtype=np.int64)
-    return out
-
-
 class ImpactMembers:
     """The per-member data of an impact report, read once: one statement over memberships and their customers, outcomes,
     enrolment tier changes, baseline metrics and take-up interactions, and one over the revenue rollup
@@ -255,8 +412,8 @@ class ImpactMembers:
 
     def __enter__(self) -> ImpactMembers:
         # One transaction: on PostgreSQL its settings are local to it (JIT compilation costs seconds per query
-        # here and saves nothing; the hash joins must not spill to disk), and, when it is not nested in another,
-        # both statements read one snapshot (repeatable read).
+        # here and saves nothing; sorts and hashes must not spill to disk), and, when it is not nested in another,
+        # every read sees one snapshot (repeatable read).
         params = _params(self.programme_id, self.as_of)
         outermost = not connection.in_atomic_block
         with transaction.atomic():
@@ -265,18 +422,7 @@ class ImpactMembers:
                     if outermost:
                         cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                     cursor.execute("SET LOCAL jit = off; SET LOCAL work_mem = '256MB'")
-                columns = ", ".join(f"{expr} AS {name}" for name, expr, _ in _MEMBER_COLUMNS)
-                rows = _copy_binary(_members_sql(columns), params, [(n, k) for n, _, k in _MEMBER_COLUMNS])
-                a = {
-                    name: rows[name].astype(np.float64 if kind == ">f8" else np.int64)
-                    for name, _, kind in _MEMBER_COLUMNS
-                }
-                for name in ("enrolled", "ended"):
-                    known = a[name] != NONE_AT
-                    a[name] = np.where(known, a[name] + PG_EPOCH_US, NONE_AT)
-            else:
-                a = _sqlite_members(params)
-            self._derive(a)
+            self._derive(_read_members(params, self.as_of))
             self._read_revenue(params)
         return self
 
@@ -376,69 +522,95 @@ class ImpactMembers:
         ]
 
     def _read_revenue(self, params: dict) -> None:
-        """Per member: `x` (revenue of the CUPED pre-period), `y[i]` (the first horizons[i] days after
-        enrolment) and `m[k]` (month k after enrolment), from its rollup rows, summed in cents (exact)."""
+        """Per member: `x` (revenue of the CUPED pre-period) and `y[i]` (the first horizons[i] days after
+        enrolment), from its rollup rows, summed in cents (exact); per group (control, treatment) and month k after
+        enrolment, `month_cents[group, k]`: the revenue in month k of the members old enough to have completed it
+        (a sum over rows: no per-member array of months)."""
         n = len(self.age)
         self.x = np.zeros(n)
         self.y = np.zeros((len(self.horizons), n))
-        self.m = np.zeros((REVENUE_MONTHS, n))
+        self.month_cents = np.zeros((2, REVENUE_MONTHS))
         if not n:
             return
         since = datetime.fromtimestamp(int(self.pre_start.min()) * 86400, tz=UTC).date()
         params = {**params, "since": connection.ops.adapt_datefield_value(since)}
-        if _pg():
-            rows = _copy_binary(
-                _revenue_sql("r.customer_id, r.day, r.amount_minor"),
-                params,
-                [("cid", ">i8"), ("day", ">i4"), ("cents", ">i8")],
-            )
-            cid, day, cents = rows["cid"], rows["day"].astype(np.int64) + PG_EPOCH_DAYS, rows["cents"]
+        customers = _Keys(self.a["cid"], column="customer_id")
+        if _pg() and customers.dense:  # customer and day packed into one field: one field less per row to send
+            rows = _read(_packed_revenue_sql(customers), params, [("key", "i8"), ("cents", "i8")])
+            member = customers.table[rows["key"] >> DAY_BITS]
+            day = (rows["key"] & ((1 << DAY_BITS) - 1)) + (since - date(1970, 1, 1)).days
         else:
-            fetched = _fetch(_revenue_sql(f"r.customer_id, {_day_number('r.day')}, r.amount_minor"), params)
-            cid = np.array([r[0] for r in fetched], dtype=np.int64)
-            day = np.array([round(r[1]) for r in fetched], dtype=np.int64)
-            cents = np.array([r[2] for r in fetched], dtype=np.int64)
-        member = np.minimum(np.searchsorted(self.a["cid"], cid), n - 1)
-        # Rows of a customer enrolled after the members statement read its snapshot (a nested transaction reads
-        # each statement's own) belong to no member read here: left out.
-        keep = (self.a["cid"][member] == cid) & (day >= self.pre_start[member])
-        member, day, cents = member[keep], day[keep], cents[keep].astype(np.float64)
+            rows = _read(_revenue_sql(customers), params, [("cid", "i8"), ("day", "day"), ("cents", "i8")])
+            member, day = customers.find(rows["cid"]), rows["day"]
+        cents = rows["cents"].astype(np.float64)
+        # Rows of a customer enrolled after the members were read (a nested transaction reads each statement's own
+        # snapshot) belong to no member read here: left out. Rows before a member's own pre-period fall in no window.
+        if (member < 0).any():
+            keep = member >= 0
+            member, day, cents = member[keep], day[keep], cents[keep]
         rd = day - self.enrolled_day[member]
-        pre = day < self.pre_end[member]
+        pre = (day < self.pre_end[member]) & (day >= self.pre_start[member])
         self.x = np.bincount(member, weights=np.where(pre, cents, 0.0), minlength=n) / 100.0
         for i, months in enumerate(self.horizons):
             inside = (rd >= 0) & (rd < horizon_days(months))
             self.y[i] = np.bincount(member, weights=np.where(inside, cents, 0.0), minlength=n) / 100.0
-        for k in range(REVENUE_MONTHS):
-            inside = (rd >= k * DAYS_PER_MONTH) & (rd < (k + 1) * DAYS_PER_MONTH)
-            self.m[k] = np.bincount(member, weights=np.where(inside, cents, 0.0), minlength=n) / 100.0
+        # Month k after enrolment: k * DAYS_PER_MONTH <= rd < (k + 1) * DAYS_PER_MONTH (the division's rounding
+        # corrected by the comparisons themselves), counted only for a member at least (k + 1) months old.
+        year = (rd >= 0) & (rd < REVENUE_MONTHS * DAYS_PER_MONTH)
+        member, rd, cents = member[year], rd[year], cents[year]
+        k = np.floor(rd / DAYS_PER_MONTH)
+        k -= k * DAYS_PER_MONTH > rd
+        k += (k + 1) * DAYS_PER_MONTH <= rd
+        inside = (k >= 0) & (k < REVENUE_MONTHS) & (self.age[member] >= (k + 1) * DAYS_PER_MONTH)
+        cell = self.treated[member[inside]] * REVENUE_MONTHS + k[inside].astype(np.int64)
+        self.month_cents = np.bincount(cell, weights=cents[inside], minlength=2 * REVENUE_MONTHS).reshape(
+            2, REVENUE_MONTHS
+        )
 
     def revenue(self) -> tuple[list[tuple[str, int, float, int]], list[RevenueMoments], datetime | None]:
         """Revenue by month: (group, month since enrolment k, revenue in month k, members enrolled at least k+1
         months ago); only members old enough to have completed month k count, in numerator and denominator
         alike. The CUPED moments per group and horizon (`RevenueMoments`). When the latest member was enrolled."""
         by_month, moments = [], []
+        # Each member's bucket: how many of the ages that matter (the end of month k, each horizon) it has reached;
+        # the members at least a given age old are those in the buckets from that age's on. Sums per group and
+        # bucket (one count each), then added from the oldest bucket down.
+        ages = np.array(
+            sorted({*((k + 1) * DAYS_PER_MONTH for k in range(REVENUE_MONTHS)), *map(horizon_days, self.horizons)})
+        )
+        width = len(ages) + 1
+        bucket = self.treated * width + np.searchsorted(ages, self.age, side="right")
+
+        def per_bucket(weights=None) -> np.ndarray:
+            counts = np.bincount(bucket, weights=weights, minlength=2 * width).reshape(2, width)
+            return np.cumsum(counts[:, ::-1], axis=1)[:, ::-1]  # [group, j]: members in buckets j and up
+
+        def reached(days: float) -> int:
+            return int(np.searchsorted(ages, days)) + 1  # the first bucket whose members are at least `days` old
+
+        members = per_bucket()
+        x_sum, xx = per_bucket(self.x), per_bucket(self.x * self.x)
+        y_sums = [(per_bucket(y), per_bucket(y * y), per_bucket(self.x * y)) for y in self.y]
         for group, treated in (("control", 0), ("treatment", 1)):
-            mine = self.treated == treated
-            if not mine.any():
+            if not members[treated, 0]:
                 continue
             for k in range(REVENUE_MONTHS):
-                ok = mine & (self.age >= (k + 1) * DAYS_PER_MONTH)
-                if ok.any():
-                    by_month.append((group, k, float(self.m[k][ok].sum()), int(ok.sum())))
-            for i, months in enumerate(self.horizons):
-                ok = mine & (self.age >= horizon_days(months))
-                x, y = self.x[ok], self.y[i][ok]
+                j = reached((k + 1) * DAYS_PER_MONTH)
+                if members[treated, j]:
+                    by_month.append((group, k, float(self.month_cents[treated, k] / 100.0), int(members[treated, j])))
+            for i, horizon in enumerate(self.horizons):
+                j = reached(horizon_days(horizon))
+                y, yy, xy = y_sums[i]
                 moments.append(
                     RevenueMoments(
                         group,
-                        months,
-                        int(ok.sum()),
-                        float(x.sum()),
-                        float(y.sum()),
-                        float(x @ x),
-                        float(y @ y),
-                        float(x @ y),
+                        horizon,
+                        int(members[treated, j]),
+                        float(x_sum[treated, j]),
+                        float(y[treated, j]),
+                        float(xx[treated, j]),
+                        float(yy[treated, j]),
+                        float(xy[treated, j]),
                     )
                 )
         return by_month, moments, self.last_enrolment()
@@ -468,15 +640,28 @@ class ImpactMembers:
 
 def _group(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The distinct rows of integer columns, sorted (as SQL's GROUP BY ... ORDER BY), and each member's row
-    among them: each column is replaced by its rank among its own distinct values, and the ranks are combined
-    into one integer, so one 1-d sort does what a sort of rows would (several times faster)."""
-    combined = np.zeros(len(columns[0]), dtype=np.int64)
-    values = []
+    among them: each column is replaced by its rank among its own values, and the ranks are combined into one
+    integer, so one 1-d operation does what a sort of rows would. A column whose values span a small range is
+    ranked by its offset from its minimum and the combined integers, when their range is small, are counted
+    (no sort at all); otherwise they are sorted."""
+    n = len(columns[0])
+    combined = np.zeros(n, dtype=np.int64)
+    values, span = [], 1
     for column in columns:
-        distinct, rank = np.unique(column, return_inverse=True)
+        low, high = (int(column.min()), int(column.max())) if n else (0, 0)
+        if high - low < 4 * n + 64:
+            distinct, rank = np.arange(low, high + 1), column - low
+        else:
+            distinct, rank = np.unique(column, return_inverse=True)
         values.append(distinct)
+        span *= len(distinct)
         combined = combined * len(distinct) + rank.reshape(-1)
-    keys, inverse = np.unique(combined, return_inverse=True)
+    if span <= 4 * n + 4096:
+        present = np.bincount(combined, minlength=span) > 0
+        keys = np.flatnonzero(present)
+        inverse = (np.cumsum(present) - 1)[combined]
+    else:
+        keys, inverse = np.unique(combined, return_inverse=True)
     rows = np.empty((len(keys), len(columns)), dtype=np.int64)
     rest = keys.copy()
     for j in range(len(columns) - 1, -1, -1):

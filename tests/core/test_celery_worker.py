@@ -9,6 +9,7 @@ from django.utils import timezone
 from config.celery import app
 from core.models import IdempotencyRecord
 from core.tasks import purge_idempotency_records
+from tests.conftest import wait_until
 
 
 def test_task_runs_eagerly_by_default(db):
@@ -31,7 +32,4 @@ def test_task_enqueued_on_commit_runs_on_a_real_worker():
             time.sleep(0.5)
             # Still inside the transaction: nothing was sent yet, so the row is still there.
             assert IdempotencyRecord.objects.filter(pk=record.pk).exists()
-        deadline = time.monotonic() + 30
-        while IdempotencyRecord.objects.filter(pk=record.pk).exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-    assert not IdempotencyRecord.objects.filter(pk=record.pk).exists()
+        assert wait_until(lambda: not IdempotencyRecord.objects.filter(pk=record.pk).exists(), timeout=30)

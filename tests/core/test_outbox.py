@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from celery.contrib.testing.worker import start_worker
-from django.db import OperationalError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from config.celery import app
@@ -21,7 +21,7 @@ from core.models import IdempotencyRecord, OutboxMessage
 from core.outbox import enqueue, outbox_purge, outbox_relay
 from loyalty.models import ScoringRun
 from loyalty.segmentation.services.scoring import scoring_model_default, scoring_run_create, scoring_run_delete
-from tests.conftest import api_as, broker_at
+from tests.conftest import api_as, broker_at, wait_until
 from tests.factories import CustomerFactory, UserFactory
 
 FRESH_PROCESS = """
@@ -124,22 +124,6 @@ def test_published_messages_are_purged_after_the_retention_and_unpublished_ones_
     assert not OutboxMessage.objects.filter(pk=old.pk).exists()
 
 
-def _wait(predicate, timeout: float = 60) -> bool:
-    """Polls predicate while a worker thread writes. On SQLite the test database is an in-memory database in
-    shared-cache mode, where a table another connection is writing answers SQLITE_LOCKED at once (the busy
-    timeout does not apply to shared-cache locks): such a poll counts as not yet."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return True
-        except OperationalError as exc:
-            if "locked" not in str(exc):
-                raise
-        time.sleep(0.2)
-    return predicate()
-
-
 @pytest.fixture
 def drop_runs():
     """A transactional test's scoring runs leave metrics partitions (tables) that the flush keeps: drop them."""
@@ -174,7 +158,7 @@ def test_broker_down_the_request_answers_its_status_and_the_relay_publishes_when
     IdempotencyRecord.objects.filter(pk=stale.pk).update(created_at=timezone.now() - timedelta(days=2))
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
         assert outbox_relay(min_age_seconds=0) == 1
-        assert _wait(lambda: ScoringRun.objects.get(pk=run.pk).status == "succeeded")
+        assert wait_until(lambda: ScoringRun.objects.get(pk=run.pk).status == "succeeded")
         run.refresh_from_db()
         first = (run.status, run.customers_scored, run.started_at, run.finished_at)
         assert first[:2] == ("succeeded", 3)
@@ -183,7 +167,7 @@ def test_broker_down_the_request_answers_its_status_and_the_relay_publishes_when
         # task behind it on the same queue shows that the worker has consumed it.
         app.send_task(TASK, args=[run.pk])
         app.send_task("core.tasks.purge_idempotency_records")
-        assert _wait(lambda: not IdempotencyRecord.objects.filter(pk=stale.pk).exists())
+        assert wait_until(lambda: not IdempotencyRecord.objects.filter(pk=stale.pk).exists())
     run.refresh_from_db()
     assert (run.status, run.customers_scored, run.started_at, run.finished_at) == first
     assert OutboxMessage.objects.get().published_at is not None

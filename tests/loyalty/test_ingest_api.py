@@ -179,6 +179,29 @@ def test_text_with_tabs_backslashes_newlines_and_quotes_is_stored_as_sent(ingest
     assert ingest_api.post("ingest/customers", {"rows": [customer]}).json()["unchanged"] == 1
 
 
+def test_customers_whose_external_ids_hold_quotes_commas_braces_and_backslashes_are_found(ingest_api):
+    # The batch's customers are looked up with one text[] literal: every character that literal quotes.
+    refs = ['q"uote', "com,ma", "{brace}", "back\\slash", "sp ace", "NULL", 'tail\\"']
+    customers = {ref: CustomerFactory(external_id=ref) for ref in refs}
+    rows = [interaction(f"i{n}", customer=ref) for n, ref in enumerate(refs)]
+    response = ingest_api.post("ingest/interactions", {"rows": rows})
+    assert response.json() == {"kind": "interactions", "rows": 7, "created": 7, "updated": 0, "unchanged": 0}
+    stored = dict(Interaction.objects.values_list("external_id", "customer_id"))
+    assert stored == {f"i{n}": customers[ref].id for n, ref in enumerate(refs)}
+
+
+def test_a_row_that_is_not_an_object_is_a_bad_row_of_the_batch(ingest_api, c1):
+    response = ingest_api.post("ingest/interactions", {"rows": [interaction("i0"), 7, "row", interaction("i3")]})
+    assert response.status_code == 422
+    body = response.json()
+    assert body["code"] == "batch_rejected"
+    assert body["fields"] == {
+        "rows.1.__row__": ["Input should be a valid dictionary"],
+        "rows.2.__row__": ["Input should be a valid dictionary"],
+    }
+    assert Interaction.objects.count() == 0
+
+
 def test_revenue_upsert_compares_amounts_as_decimals(ingest_api, c1):
     rows = [{"external_id": "r1", "customer_external_id": "C1", "period": "2025-01-01", "amount": "10.5"}]
     assert ingest_api.post("ingest/revenue", {"rows": rows}).json()["created"] == 1

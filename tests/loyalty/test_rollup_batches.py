@@ -4,7 +4,6 @@ transaction, its task enqueued through the outbox; readers of the rollups apply 
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, date, datetime
 
 import pytest
@@ -24,6 +23,7 @@ from loyalty.segmentation.services.rollups import (
 )
 from loyalty.segmentation.services.scoring import scoring_model_create, scoring_run_create, scoring_run_execute
 from loyalty.segmentation.tasks import rollups_apply_batch
+from tests.conftest import wait_until
 from tests.factories import CustomerFactory
 
 DAY = date(2025, 3, 1)
@@ -248,10 +248,7 @@ def test_a_real_worker_gives_the_same_rollups_as_the_eager_run():
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
         ingest(interactions("w", customers, 20))
         batch = RollupBatch.objects.get()
-        deadline = time.monotonic() + 30
-        while RollupBatch.objects.filter(pk=batch.pk, applied_at__isnull=True).exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-    assert RollupBatch.objects.get(pk=batch.pk).applied_at is not None
+        assert wait_until(lambda: RollupBatch.objects.get(pk=batch.pk).applied_at is not None, timeout=30)
     by_worker = cells()
     # The same rows again, applied eagerly in this process: the same cells.
     Interaction.objects.all().delete()

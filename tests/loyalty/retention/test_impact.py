@@ -635,16 +635,35 @@ def test_region_and_age_breakdowns_use_the_snapshot_taken_at_enrolment():
     assert all(c["role"] == "exploratory" for r in report["by_region"] for c in r["horizons"] if c["available"])
 
 
-def test_the_per_member_aggregation_runs_once_per_report():
+def test_the_per_member_data_is_read_once_table_by_table():
     import re
 
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    from loyalty.models import CustomerMetrics, ScoringModel, ScoringRun
+
     pop = build(
         n_treatment=60, n_control=60, retention_treatment=0.9, retention_control=0.8, seed=8, take_up=(0.5, 0.2)
     )
     add_revenue(pop, pre={m.customer_id: Decimal(40) for m in pop.treatment + pop.control}, post_uplift=Decimal(2))
+    run = ScoringRun.objects.create(
+        scoring_model=ScoringModel.objects.create(name="q"), as_of=ENROLLED - timedelta(days=1), status="succeeded"
+    )
+    CustomerMetrics.objects.bulk_create(
+        CustomerMetrics(
+            scoring_run=run,
+            customer_id=m.customer_id,
+            revenue_minor=0,
+            revenue_rank=1,
+            revenue_percentile=50,
+            engagement_score=55,
+            channels_used=1,
+            active_weeks=1,
+            engagement_percentile=50,
+        )
+        for m in pop.treatment[::2]
+    )
     with CaptureQueriesContext(connection) as queries:
         report = impact_report_compute(programme=pop.programme, as_of=AS_OF)
     sql = [q["sql"] for q in queries.captured_queries]
@@ -653,24 +672,30 @@ def test_the_per_member_aggregation_runs_once_per_report():
         return [s for s in sql if re.search(rf"\b{table}\b", s)]
 
     pg = connection.vendor == "postgresql"
-    for table in ("retentionoutcome", "interaction", "customer", "customermetrics", "tierchange", "revenuedayrollup"):
-        assert len(reading(f"loyalty_{table}")) == 1, table
+    tables = ("retentionoutcome", "interaction", "customer", "customermetrics", "tierchange", "revenuedayrollup")
+    for table in tables:
+        # Once each, by itself (no join: the rows are joined in numpy); the members' ids are dense here, so a range
+        # of ids (not a semi-join with the memberships) limits each read to the programme's members.
+        (read,) = reading(f"loyalty_{table}")
+        assert "loyalty_membership" not in read and " BETWEEN " in read, table
+        assert not [other for other in tables if other != table and re.search(rf"\bloyalty_{other}\b", read)]
+        if pg:
+            assert read.startswith("COPY (") and "FORMAT binary" in read
     assert reading("loyalty_revenueentry") == []  # the rollup, never the raw lines
-    members, revenue, *regions = reading("loyalty_membership")
-    # The members statement, the revenue rollup of those members (membership is its filter), and on PostgreSQL
-    # the names of the regions seen (one membership each, by primary key: the binary rows carry a hash).
-    assert "loyalty_retentionoutcome" in members and "loyalty_revenuedayrollup" in revenue
-    assert len(regions) == pg
-    if pg:
-        assert members.startswith("COPY (") and revenue.startswith("COPY (") and "FORMAT binary" in members
+    # The memberships once, and on PostgreSQL the names of the regions seen (one membership each: the binary rows
+    # carry a hash).
+    assert len(reading("loyalty_membership")) == 1 + pg
+    assert len(reading("loyalty_scoringrun")) == 1 and reading("loyalty_segmentrun") == []  # no source segment runs
+    engagement = next(b for b in report["engagement"]["bands"] if b["band"] == "40-60")
+    assert engagement["srm"]["treatment"] == 30 and report["engagement"]["scoring_run_ids"] == [run.pk]
     # On PostgreSQL first the ingestion batches still pending for the rollups (none here), in a savepoint of its
-    # own. Then: savepoint, the two reads, release, the region names (PostgreSQL), the tiers; on PostgreSQL also
-    # the transaction's settings.
+    # own. Then: savepoint, the reads, release, the region names (PostgreSQL), the tiers; on PostgreSQL also the
+    # transaction's settings.
     pending = [s for s in sql if "loyalty_rollupbatch" in s]
     assert len(pending) == pg
     reads = [s for s in sql if not s.upper().startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "SET LOCAL"))]
-    assert len(reads) == 3 + 2 * pg
-    assert len(sql) == 5 + 8 * pg  # the pending check: savepoint, its three settings, the SELECT, release
+    assert len(reads) == 9 + 2 * pg, reads
+    assert len(sql) == 11 + 8 * pg  # the pending check: savepoint, its three settings, the SELECT, release
     assert report["revenue"]["cuped"][0]["available"] is True and report["take_up"]["took_up"] > 0
 
 
@@ -700,3 +725,46 @@ def test_the_primary_test_has_its_nominal_size_and_coverage_exactly_not_only_in_
     assert _exact_rate(n_t=207, n_c=193, p_t=0.8, p_c=0.8, covers=False) == pytest.approx(0.050, abs=2e-3)
     assert _exact_rate(n_t=200, n_c=200, p_t=0.9, p_c=0.8, covers=True) == pytest.approx(0.951, abs=2e-3)
     assert _exact_rate(n_t=60, n_c=60, p_t=0.95, p_c=0.8, covers=True) > 0.94
+
+
+def test_kaplan_meier_rmst_and_log_rank_equal_lifelines_bit_for_bit():
+    """The survival statistics are computed in numpy as lifelines computes them: the same numbers, not close ones."""
+    import random
+
+    import numpy as np
+    from lifelines import KaplanMeierFitter
+    from lifelines.statistics import logrank_test
+    from lifelines.utils import restricted_mean_survival_time as lifelines_rmst
+
+    from loyalty.retention.services.impact import kaplan_meier, logrank, restricted_mean_survival_time
+
+    for seed in range(25):
+        rng = random.Random(seed)
+        groups = []
+        for _ in range(2):
+            k = rng.randint(2, 300)
+            groups.append(
+                (
+                    [rng.randint(0, 700) for _ in range(k)],
+                    [int(rng.random() < 0.4) for _ in range(k)],
+                    [rng.randint(1, 5000) for _ in range(k)],
+                )
+            )
+        for d, e, w in groups:
+            theirs = KaplanMeierFitter(label="g").fit(np.asarray(d, float), np.asarray(e), weights=np.asarray(w, float))
+            ours = kaplan_meier(durations=d, events=e, weights=w, label="g")
+            assert np.array_equal(theirs.survival_function_.iloc[:, 0].to_numpy(), ours.survival)
+            interval = theirs.confidence_interval_survival_function_.to_numpy()
+            assert np.array_equal(interval[:, 0], ours.ci_low) and np.array_equal(interval[:, 1], ours.ci_high)
+            assert np.array_equal(theirs.event_table["at_risk"].to_numpy(), ours.at_risk)
+            assert lifelines_rmst(theirs, t=365) == restricted_mean_survival_time(ours, t=365)
+        (da, ea, wa), (db, eb, wb) = groups
+        test = logrank_test(
+            np.asarray(da, float),
+            np.asarray(db, float),
+            np.asarray(ea),
+            np.asarray(eb),
+            weights_A=np.asarray(wa, float),
+            weights_B=np.asarray(wb, float),
+        )
+        assert logrank(groups[0], groups[1]) == (test.test_statistic, test.p_value)
