@@ -53,6 +53,7 @@ def test_demo_has_a_past_and_its_impact_report_reads_at_every_horizon(settings, 
     call_command("seed_users")
     started = timezone.now()
     call_command("setup_demo", customers=CUSTOMERS)
+    finished = timezone.now()
     programme = Programme.objects.get(name="Premier Circle")
     memberships = Membership.objects.filter(programme=programme)
     enrolled = {m.enrolled_at for m in memberships}
@@ -75,7 +76,10 @@ def test_demo_has_a_past_and_its_impact_report_reads_at_every_horizon(settings, 
     # Churn came through the ingestion feed: derived outcomes observed (and recorded) in the past.
     outcomes = RetentionOutcome.objects.filter(membership__programme=programme)
     assert outcomes.exists() and set(outcomes.values_list("source", flat=True)) == {"derived"}
-    assert all(o.recorded_at < started and o.observed_at <= o.recorded_at for o in outcomes)
+    # Each was recorded when its month's feed ran (the current month's feed runs at the demo's now, which is
+    # `started` cut to the second, or the next second): the first ones more than ten months ago.
+    assert all(o.observed_at <= o.recorded_at <= finished for o in outcomes)
+    assert min(o.recorded_at for o in outcomes) < started - timedelta(days=300)
     assert memberships.filter(status="ended").count() == outcomes.count()
 
     # The agent queue has open and breached requests; the public feed fulfilled ones.
