@@ -70,19 +70,21 @@ def rows(prefix: str, count: int, customers: list[str]):
 
 def floor(prefix: str, count: int, customers: list[str]) -> float:
     """Seconds for a bare COPY of `count` rows into loyalty_interaction and its commit; the rows are removed."""
-    ids = dict(Customer.objects.filter(external_id__in=customers).values_list("external_id", "id"))
-    data = io.StringIO()
-    for ext, cust, channel, at, kind in rows(prefix, count, customers):
-        data.write(f"{ext}\t{ids[cust]}\t{channel}\t{at}\t{kind}\n")
+    (text,) = copy_lines(prefix, count, customers, count)
     try:
-        return copy_commit(data.getvalue())
+        return copy_commit(text)
     finally:
-        with connection.cursor() as cursor:
-            cursor.execute(f"DELETE FROM {Interaction._meta.db_table} WHERE external_id LIKE %s", [f"{prefix}%"])
-            cursor.execute(f"VACUUM ANALYZE {Interaction._meta.db_table}")
+        remove(prefix)
 
 
-def batch_floor_lines(prefix: str, count: int, customers: list[str], batch: int) -> list[str]:
+def remove(prefix: str) -> None:
+    """Delete the bare COPY's rows of `prefix` and vacuum, so that the next measurement finds the table as before."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {Interaction._meta.db_table} WHERE external_id LIKE %s", [f"{prefix}%"])
+        cursor.execute(f"VACUUM ANALYZE {Interaction._meta.db_table}")
+
+
+def copy_lines(prefix: str, count: int, customers: list[str], batch: int) -> list[str]:
     """COPY text of `count` rows (customer ids resolved), in chunks of `batch` rows."""
     ids = dict(Customer.objects.filter(external_id__in=customers).values_list("external_id", "id"))
     lines = [
@@ -179,7 +181,7 @@ def main() -> None:
             bodies.append(json.dumps({"rows": current}))
         # Each request is preceded by the floor of its own size: a bare COPY of as many rows (other ids, the
         # same customers) plus its commit, so that both see the same load and the same table size.
-        floor_lines = batch_floor_lines(f"BY{run}-", args.api_rows, customers, batch)
+        floor_lines = copy_lines(f"BY{run}-", args.api_rows, customers, batch)
         elapsed = batch_floor = 0.0
         created = 0
         for body, lines in zip(bodies, floor_lines, strict=True):
@@ -190,9 +192,7 @@ def main() -> None:
             assert response.status_code == 200, response.content[:500]
             created += response.json()["created"]
         assert created == args.api_rows
-        with connection.cursor() as cursor:
-            cursor.execute(f"DELETE FROM {Interaction._meta.db_table} WHERE external_id LIKE %s", [f"BY{run}-%"])
-            cursor.execute(f"VACUUM ANALYZE {Interaction._meta.db_table}")
+        remove(f"BY{run}-")
         api_rate = args.api_rows / elapsed
         print(f"API batches: {args.api_rows:,} rows in {len(bodies)} requests, {elapsed:.1f}s = {api_rate:,.0f} rows/s")
         print(
