@@ -7,4 +7,5 @@ COPY . .
 RUN useradd --create-home premier && mkdir -p /app/var && chown -R premier /app/var
 USER premier
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "4", "--worker-class", "gthread", "--threads", "4", "--timeout", "60"]
+# Workers, threads, connections per worker and the timeout: gunicorn.conf.py (read from /app).
+CMD ["gunicorn"]

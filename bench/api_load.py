@@ -8,8 +8,8 @@ What it does:
    an app session token each (Django sessions with fixed keys, as allauth's app client makes them); `--events`
    published free events to list and read, 3 bookings per member on them; a tier whose concierge allowance
    (1,000,000 a month) never runs out. Each run deletes the previous run's booked events and their bookings.
-2. Starts gunicorn itself in production mode (`PREMIER_PRODUCTION=1`; `--workers` x `--threads` gthread, the
-   Dockerfile's 4 x 4 by default) on `--port` (8100-8109 here), on PostgreSQL, with Redis (`--redis`, DB 3) as
+2. Starts gunicorn itself in production mode (`PREMIER_PRODUCTION=1`; gunicorn.conf.py, with `--workers` x `--threads`,
+   4 x 4 by default, and 2 x threads connections per worker) on `--port` (8100-8109 here), on PostgreSQL, with Redis (`--redis`, DB 3) as
    the cache (throttles) and the Celery broker, throttle rates raised (`API_THROTTLE_AUTH`).
 3. Runs `wrk` (Debian package `wrk`; C, epoll, one thread) with bench/api_load.lua for every operation at 1 and
    16 clients for `--duration` seconds each: the floor `GET /me`, the reads `/events`, `/events/{id}`,
@@ -321,12 +321,10 @@ def start_server(args: argparse.Namespace, token: str, cpus: str | None) -> subp
             f"127.0.0.1:{args.port}",
             "--workers",
             str(args.workers),
-            "--worker-class",
-            "gthread",
             "--threads",
             str(args.threads),
-            "--timeout",
-            "60",
+            "--worker-connections",  # as gunicorn.conf.py: 2 x threads (the rest comes from that file)
+            str(2 * args.threads),
             "--keep-alive",
             "30",
             "--log-level",

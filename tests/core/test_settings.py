@@ -98,3 +98,18 @@ def test_the_wsgi_module_loads_the_api_and_freezes_start_up_objects():
     frozen, api_loaded = result.stdout.split()
     assert int(frozen) > 100_000
     assert api_loaded == "True"
+
+
+def test_gunicorn_started_in_the_project_root_takes_gunicorn_conf():
+    # The Dockerfile, docker-compose.yml and bench/api_load.py start a bare `gunicorn` there. A worker must not
+    # hoard keep-alive connections: at most 2 x threads each (all 16 of a load test landed on one worker before).
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    result = subprocess.run(  # noqa: S603 - the virtualenv's own gunicorn
+        [str(gunicorn), "--print-config"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60
+    )
+    config = dict(line.split(" = ", 1) for line in result.stdout.splitlines() if " = " in line)
+    config = {name.strip(): value.strip() for name, value in config.items()}
+    assert config["wsgi_app"] == "config.wsgi:application"
+    assert config["worker_class"] == "gthread"
+    assert (config["workers"], config["threads"], config["worker_connections"]) == ("4", "4", "8")
+    assert config["timeout"] == "60"
