@@ -98,13 +98,20 @@ def _scoring_run_for(scoring_run: ScoringRun | None) -> ScoringRun:
 # ------------------------------------------------------------------------------------------- SQL
 
 
+# The metrics that can be NULL (a customer without any interaction); the others rank without a NULL key.
+NULLABLE = {"days_since_last"}
+
+
 def _order_by(snapshot: dict) -> str:
+    """Rank order: top_by, then tie_break (NULLs last), then customer id."""
     keys = []
     for field in (snapshot.get("top_by"), snapshot.get("tie_break")):
         if field:
             column = METRIC_FIELDS[field][1]
             direction = "ASC" if field in ASCENDING else "DESC"
-            keys += [f"CASE WHEN {column} IS NULL THEN 1 ELSE 0 END", f"{column} {direction}"]
+            if field in NULLABLE:
+                keys.append(f"CASE WHEN {column} IS NULL THEN 1 ELSE 0 END")
+            keys.append(f"{column} {direction}")
     if not keys:
         keys.append("m.revenue_minor DESC")
     return ", ".join([*keys, "m.customer_id ASC"])
