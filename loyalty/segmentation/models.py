@@ -258,6 +258,12 @@ class SegmentRun(models.Model):
     heartbeat_at = models.DateTimeField(
         default=timezone.now, help_text="Last sign of life: queued (pending) or a beat of its worker (running)."
     )
+    compact_values = models.BooleanField(
+        default=False,
+        db_default=False,  # code that does not know the field (an older release) still inserts runs
+        help_text="Its members store only the values that the scoring run's metrics do not hold (customer "
+        "attributes, influence); the metric values are read back from the metrics (SegmentMember).",
+    )
 
     class Meta:
         ordering = ["-id"]
@@ -274,7 +280,14 @@ class SegmentMember(models.Model):
     own without any index, builds its key and the (run, rank) index by sorting and attaches the table (half
     the time of inserting into the indexed table); deleting runs drops their partitions. Rows written through
     the ORM land in the default partition. No database FK constraints (checked row by row); Django still
-    cascades deletes."""
+    cascades deletes.
+
+    The values that qualified the member (`values` to every reader) are read through
+    `segments.segment_member_values(run)`, never from the column alone: a run written with `compact_values`
+    stores in the column (`stored_values`, database column "values") only what can change after the run
+    (customer attributes, influence); its metric values are the scoring run's CustomerMetrics, immutable and
+    kept as long as the segment run (a scoring run with segment runs cannot be deleted), and are read back with
+    the same JSON expression that built them, so every answer is the same text as when they were stored."""
 
     pk = models.CompositePrimaryKey("run_id", "customer_id")
     run = models.ForeignKey(
@@ -288,7 +301,11 @@ class SegmentMember(models.Model):
         db_constraint=False,
     )
     rank = models.PositiveIntegerField()
-    values = models.JSONField(default=dict, help_text="The metric and attribute values that qualified it.")
+    stored_values = models.JSONField(
+        default=dict,
+        db_column="values",
+        help_text="The values that qualified it; of a compact run only those the metrics do not hold.",
+    )
 
     class Meta:
         indexes = [models.Index(fields=["run", "rank"], name="segmentmember_run_rank_idx")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from loyalty.segmentation.models import CustomerMetrics, ScoringModel, ScoringRun, Segment, SegmentMember, SegmentRun
+from loyalty.segmentation.services.segments import segment_member_values
 
 
 def scoring_model_list() -> QuerySet[ScoringModel]:
@@ -29,4 +30,10 @@ def segment_run_list(*, segment: Segment | None = None) -> QuerySet[SegmentRun]:
 
 
 def segment_member_list(*, run: SegmentRun) -> QuerySet[SegmentMember]:
-    return SegmentMember.objects.filter(run=run).select_related("customer").order_by("rank")
+    """The run's members by rank, each with `values` (the values that qualified it; see SegmentMember)."""
+    return (
+        SegmentMember.objects.filter(run=run)
+        .select_related("customer")
+        .annotate(values=segment_member_values(run))
+        .order_by("rank")
+    )

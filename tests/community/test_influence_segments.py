@@ -6,7 +6,8 @@ import pytest
 
 from community.services.influence import influence_refresh
 from community.services.referrals import referral_attribute
-from loyalty.segmentation.models import RunStatus, SegmentMember
+from loyalty.segmentation.models import RunStatus
+from loyalty.segmentation.selectors import segment_member_list
 from loyalty.segmentation.services.segments import (
     segment_create,
     segment_preview,
@@ -51,7 +52,7 @@ def test_engaged_members_with_influence_at_least_n():
     segment = segment_create(name="influencers", rule=rule, top_n=10, top_by="influence")
     segment_run = segment_run_execute(run_id=segment_run_create(segment=segment, scoring_run=run, enqueue=False).pk)
     assert segment_run.status == RunStatus.SUCCEEDED, segment_run.error
-    members = list(SegmentMember.objects.filter(run=segment_run).order_by("rank").values_list("customer_id", "values"))
+    members = list(segment_member_list(run=segment_run).values_list("customer_id", "values"))
     assert [cid for cid, _ in members] == [a.customer_id, b.customer_id, c.customer_id]
     assert [round(v["influence"], 6) for _, v in members] == [2.0, 1.3, 1.2]
     preview = segment_preview(

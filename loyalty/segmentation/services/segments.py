@@ -8,6 +8,8 @@ import time
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import Expression, F, JSONField
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from accounts.models import User
@@ -96,20 +98,31 @@ def _scoring_run_for(scoring_run: ScoringRun | None) -> ScoringRun:
 # ------------------------------------------------------------------------------------------- SQL
 
 
+# The metrics that can be NULL (a customer without any interaction); the others rank without a NULL key.
+NULLABLE = {"days_since_last"}
+
+
 def _order_by(snapshot: dict) -> str:
+    """Rank order: top_by, then tie_break (NULLs last), then customer id."""
     keys = []
     for field in (snapshot.get("top_by"), snapshot.get("tie_break")):
         if field:
             column = METRIC_FIELDS[field][1]
             direction = "ASC" if field in ASCENDING else "DESC"
-            keys += [f"CASE WHEN {column} IS NULL THEN 1 ELSE 0 END", f"{column} {direction}"]
+            if field in NULLABLE:
+                keys.append(f"CASE WHEN {column} IS NULL THEN 1 ELSE 0 END")
+            keys.append(f"{column} {direction}")
     if not keys:
         keys.append("m.revenue_minor DESC")
     return ", ".join([*keys, "m.customer_id ASC"])
 
 
-def _values_sql(snapshot: dict, compiled: Compiled) -> str:
-    names = list(dict.fromkeys(["revenue_minor", "engagement_score", *compiled.fields]))
+def _value_pairs(snapshot: dict) -> list[tuple[str, str]]:
+    """(key, SQL expression) of the values that qualify a member, in the order of its JSON object: revenue and
+    engagement, every field the rule reads (in the order the compiler meets them), the top N keys. Attributes
+    as stored on the customer (age and tenure as birth year and join date)."""
+    fields = [leaf["field"] for _path, leaf in leaves(snapshot.get("rule") or {})]
+    names = list(dict.fromkeys(["revenue_minor", "engagement_score", *fields]))
     names += [f for f in (snapshot.get("top_by"), snapshot.get("tie_break")) if f and f not in names]
     pairs: list[tuple[str, str]] = []
     for name in names:
@@ -123,9 +136,56 @@ def _values_sql(snapshot: dict, compiled: Compiled) -> str:
             pairs.append(("birth_year", "c.birth_year"))
         elif name == "tenure_days":
             pairs.append(("joined_at", "c.joined_at"))
-    pairs = list(dict(pairs).items())
+    return list(dict(pairs).items())
+
+
+def _in_metrics(key: str) -> bool:
+    """Whether a value key is a column of the scoring run's CustomerMetrics (immutable for the run); customer
+    attributes and influence change after the run and are stored with the member."""
+    return key in METRIC_FIELDS and key not in ("revenue", "influence")
+
+
+def _json_object(pairs: list[tuple[str, str]]) -> str:
     args = ", ".join(f"'{key}', {expr}" for key, expr in pairs)
     return f"jsonb_build_object({args})" if is_postgres() else f"json_object({args})"
+
+
+def _values_sql(snapshot: dict) -> str:
+    """Every value that qualifies a member (preview)."""
+    return _json_object(_value_pairs(snapshot))
+
+
+def _stored_values_sql(snapshot: dict) -> str:
+    """What a compact run stores per member: the values that its scoring run's metrics do not hold."""
+    pairs = [(key, expr) for key, expr in _value_pairs(snapshot) if not _in_metrics(key)]
+    if pairs:
+        return _json_object(pairs)
+    return "CAST('{}' AS jsonb)" if is_postgres() else "'{}'"
+
+
+def segment_member_values(run: SegmentRun) -> Expression:
+    """The values that qualified each member of `run`, for `SegmentMember.objects.filter(run=run)` (top-level
+    querysets only: the SQL names the members table). A compact run's member values are built again from the
+    scoring run's metrics with the expression that built them at run time, in the same key order, with the
+    stored values in their places: the same JSON text as a run that stored them all."""
+    if not run.compact_values:
+        return F("stored_values")
+    stored = f"{MEMBERS}.{connection.ops.quote_name('values')}"
+    pairs = []
+    for key, expr in _value_pairs(run.rule_snapshot):
+        if _in_metrics(key):
+            pairs.append((key, expr))
+        elif is_postgres():
+            pairs.append((key, f"{stored} -> '{key}'"))
+        else:
+            pairs.append((key, f"json_extract({stored}, '$.{key}')"))
+    # Keys and expressions are the fixed names and columns of _value_pairs; the run id is a parameter.
+    return RawSQL(  # noqa: S611
+        f"(SELECT {_json_object(pairs)} FROM {METRICS} m "
+        f"WHERE m.scoring_run_id = %s AND m.customer_id = {MEMBERS}.customer_id)",
+        [run.scoring_run_id],
+        output_field=JSONField(),
+    )
 
 
 def _source(compiled: Compiled, snapshot: dict) -> str:
@@ -134,13 +194,16 @@ def _source(compiled: Compiled, snapshot: dict) -> str:
     return f"{METRICS} m{join}"
 
 
-def _ranked_select(snapshot: dict, compiled: Compiled, scoring_run_id: int, *, limit: int | None) -> tuple[str, list]:
-    """SELECT customer_id, rank, values of the customers in the segment, in rank order."""
+def _ranked_select(
+    snapshot: dict, compiled: Compiled, scoring_run_id: int, *, limit: int | None, values: str | None = None
+) -> tuple[str, list]:
+    """SELECT customer_id, rank, values of the customers in the segment, in rank order (`values`: the JSON
+    expression, by default every value)."""
     top_n = snapshot.get("top_n")
     bound = min(x for x in (top_n, limit) if x is not None) if (top_n or limit) else None
     sql = (
         f"SELECT m.customer_id, ROW_NUMBER() OVER (ORDER BY {_order_by(snapshot)}) AS rk, "
-        f"{_values_sql(snapshot, compiled)} AS vals FROM {_source(compiled, snapshot)} "
+        f"{values or _values_sql(snapshot)} AS vals FROM {_source(compiled, snapshot)} "
         f"WHERE m.scoring_run_id = %s AND {compiled.sql} ORDER BY {_order_by(snapshot)}"
     )
     if bound is not None:
@@ -215,10 +278,17 @@ def _members_partition(run_id: int) -> str:
 
 
 def _members_insert(cursor, run: SegmentRun, compiled: Compiled) -> int:
-    """Write the run's members. On PostgreSQL into a table of the run's own without any index; its key and the
-    (run, rank) index are then built by sorting and the table attached as the run's partition (half the time
-    of inserting into the indexed table). On SQLite into the table."""
-    sql, params = _ranked_select(run.rule_snapshot, compiled, run.scoring_run_id, limit=None)
+    """Write the run's members, compact: with only the values that the scoring run's metrics do not hold
+    (`segment_member_values` reads the rest back). On PostgreSQL into a table of the run's own without any
+    index; its key and the (run, rank) index are then built by sorting and the table attached as the run's
+    partition (half the time of inserting into the indexed table). On SQLite into the table."""
+    sql, params = _ranked_select(
+        run.rule_snapshot,
+        compiled,
+        run.scoring_run_id,
+        limit=None,
+        values=_stored_values_sql(run.rule_snapshot),
+    )
     if is_postgres():
         # One members step at a time (ATTACH locks the parent, then the default partition): see scoring.py.
         cursor.execute(f"LOCK TABLE {MEMBERS} IN SHARE UPDATE EXCLUSIVE MODE")
@@ -286,12 +356,16 @@ def segment_run_execute(*, run_id: int) -> SegmentRun:
             compiled = Compiler(run.scoring_run.as_of).compile(run.rule_snapshot.get("rule"))
             members = _members_insert(cursor, run, compiled)
             inserted = time.perf_counter()
-            candidates = _count(cursor, compiled, run.rule_snapshot, run.scoring_run_id)
+            top_n = run.rule_snapshot.get("top_n")
+            # Fewer members than the top N (or no top N): every candidate is a member, no second scan to count.
+            full = top_n is not None and members >= top_n
+            candidates = _count(cursor, compiled, run.rule_snapshot, run.scoring_run_id) if full else members
             SegmentRun.objects.filter(pk=run.pk).update(
                 status=RunStatus.SUCCEEDED,
                 progress=100,
                 member_count=members,
                 candidates_count=candidates,
+                compact_values=True,
                 timings={
                     "members": round(inserted - started, 3),
                     "count": round(time.perf_counter() - inserted, 3),
@@ -434,8 +508,14 @@ def segment_run_explain(*, run: SegmentRun, customer_id: int) -> dict:
         failed = [c["path"] for c in result["conditions"] if not c["passed"]]
         result["reason"] = "Does not match the rule; failed conditions: " + ", ".join(failed) + "."
     else:
-        last = SegmentMember.objects.filter(run=run).order_by("-rank").first()
-        cutoff = last.values.get(snapshot["top_by"]) if last else None
+        last = (
+            SegmentMember.objects.filter(run=run)
+            .annotate(values=segment_member_values(run))
+            .order_by("-rank")
+            .values_list("values", flat=True)
+            .first()
+        )
+        cutoff = last.get(snapshot["top_by"]) if last else None
         result["reason"] = (
             f"Matches the rule but ranks below the top {snapshot['top_n']} by {snapshot['top_by']} "
             f"(value {metrics.get(snapshot['top_by'])}; the last member has {cutoff})."

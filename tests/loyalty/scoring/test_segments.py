@@ -7,8 +7,9 @@ import pytest
 from core.errors import ValidationFailed
 from loyalty.models import CustomerMetrics, SegmentMember
 from loyalty.segmentation.models import RunStatus
+from loyalty.segmentation.selectors import segment_member_list
 from loyalty.segmentation.services import segments as segments_service
-from loyalty.segmentation.services.segment_rules import rule_validate
+from loyalty.segmentation.services.segment_rules import METRIC_FIELDS, rule_validate
 from loyalty.segmentation.services.segments import (
     segment_create,
     segment_preview,
@@ -109,7 +110,7 @@ def test_top_n_by_revenue_with_engagement_floor_and_deterministic_tie_break(popu
     # c1 and c2 tie on revenue: the lower customer id ranks first; c3 has engagement 40: out.
     assert _member_ids(run) == [c[1].id, c[2].id, c[0].id]
     assert (run.candidates_count, run.member_count) == (5, 3)
-    first = SegmentMember.objects.get(run=run, rank=1)
+    first = segment_member_list(run=run).get(rank=1)
     assert first.values == {"revenue_minor": 90_000, "engagement_score": 70.0}
 
     # A tie-break metric decides before the customer id (highest first).
@@ -117,13 +118,29 @@ def test_top_n_by_revenue_with_engagement_floor_and_deterministic_tie_break(popu
     segment2 = segment_create(name="top2", rule=TOP_RULE, top_n=3, top_by="revenue_minor", tie_break="decayed_activity")
     run2 = segment_run_execute(run_id=segment_run_create(segment=segment2, scoring_run=scoring_run, enqueue=False).pk)
     assert _member_ids(run2) == [c[2].id, c[1].id, c[0].id]
-    assert SegmentMember.objects.get(run=run2, rank=1).values == {
+    assert segment_member_list(run=run2).get(rank=1).values == {
         "revenue_minor": 90_000,
         "engagement_score": 65.0,
         "decayed_activity": 5.0,
     }
     again = segment_run_execute(run_id=segment_run_create(segment=segment, scoring_run=scoring_run, enqueue=False).pk)
     assert _member_ids(again) == _member_ids(run)
+
+
+@pytest.mark.django_db
+def test_customers_without_a_value_rank_last_whichever_the_direction(population):
+    scoring_run, c = population
+    for customer, days in zip(c, [5, None, 2, 9, None, 2], strict=True):
+        CustomerMetrics.objects.filter(scoring_run=scoring_run, customer=customer).update(days_since_last=days)
+    segment = segment_create(name="recent", rule={}, top_n=6, top_by="days_since_last", tie_break="revenue_minor")
+    run = segment_run_execute(run_id=segment_run_create(segment=segment, scoring_run=scoring_run, enqueue=False).pk)
+    # Lowest first, ties by revenue (highest first), then the customers without interactions, by revenue too.
+    assert _member_ids(run) == [c[2].id, c[5].id, c[0].id, c[3].id, c[1].id, c[4].id]
+    for nullable in ("days_since_last", "revenue_minor"):
+        order = segments_service._order_by({"top_by": nullable})
+        assert ("IS NULL" in order) == (nullable in segments_service.NULLABLE)
+    nullable = {f.name for f in CustomerMetrics._meta.concrete_fields if f.null and f.name in METRIC_FIELDS}
+    assert nullable == segments_service.NULLABLE  # a metric that can be NULL keeps its NULL key
 
 
 @pytest.mark.django_db
