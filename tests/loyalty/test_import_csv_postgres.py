@@ -230,3 +230,22 @@ def test_future_dated_rows_are_handed_to_the_validator(customers, tmp_path: Path
 
 
 DAY = {"interactions": "occurred_at", "revenue": "period"}
+
+
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"], ids=["ascii", "bom"])
+def test_an_ascii_file_is_not_decoded_and_a_bom_is_skipped(customers, tmp_path: Path, bom):
+    path = tmp_path / "interactions.csv"
+    path.write_bytes(bom + (",".join(HEADER) + "\ni1,C1,phone,2025-03-01T10:00:00Z,call\n").encode())
+    assert file_import(kind="interactions", path=path).created == 1
+    assert Interaction.objects.get(external_id="i1").kind == "call"
+
+
+def test_a_file_that_is_not_utf8_is_reported_by_the_validator(customers, tmp_path: Path):
+    path = tmp_path / "interactions.csv"
+    path.write_bytes(
+        (",".join(HEADER) + "\ni1,C1,phone,2025-03-01T10:00:00Z,call\n").encode() + b"i2,C1,phone,x,\xff\n"
+    )
+    with pytest.raises(FileRejected, match="not valid UTF-8") as rejected:
+        file_import(kind="interactions", path=path)
+    assert [e.position for e in rejected.value.errors] == [3]
+    assert Interaction.objects.count() == 0
