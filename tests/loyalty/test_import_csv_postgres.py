@@ -107,12 +107,86 @@ def test_resending_the_file_changes_nothing_and_changed_rows_are_updated(custome
         ["i1", "C1", "phone", "2025-03-01T10:00:00Z", ""],  # repeats i1
         ["i9", "C1", "phone", "2025-03-01T10:00:00Z"],  # a value short
         ["i9", "", "phone", "2025-03-01T10:00:00Z", ""],
+        # The timestamp's boundaries: hour 24, second 60, 31 April, a month 13 (the cast fails), a letter, a
+        # year before 1900, 7 decimals, an offset PostgreSQL refuses (past 15:59), a suffix after Z.
+        ["i9", "C1", "phone", "2025-03-01T24:00:00Z", ""],
+        ["i9", "C1", "phone", "2025-03-01T23:59:60Z", ""],
+        ["i9", "C1", "phone", "2025-04-31T10:00:00Z", ""],
+        ["i9", "C1", "phone", "2025-13-01T10:00:00Z", ""],
+        ["i9", "C1", "phone", "2025-03-01T1a:00:00Z", ""],
+        ["i9", "C1", "phone", "1899-12-31T10:00:00Z", ""],
+        ["i9", "C1", "phone", "2025-03-01T10:00:00.1234567Z", ""],
+        ["i9", "C1", "phone", "2025-03-01T10:00:00+16:00", ""],
+        ["i9", "C1", "phone", "2025-03-01T10:00:00.5-23:59", ""],
+        ["i9", "C1", "phone", "2025-03-01T10:00:00ZZ", ""],
+        ["i9", "C1", "phone", "2025-03-01T10:00:00", ""],
+        # Lengths (a plain file is checked by length only).
+        ["x" * 65, "C1", "phone", "2025-03-01T10:00:00Z", ""],
+        ["i9", "C1", "phone", "2025-03-01T10:00:00Z", "k" * 65],
     ],
 )
-def test_files_outside_the_strict_subset_are_handed_over_untouched(customers, row):
-    assert ingest_csv_pg(kind="interactions", header=HEADER, body=csv_body([ROWS[0], row])) is None
+@pytest.mark.parametrize("plain", [True, False], ids=["plain", "not-plain"])
+def test_files_outside_the_strict_subset_are_handed_over_untouched(customers, row, plain):
+    # ROWS[2] has a space in its kind: the file is not plain, and the general checks apply.
+    body = csv_body([ROWS[0], row] if plain else [ROWS[0], ROWS[2], row])
+    assert ingest_csv_pg(kind="interactions", header=HEADER, body=body) is None
     assert Interaction.objects.count() == 0
     assert InteractionDayRollup.objects.count() == 0
+
+
+@pytest.mark.parametrize("plain", [True, False], ids=["plain", "not-plain"])
+@pytest.mark.parametrize(
+    "occurred_at",
+    ["1900-01-01T00:00:00Z", "2025-02-28T23:59:59.999999Z", "2024-02-29T00:00:00+15:59", "2025-03-01T10:00:00-15:59"],
+)
+def test_timestamps_at_the_edges_of_the_strict_subset_take_the_fast_path(customers, occurred_at, plain):
+    rows = [["e1", "C1", "phone", occurred_at, "call"]] + ([] if plain else [ROWS[2]])
+    result = ingest_csv_pg(kind="interactions", header=HEADER, body=csv_body(rows))
+    assert result is not None and result.created == len(rows)
+    expected = rows_validate(
+        "interactions",
+        [{"external_id": "x", "customer_external_id": "C1", "channel": "phone", "occurred_at": occurred_at}],
+    )
+    assert Interaction.objects.get(external_id="e1").occurred_at == expected[0]["occurred_at"]
+
+
+def test_an_offset_past_15_59_is_imported_by_the_validator_path(customers, tmp_path: Path):
+    """The validator accepts offsets up to 23:59; PostgreSQL refuses past 15:59 (the fast path's cast raised a
+    DataError out of the import)."""
+    path = tmp_path / "interactions.csv"
+    path.write_text(",".join(HEADER) + "\ni1,C1,phone,2025-03-01T10:00:00+16:00,call\n")
+    result = file_import(kind="interactions", path=path)
+    assert (result.rows, result.created) == (1, 1)
+    assert Interaction.objects.get(external_id="i1").occurred_at == datetime(2025, 2, 28, 18, 0, tzinfo=UTC)
+
+
+def test_a_line_that_ends_copy_data_is_reported_and_nothing_is_written(customers, tmp_path: Path):
+    """A line `\\.` ends the data of a COPY: the lines after it were left out, and the file was imported in
+    part. The validator reports the line."""
+    path = tmp_path / "interactions.csv"
+    path.write_text(
+        ",".join(HEADER) + "\ni1,C1,phone,2025-03-01T10:00:00Z,call\n\\.\ni2,C1,phone,2025-03-01T10:00:00Z,call\n"
+    )
+    with pytest.raises(FileRejected) as rejected:
+        file_import(kind="interactions", path=path)
+    assert [e.position for e in rejected.value.errors] == [3]
+    assert Interaction.objects.count() == 0
+
+
+def test_a_plain_file_is_written_as_the_validator_path_writes_it(customers):
+    rows = [
+        ["i1", "C1", "phone", "2025-03-01T10:00:00Z", "call"],
+        ["i2", "C2", "app", "2025-03-01T23:30:00.25-02:00", ""],
+    ]
+    body = csv_body([[f"db-{r[0]}", *r[1:]] for r in rows])
+    assert body.isascii() and b" " not in body
+    assert ingest_csv_pg(kind="interactions", header=HEADER, body=body).created == 2
+    raw = [dict(zip(HEADER, [f"py-{r[0]}", *r[1:]], strict=True)) for r in rows]
+    ingest_rows(
+        kind="interactions", rows=rows_validate("interactions", [{k: v for k, v in r.items() if v} for r in raw])
+    )
+    fields = ["customer_id", "channel", "occurred_at", "kind"]
+    assert stored(Interaction, "db-", fields) == stored(Interaction, "py-", fields)
 
 
 def test_file_import_falls_back_to_the_validator_for_valid_unusual_spellings(customers, tmp_path: Path):
@@ -156,3 +230,22 @@ def test_future_dated_rows_are_handed_to_the_validator(customers, tmp_path: Path
 
 
 DAY = {"interactions": "occurred_at", "revenue": "period"}
+
+
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"], ids=["ascii", "bom"])
+def test_an_ascii_file_is_not_decoded_and_a_bom_is_skipped(customers, tmp_path: Path, bom):
+    path = tmp_path / "interactions.csv"
+    path.write_bytes(bom + (",".join(HEADER) + "\ni1,C1,phone,2025-03-01T10:00:00Z,call\n").encode())
+    assert file_import(kind="interactions", path=path).created == 1
+    assert Interaction.objects.get(external_id="i1").kind == "call"
+
+
+def test_a_file_that_is_not_utf8_is_reported_by_the_validator(customers, tmp_path: Path):
+    path = tmp_path / "interactions.csv"
+    path.write_bytes(
+        (",".join(HEADER) + "\ni1,C1,phone,2025-03-01T10:00:00Z,call\n").encode() + b"i2,C1,phone,x,\xff\n"
+    )
+    with pytest.raises(FileRejected, match="not valid UTF-8") as rejected:
+        file_import(kind="interactions", path=path)
+    assert [e.position for e in rejected.value.errors] == [3]
+    assert Interaction.objects.count() == 0

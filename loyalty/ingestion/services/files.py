@@ -177,10 +177,15 @@ def file_import(
     except OSError as exc:
         raise FileRejected(f"Cannot read {path}: {exc.strerror}.") from None
     if fmt == "csv" and kind in CSV_FAST_KINDS and connection.vendor == "postgresql":
-        header, _, body = _decode(data).partition("\n")
+        if data.isascii():  # valid UTF-8 as it is: not decoded and encoded again (0.1 s for 60 MB)
+            head, _, body = data.partition(b"\n")
+            header = head.decode()
+        else:
+            header, _, text = _decode(data).partition("\n")
+            body = text.encode()
         if '"' not in header:  # a quoted header goes the validator's way
             names = [name.strip() for name in header.rstrip("\r").split(",")]
-            result = ingest_csv_pg(kind=kind, header=names, body=body.encode(), dry_run=dry_run, progress=progress)
+            result = ingest_csv_pg(kind=kind, header=names, body=body, dry_run=dry_run, progress=progress)
             if result is not None:
                 return result
     parsed = file_parse(kind=kind, data=data, fmt=fmt)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 
-from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
+from django.db import DatabaseError, DataError, IntegrityError, OperationalError, connection, transaction
 
 from loyalty.customers.models import Channel, Customer, Interaction, RevenueEntry
 from loyalty.ingestion.services import churn, hand_over
@@ -366,48 +366,63 @@ def _ascii(max_length: int) -> str:
     )
 
 
+def _plain(max_length: int) -> str:
+    """_ascii for a plain file (see _NOT_PLAIN): every value is printable ASCII without spaces already."""
+    return f"octet_length(V) <= {max_length}"
+
+
 # Sets of valid spellings (hashed by the planner, so each check is one lookup).
 _CALENDAR = (
     "(SELECT to_char(d, 'YYYY-MM-DD') FROM generate_series(DATE '1900-01-01', DATE '2100-12-31', "
     "INTERVAL '1 day') AS d)"
 )
-_CLOCK = (
-    "(SELECT to_char(t, 'HH24:MI:SS') FROM generate_series(TIMESTAMP '2000-01-01', "
-    "TIMESTAMP '2000-01-01 23:59:59', INTERVAL '1 second') AS t)"
-)
+# UTC offsets up to 15:59: PostgreSQL refuses larger ones ("time zone displacement out of range"), the validator
+# accepts them up to 23:59 (such a file takes the validator's way).
 _OFFSETS = (
-    "(SELECT 'Z' UNION ALL SELECT sign || to_char(t, 'HH24:MI') FROM generate_series(TIMESTAMP '2000-01-01', "
-    "TIMESTAMP '2000-01-01 23:59', INTERVAL '1 minute') AS t, (VALUES ('+'), ('-')) AS signs(sign))"
+    "(SELECT sign || to_char(t, 'HH24:MI') FROM generate_series(TIMESTAMP '2000-01-01', "
+    "TIMESTAMP '2000-01-01 15:59', INTERVAL '1 minute') AS t, (VALUES ('+'), ('-')) AS signs(sign))"
 )
 _AMOUNTS = ", ".join(  # 1-12 digits, optionally a point and 1-2 decimals, after each digit became a 9
     f"'{'9' * whole}{point}'" for whole in range(1, 13) for point in ("", ".9", ".99")
 )
-_FRACTION_AND_OFFSET = r"^\.\d{1,6}(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$"
+_FRACTION_AND_OFFSET = r"^\.\d{1,6}(Z|[+-](0\d|1[0-5]):[0-5]\d)$"
 _DIGITS_AS_9 = "translate(V, '0123456789', '9999999999')"
-# Per kind and column: (check of the raw text V, SQL of the value from V, SQL default when absent (None:
-# required)). V stands for the column: a word of its own, it occurs nowhere else in these strings.
-_CSV_COLUMNS: dict[str, dict[str, tuple[str, str, str | None]]] = {
+# YYYY-MM-DDTHH:MM:SS[.ffffff] and Z or +HH:MM, years 1900 to 2100. The first 19 characters are a valid date and
+# time exactly when PostgreSQL writes back what it read (no hour 24, no second 60, no 31 April, digits only;
+# cheaper than looking the day and the time up in sets of valid spellings); a cast that fails (2025-13-01T...)
+# raises a DataError, and the file takes the validator's way. The datestyle is set to ISO for the transaction.
+_TIMESTAMP = (
+    "(V LIKE '19%' OR V LIKE '20%' OR V LIKE '2100%') AND substr(V, 11, 1) = 'T' "
+    "AND CAST(CAST(left(V, 19) AS timestamp) AS text) = replace(left(V, 19), 'T', ' ') "
+    f"AND (V LIKE '___________________Z' OR substr(V, 20) IN {_OFFSETS} OR substr(V, 20) ~ '{_FRACTION_AND_OFFSET}')"
+)
+# Per kind and column: (check of the raw text V, the same check in a plain file, SQL of the value from V, SQL
+# default when absent (None: required)). V stands for the column: a word of its own, it occurs nowhere else in
+# these strings.
+_CSV_COLUMNS: dict[str, dict[str, tuple[str, str, str, str | None]]] = {
     "interactions": {
-        "external_id": (_ascii(64), "V", None),
-        "customer_external_id": (_ascii(64), "V", None),
-        "channel": ("V IN (" + ", ".join(f"'{c}'" for c in Channel.values) + ")", "V", None),
-        "occurred_at": (  # YYYY-MM-DDTHH:MM:SS[.ffffff] and Z or +HH:MM
-            f"left(V, 10) IN {_CALENDAR} AND substr(V, 11, 1) = 'T' AND substr(V, 12, 8) IN {_CLOCK} "
-            f"AND (substr(V, 20) IN {_OFFSETS} OR substr(V, 20) ~ '{_FRACTION_AND_OFFSET}')",
-            "CAST(V AS timestamptz)",
-            None,
-        ),
-        "kind": (_ascii(64), "V", "''"),
+        "external_id": (_ascii(64), _plain(64), "V", None),
+        "customer_external_id": (_ascii(64), _plain(64), "V", None),
+        "channel": (("V IN (" + ", ".join(f"'{c}'" for c in Channel.values) + ")",) * 2 + ("V", None)),
+        "occurred_at": (_TIMESTAMP, _TIMESTAMP, "CAST(V AS timestamptz)", None),
+        "kind": (_ascii(64), _plain(64), "V", "''"),
     },
     "revenue": {
-        "external_id": (_ascii(64), "V", None),
-        "customer_external_id": (_ascii(64), "V", None),
-        "period": (f"V IN {_CALENDAR}", "CAST(V AS date)", None),
-        "amount": (f"{_DIGITS_AS_9} IN ({_AMOUNTS})", "CAST(V AS numeric(14, 2))", None),
-        "currency": ("translate(V, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'AAAAAAAAAAAAAAAAAAAAAAAAAA') = 'AAA'", "V", "'EUR'"),
-        "kind": (_ascii(32), "V", "''"),
+        "external_id": (_ascii(64), _plain(64), "V", None),
+        "customer_external_id": (_ascii(64), _plain(64), "V", None),
+        "period": (f"V IN {_CALENDAR}", f"V IN {_CALENDAR}", "CAST(V AS date)", None),
+        "amount": ((f"{_DIGITS_AS_9} IN ({_AMOUNTS})",) * 2 + ("CAST(V AS numeric(14, 2))", None)),
+        "currency": (
+            ("translate(V, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'AAAAAAAAAAAAAAAAAAAAAAAAAA') = 'AAA'",) * 2 + ("V", "'EUR'")
+        ),
+        "kind": (_ascii(32), _plain(32), "V", "''"),
     },
 }
+# A plain file: printable ASCII and line feeds only, no space, no quote, no carriage return. Its values need no
+# unquoting, carry nothing the validator would strip, and an empty one is NULL already (COPY's CSV NULL).
+_NOT_PLAIN = bytes(range(0, 10)) + bytes(range(11, 33)) + b'"' + bytes(range(127, 256))
+# A line `\.` ends COPY's data: the lines after it would be left out. Such a file takes the validator's way.
+_END_OF_DATA = re.compile(rb"(?m)^\\\.\r?$")
 CSV_FAST_KINDS = tuple(_CSV_COLUMNS)
 
 
@@ -428,22 +443,31 @@ def ingest_csv_pg(
     if (
         len(raw) != len(header)  # a repeated column name
         or len(raw) > 100
-        or any(name not in raw for name, (_, _, default) in columns.items() if default is None)
+        or any(name not in raw for name, (_, _, _, default) in columns.items() if default is None)
+        or (b"\\." in body and _END_OF_DATA.search(body))
     ):
         return None
+    # One scan of the bytes (about 0.1 s for 60 MB) tells whether the cheaper checks of a plain file apply.
+    plain = body.isascii() and len(body.translate(None, _NOT_PLAIN)) == len(body)
+    dated = DAY_FIELD[kind]
     checks, values = [], []
-    for name, (check, value, default) in columns.items():
+    for name, (check, plain_check, value, default) in columns.items():
         if name not in raw:
             values.append(default)
             continue
-        v = f"NULLIF({raw[name]}, '')"
-        check, value = re.sub(r"\bV\b", v, check), re.sub(r"\bV\b", v, value)
+        v = raw[name] if plain else f"NULLIF({raw[name]}, '')"
+        check, value = re.sub(r"\bV\b", v, plain_check if plain else check), re.sub(r"\bV\b", v, value)
         checks.append(check if default is None else f"({v} IS NULL OR {check})")
+        if name == dated:
+            # Cast once, in the scan below, where every check passed (CASE evaluates its condition first).
+            dated_value = value
+            value = "ingest_dated"
         values.append(value if default is None else f"COALESCE({value}, {default})")
     result = IngestResult(kind=kind, dry_run=dry_run)
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SET LOCAL work_mem = '128MB'")
+            cursor.execute("SET LOCAL datestyle = 'ISO, MDY'")  # _TIMESTAMP reads the text of a timestamp
             cursor.execute(
                 f"CREATE TEMP TABLE ingest_raw ({', '.join(f'{c} text' for c in raw.values())}) ON COMMIT DROP"
             )
@@ -456,47 +480,56 @@ def ingest_csv_pg(
             # No ANALYZE: ingest_raw is only ever scanned whole.
             if progress:
                 progress("parsed", total, total)
-            # A date or time past the future limit goes the validator's way, which names its lines; it is cast
-            # only where every check passed (CASE evaluates its condition first).
-            dated = DAY_FIELD[kind]
-            cast = "timestamptz" if kind == "interactions" else "date"
+            # The raw lines with the value of the dated column, NULL where a check fails (OFFSET 0: a subquery
+            # of its own, so the cast happens once). A date or time past the future limit goes the validator's
+            # way, which names its lines.
             limit = future_limit()
             limit = cursor.mogrify("%s", [limit if kind == "interactions" else limit.date()]).decode()
-            good = f"CASE WHEN {' AND '.join(checks)} THEN CAST({raw[dated]} AS {cast}) <= {limit} ELSE FALSE END"
+            checked = (
+                f"(SELECT *, CASE WHEN {' AND '.join(checks)} THEN {dated_value} END AS ingest_dated "
+                "FROM ingest_raw OFFSET 0) r"
+            )
+            good = f"ingest_dated <= {limit}"
             # The usual file: every line well-formed and new, every customer known. One INSERT straight from the
             # raw lines, checked in the same scan (a line failing a check, or naming an unknown customer, is
             # not inserted: fewer rows than lines, and the INSERT is rolled back); a repeated or stored external
             # id breaks the unique constraint. Otherwise the checks run again on their own and the rows are
-            # staged for the general path below.
+            # staged for the general path below. A cast that fails in a check raises a DataError: the
+            # validator's way. In the order of the (customer, time) index: its pages are then filled one after
+            # the other instead of at random (the sort costs less than it saves: 8.7-9.1 s against 10.3-10.5 s
+            # for this INSERT of 1,000,000 rows, in turns at load 1.2-1.5).
             stored = COMPARED[kind]
             extra_cols, extra_values = (["created_at"], ["now()"]) if kind == "revenue" else ([], [])
             by_name = dict(zip(columns, values, strict=True))
             selected = [by_name["external_id"], "c.id", *(by_name[c] for c in stored[1:]), *extra_values]
-            if not dry_run and _pg_insert_all_new(
-                cursor,
-                kind,
-                MODELS[kind]._meta.db_table,
-                total=total,
-                columns=["external_id", *stored, *extra_cols],
-                select=f"SELECT {', '.join(selected)} FROM ingest_raw "
-                f"JOIN {Customer._meta.db_table} c ON c.external_id = {by_name['customer_external_id']} "
-                f"WHERE {good}",
-            ):
-                result.created = total
-                cursor.execute("DROP TABLE ingest_raw")
-                if progress:
-                    progress("validated", total, total)
-                    progress("written", total, total)
-                result.unchanged = 0
-                return result
-            cursor.execute(f"SELECT EXISTS (SELECT 1 FROM ingest_raw WHERE NOT ({good}))")
+            try:
+                if not dry_run and _pg_insert_all_new(
+                    cursor,
+                    kind,
+                    MODELS[kind]._meta.db_table,
+                    total=total,
+                    columns=["external_id", *stored, *extra_cols],
+                    select=f"SELECT {', '.join(selected)} FROM {checked} "
+                    f"JOIN {Customer._meta.db_table} c ON c.external_id = {by_name['customer_external_id']} "
+                    f"WHERE {good} ORDER BY c.id, ingest_dated",
+                ):
+                    result.created = total
+                    cursor.execute("DROP TABLE ingest_raw")
+                    if progress:
+                        progress("validated", total, total)
+                        progress("written", total, total)
+                    result.unchanged = 0
+                    return result
+                cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {checked} WHERE ({good}) IS NOT TRUE)")
+            except DataError:
+                raise _Fallback() from None
             if cursor.fetchone()[0]:
                 raise _Fallback()
             _pg_stage_table(cursor, kind)
             names = [name for name, _ in COLUMNS[kind]]
             cursor.execute(
                 f"INSERT INTO ingest_stage (pos, {', '.join(names)}) "
-                f"SELECT row_number() OVER (), {', '.join(values)} FROM ingest_raw"
+                f"SELECT row_number() OVER (), {', '.join(values)} FROM {checked}"
             )
             cursor.execute("DROP TABLE ingest_raw")
             cursor.execute("ANALYZE ingest_stage")
