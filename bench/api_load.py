@@ -8,9 +8,10 @@ What it does:
    an app session token each (Django sessions with fixed keys, as allauth's app client makes them); `--events`
    published free events to list and read, 3 bookings per member on them; a tier whose concierge allowance
    (1,000,000 a month) never runs out. Each run deletes the previous run's booked events and their bookings.
-2. Starts gunicorn itself in production mode (`PREMIER_PRODUCTION=1`; gunicorn.conf.py, with `--workers` x `--threads`,
-   4 x 4 by default, and 2 x threads connections per worker) on `--port` (8100-8109 here), on PostgreSQL, with Redis (`--redis`, DB 3) as
-   the cache (throttles) and the Celery broker, throttle rates raised (`API_THROTTLE_AUTH`).
+2. Starts gunicorn itself in production mode (`PREMIER_PRODUCTION=1`; gunicorn.conf.py, with `--workers` x
+   `--threads`, 4 x 4 by default, and 2 x threads connections per worker) on `--port` (8100-8109 here), on
+   PostgreSQL, with Redis (`--redis`, DB 3) as the cache (throttles) and the Celery broker, throttle rates raised
+   (`API_THROTTLE_AUTH`).
 3. Runs `wrk` (Debian package `wrk`; C, epoll, one thread) with bench/api_load.lua for every operation at 1 and
    16 clients for `--duration` seconds each: the floor `GET /me`, the reads `/events`, `/events/{id}`,
    `/me/membership`, `/bookings`, and the writes (a booking of a free event, a concierge request). Every request
